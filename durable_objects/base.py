@@ -1,0 +1,40 @@
+"""DurableObject: the class Django code subclasses, like a Model."""
+
+from .namespace import Namespace, NamespaceDescriptor
+from .options import Options
+from .registry import registry
+
+HANDLERS = frozenset({"fetch", "alarm", "websocket_message", "websocket_close", "websocket_error"})
+
+
+class DurableObjectBase(type):
+    """Metaclass: reads Meta, sets ``_meta`` and ``objects``, registers the class."""
+
+    def __new__(mcs, name, bases, attrs, **kwargs):
+        parents = [base for base in bases if isinstance(base, DurableObjectBase)]
+        if not parents:  # DurableObject itself
+            return super().__new__(mcs, name, bases, attrs, **kwargs)
+        meta = attrs.pop("Meta", None)
+        cls = super().__new__(mcs, name, bases, attrs, **kwargs)
+        parent_meta = next((p._meta for p in parents if hasattr(p, "_meta")), None)
+        cls._meta = Options(meta, cls, parent_meta)
+        if not cls._meta.abstract:
+            cls.objects = NamespaceDescriptor(Namespace(cls))
+            registry.register(cls)
+        return cls
+
+
+class DurableObject(metaclass=DurableObjectBase):
+    """Base class of durable objects: one live instance per ID, with its own storage.
+
+    Public methods (no leading underscore) are callable through a stub. Optional handlers:
+    ``fetch(request)``, ``alarm(info)``, ``websocket_message(ws, message)``,
+    ``websocket_close(ws, code, reason, was_clean)``, ``websocket_error(ws, error)``.
+    """
+
+    def __init__(self, ctx, env):
+        self.ctx = ctx
+        self.env = env
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.ctx.id if hasattr(self, 'ctx') else ''}>"

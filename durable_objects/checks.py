@@ -1,0 +1,99 @@
+"""System checks, ``durable_objects.E001`` and on; listed in docs/ref/checks.md."""
+
+import os
+
+from django.conf import settings
+from django.core.checks import Error, register
+
+from .conf import DEFAULTS, SYNCHRONOUS_CHOICES, get_config, unknown_keys
+from .registry import registry
+
+
+@register()
+def check_durable_objects(app_configs=None, **kwargs):
+    """Check the settings, the storage root, the channel layer and every class."""
+    errors = []
+    errors.extend(_check_settings())
+    errors.extend(_check_storage_root())
+    errors.extend(_check_channel_layer())
+    errors.extend(_check_labels())
+    return errors
+
+
+def _check_settings():
+    unknown = unknown_keys()
+    if unknown:
+        yield Error(
+            f"DURABLE_OBJECTS has unknown keys: {', '.join(unknown)}.",
+            hint="Known keys: " + ", ".join(sorted(DEFAULTS)) + ".",
+            id="durable_objects.E002",
+        )
+    config = get_config()
+    if config["SYNCHRONOUS"] not in SYNCHRONOUS_CHOICES:
+        yield Error(
+            f"DURABLE_OBJECTS['SYNCHRONOUS'] is {config['SYNCHRONOUS']!r}.",
+            hint="Use one of: " + ", ".join(SYNCHRONOUS_CHOICES) + ".",
+            id="durable_objects.E005",
+        )
+    for key in (
+        "MAX_KEY_SIZE",
+        "MAX_ENTRY_SIZE",
+        "MAX_CALL_SIZE",
+        "CALL_TIMEOUT",
+        "BLOCK_CONCURRENCY_TIMEOUT",
+        "HIBERNATE_AFTER",
+        "MAX_ACTIVE_OBJECTS",
+        "MAX_OPEN_SHARDS",
+        "GROUP_COMMIT_MAX_EVENTS",
+        "COMMIT_THREADS",
+        "CATALOG_FLUSH_INTERVAL",
+    ):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            yield Error(
+                f"DURABLE_OBJECTS[{key!r}] must be a positive number, not {value!r}.",
+                hint=f"Remove it to use the default, {DEFAULTS[key]!r}.",
+                id="durable_objects.E006",
+            )
+
+
+def _check_storage_root():
+    root = get_config()["STORAGE_ROOT"]
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        yield Error(
+            f"The storage root {root} is not writable.",
+            hint="Set DURABLE_OBJECTS['STORAGE_ROOT'] to a directory this process can write, "
+            "or fix its permissions.",
+            id="durable_objects.E001",
+        )
+
+
+def _check_channel_layer():
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    if "default" not in layers:
+        yield Error(
+            "No default channel layer is configured; objects cannot reach their WebSockets.",
+            hint="Add CHANNEL_LAYERS = {'default': {'BACKEND': "
+            "'channels.layers.InMemoryChannelLayer'}} for one process, or channels_redis's "
+            "RedisChannelLayer for a cluster.",
+            id="durable_objects.E004",
+        )
+
+
+def _check_labels():
+    seen = {}
+    for cls in registry.all():
+        folded = cls._meta.label.lower()
+        other = seen.get(folded)
+        if other is not None:
+            yield Error(
+                f"DurableObject labels {other._meta.label!r} and {cls._meta.label!r} differ "
+                "only in case; their shards would share a directory on case-insensitive disks.",
+                hint="Rename one class or set Meta.label.",
+                obj=cls,
+                id="durable_objects.E003",
+            )
+        seen[folded] = cls

@@ -1,0 +1,66 @@
+"""The ``DURABLE_OBJECTS`` setting, merged over documented defaults."""
+
+from functools import cache
+from pathlib import Path
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+DEFAULTS = {
+    # Where shards live: <STORAGE_ROOT>/<app_label>/<ClassName>/<id[:2]>/<id>.sqlite3.
+    # None means <BASE_DIR>/var/durable_objects, or ./var/durable_objects without BASE_DIR.
+    "STORAGE_ROOT": None,
+    # SQLite's synchronous pragma for shards: "FULL" (durable at every commit) or "NORMAL".
+    "SYNCHRONOUS": "FULL",
+    # Key-value limits, in bytes (UTF-8 key; key plus serialized value).
+    "MAX_KEY_SIZE": 2 * 1024,
+    "MAX_ENTRY_SIZE": 2 * 1024 * 1024,
+    # Largest serialized argument list or result of one call, in bytes.
+    "MAX_CALL_SIZE": 32 * 1024 * 1024,
+    # Seconds a caller waits for a reply before CallTimeout.
+    "CALL_TIMEOUT": 30.0,
+    # Seconds block_concurrency_while() may run before the instance is reset.
+    "BLOCK_CONCURRENCY_TIMEOUT": 30.0,
+    # Default for Meta.hibernate_after, in seconds.
+    "HIBERNATE_AFTER": 10.0,
+    # Most live instances one host keeps; past it the least recently used idle ones sleep.
+    "MAX_ACTIVE_OBJECTS": 20_000,
+    # Most shards one host keeps open; past it idle shards are closed (reopened on use).
+    "MAX_OPEN_SHARDS": 256,
+    # Most consecutive events of one object that share one commit.
+    "GROUP_COMMIT_MAX_EVENTS": 128,
+    # Threads that run commits (fsync) off the event loop.
+    "COMMIT_THREADS": 4,
+    # Seconds between writes of the catalog (the ObjectRecord model).
+    "CATALOG_FLUSH_INTERVAL": 2.0,
+}
+
+SYNCHRONOUS_CHOICES = ("FULL", "NORMAL", "EXTRA")
+
+
+@cache
+def get_config():
+    """Return DEFAULTS updated with settings.DURABLE_OBJECTS."""
+    user = getattr(settings, "DURABLE_OBJECTS", None) or {}
+    config = {**DEFAULTS, **user}
+    if config["STORAGE_ROOT"] is None:
+        base = getattr(settings, "BASE_DIR", None)
+        config["STORAGE_ROOT"] = Path(base or ".") / "var" / "durable_objects"
+    config["STORAGE_ROOT"] = Path(config["STORAGE_ROOT"]).resolve()
+    return config
+
+
+def unknown_keys():
+    """Return the keys of settings.DURABLE_OBJECTS that are not recognised."""
+    user = getattr(settings, "DURABLE_OBJECTS", None) or {}
+    return sorted(set(user) - set(DEFAULTS))
+
+
+@receiver(setting_changed)
+def _reset_config(*, setting, **kwargs):
+    if setting in ("DURABLE_OBJECTS", "BASE_DIR"):
+        get_config.cache_clear()
+        from durable_objects.runtime.host import reset_host
+
+        reset_host()

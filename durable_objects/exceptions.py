@@ -1,0 +1,45 @@
+"""Exceptions raised by durable_objects."""
+
+
+class DurableObjectError(Exception):
+    """Base class of the errors durable_objects raises itself."""
+
+    remote = False
+    retryable = False
+
+
+class RemoteError(DurableObjectError):
+    """An exception raised inside an object whose type cannot be rebuilt at the caller."""
+
+    remote = True
+
+    def __init__(self, type_name, message):
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+
+
+class CallTimeout(DurableObjectError):
+    """The object did not reply within CALL_TIMEOUT seconds."""
+
+    retryable = True
+
+
+class ObjectReset(DurableObjectError):
+    """The instance was reset (abort(), a failed commit or block_concurrency_while)."""
+
+    retryable = True
+
+
+class FencedError(DurableObjectError):
+    """A commit was refused because a newer activation of the object holds the shard."""
+
+    retryable = True
+
+
+class StorageLocked(DurableObjectError):
+    """Another process hosts objects from the same storage root in embedded mode."""
+
+
+class ForbiddenQuery(DurableObjectError):
+    """A SQL statement was refused: transaction control, ATTACH, internal tables, PRAGMA."""

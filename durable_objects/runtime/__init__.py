@@ -1,0 +1,1 @@
+"""The host: runs objects on the process's event loop, one event at a time per object."""

@@ -1,0 +1,291 @@
+"""One live instance of one object: its queue, its transaction, its output gate.
+
+Events run one at a time in arrival order. Consecutive queued events share one SQLite
+transaction (group commit), each inside its own savepoint; their replies are held until
+the commit returns (the output gate). See docs/topics/events-and-transactions.md.
+"""
+
+import asyncio
+import inspect
+import time
+from collections import deque
+
+from durable_objects.conf import get_config
+from durable_objects.exceptions import ObjectReset
+from durable_objects.storage.shard import Shard, shard_path
+
+from .events import current_event
+from .state import DurableObjectState
+
+
+class Activation:
+    """The live instance of one object in this host, and everything it holds."""
+
+    def __init__(self, host, cls, object_id):
+        self.host = host
+        self.cls = cls
+        self.id = object_id
+        self.key = object_id.key
+        self.path = shard_path(host.root, cls._meta.label, str(object_id))
+        self.hibernate_after = cls._meta.hibernate_after
+        self.queue = deque()
+        self.instance = None
+        self.ctx = None
+        self.shard = None
+        self.epoch = None
+        self.stack = []  # events running now; more than one only for call-chain reentry
+        self.held = []  # (event, outcome) pairs waiting for the commit
+        self.gates = []  # block_concurrency_while() tasks
+        self.runner = None
+        self.last_active = time.monotonic()
+        self.closed = False
+        self.abort_cause = None
+
+    # -- arrival -------------------------------------------------------------------------
+
+    def submit(self, event):
+        """Queue event (or run it at once if its call chain is already inside this object)."""
+        if self.stack and event.chain:
+            running = {e.token for e in self.stack if e.token is not None}
+            if running.intersection(event.chain):
+                self.host.loop.create_task(self._run_reentrant(event))
+                return
+        self.queue.append(event)
+        if self.runner is None:
+            self.runner = self.host.loop.create_task(self._drain())
+
+    @property
+    def idle(self):
+        return (
+            self.runner is None
+            and not self.queue
+            and not self.stack
+            and not self.held
+            and not self.gates
+        )
+
+    # -- running -------------------------------------------------------------------------
+
+    async def _drain(self):
+        try:
+            while self.queue and not self.closed:
+                await self._run_batch()
+        finally:
+            self.runner = None
+            self.last_active = time.monotonic()
+
+    async def _run_batch(self):
+        limit = get_config()["GROUP_COMMIT_MAX_EVENTS"]
+        count = 0
+        while self.queue and count < limit and self.abort_cause is None and not self.closed:
+            event = self.queue.popleft()
+            if event.future.done():  # the caller gave up before the event started
+                continue
+            outcome = await self._run_event(event)
+            self.held.append((event, outcome))  # self.held may be a new list after the await
+            count += 1
+        await self._commit_held()
+
+    async def _run_reentrant(self, event):
+        outcome = await self._run_event(event)
+        self.held.append((event, outcome))
+        await self._commit_held()
+
+    async def _run_event(self, event):
+        self.stack.append(event)
+        token = current_event.set((self, event))
+        try:
+            if self.instance is None:
+                await self._construct()
+            result = event.invoke(self.instance)
+            if inspect.isawaitable(result):
+                result = await result
+            await self._await_gates()
+            if hasattr(event, "encode_async"):
+                data = await event.encode_async(result)
+            else:
+                data = event.encode(result)
+            self._end_event(ok=True)
+            outcome = (True, data)
+        except Exception as exc:
+            self._end_event(ok=False)
+            outcome = (False, event.encode_error(exc))
+        finally:
+            current_event.reset(token)
+            self.stack.pop()
+            self.last_active = time.monotonic()
+        return outcome
+
+    async def _construct(self):
+        """Run the constructor (and its block_concurrency_while) in a savepoint of its own."""
+        if self.id.name is None and self.path.exists():
+            self._open_shard()  # learns the name recorded in the shard
+        self.ctx = DurableObjectState(self)
+        try:
+            instance = self.cls(self.ctx, self.host.env)
+            await self._await_gates()
+        except Exception:
+            self._end_event(ok=False)
+            self.ctx = None
+            raise
+        self._end_event(ok=True)
+        self.instance = instance
+        self.host.constructions += 1
+
+    async def _await_gates(self):
+        while self.gates:
+            task = self.gates.pop(0)
+            try:
+                await task
+            except Exception as exc:
+                cause = ObjectReset(
+                    f"block_concurrency_while() failed: {exc!r}; the object resets."
+                )
+                self.abort_cause = cause
+                raise cause from exc
+
+    def _end_event(self, ok):
+        if self.shard is not None and self.shard.is_open:
+            self.shard.end_event(ok)
+
+    # -- storage -------------------------------------------------------------------------
+
+    def shard_for_event(self):
+        """The open shard, inside the batch transaction and the current event's savepoint."""
+        if self.closed:
+            raise ObjectReset("This instance was reset or hibernated; its storage is closed.")
+        if not self.stack:
+            raise RuntimeError(
+                "Storage was used outside an event. Use storage from handlers, the "
+                "constructor or block_concurrency_while()."
+            )
+        shard = self.shard
+        if shard is None or not shard.is_open:
+            shard = self._open_shard()
+        shard.touch()
+        return shard
+
+    def _open_shard(self):
+        config = get_config()
+        shard = self.shard or Shard(self.path, synchronous=config["SYNCHRONOUS"])
+        created = shard.open(label=self.cls._meta.label, hex_id=str(self.id), name=self.id.name)
+        try:
+            if self.epoch is None:
+                self.epoch = shard.claim_epoch()
+            elif shard.meta("epoch") != self.epoch:
+                from durable_objects.exceptions import FencedError
+
+                raise FencedError("A newer activation of this object holds its shard.")
+            if self.id.name is None:
+                self.id.name = shard.name
+            elif not created and shard.name is None:
+                shard.set_name(self.id.name)
+        except BaseException:
+            shard.close()
+            raise
+        self.shard = shard
+        self.host.shard_opened(self, created)
+        return shard
+
+    def close_shard(self):
+        """Close the idle shard to bound open files; the next storage use reopens it."""
+        if self.shard is not None:
+            self.shard.close()
+
+    # -- the output gate -----------------------------------------------------------------
+
+    async def _commit(self):
+        shard = self.shard
+        if shard is None or not shard.in_transaction:
+            return
+        try:
+            if shard.dirty:
+                await self.host.run_commit(shard.commit, self.epoch)
+                self.host.catalog.touch(self)
+            else:
+                shard.commit(self.epoch)
+        except BaseException:
+            if shard.is_open:
+                shard.rollback()
+            raise
+
+    async def _commit_held(self):
+        """Commit, then release the held outcomes; on failure fail them and reset."""
+        held, self.held = self.held, []
+        try:
+            await self._commit()
+        except Exception as exc:
+            cause = ObjectReset(f"Commit failed ({exc}); the object was reset.")
+            cause.__cause__ = exc
+            for event, _ in held:
+                self.host.deliver(event, (False, event.encode_error(cause)))
+            self.reset(cause)
+            return False
+        for event, outcome in held:
+            self.host.deliver(event, outcome)
+        if self.abort_cause is not None:
+            self.reset(self.abort_cause)
+        return True
+
+    async def before_outgoing_call(self, event):
+        """Commit the writes so far: an event is atomic between its calls to other objects."""
+        if event not in self.stack:
+            return
+        shard = self.shard
+        if shard is not None and shard.atomic_depth:
+            raise RuntimeError(
+                "Calls to other objects are not allowed inside storage.atomic() or "
+                "transaction_sync(): the call commits the writes made before it."
+            )
+        self._end_event(ok=True)
+        if not await self._commit_held():
+            raise ObjectReset("The commit before an outgoing call failed; the object was reset.")
+
+    # -- ending --------------------------------------------------------------------------
+
+    def abort(self, reason):
+        cause = ObjectReset(f"The object was aborted: {reason}")
+        self.abort_cause = cause
+        return cause
+
+    def reset(self, cause):
+        """Drop the instance (storage stays); queued events go to a fresh activation."""
+        if self.closed:
+            return
+        self._close()
+        pending = [event for event in self.queue if not event.future.done()]
+        self.queue.clear()
+        for event in pending:
+            self.host.resubmit(self.cls, self.id, event)
+
+    def hibernate(self):
+        """Drop the idle instance from memory; the next event constructs it again."""
+        if not self.closed:
+            self._close()
+
+    def _close(self):
+        self.closed = True
+        self.host.forget(self)
+        if self.shard is not None:
+            if self.shard.is_open:
+                self.shard.rollback()
+            self.shard.close()
+        for task in self.gates:
+            task.cancel()
+        self.gates.clear()
+        self.instance = None
+        self.ctx = None
+
+
+def wait_idle(activation):
+    """Return an awaitable that finishes when the activation has no work left."""
+
+    async def _wait():
+        while not activation.idle and not activation.closed:
+            runner = activation.runner
+            if runner is not None:
+                await asyncio.shield(runner)
+            else:
+                await asyncio.sleep(0.001)
+
+    return _wait()

@@ -1,0 +1,109 @@
+"""Writes the catalog (``ObjectRecord`` rows) off the hot path, in batches, on a thread."""
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from durable_objects.conf import get_config
+from durable_objects.storage.shard import file_size
+
+logger = logging.getLogger("durable_objects.catalog")
+
+
+class CatalogWriter:
+    """Collects which objects have storage and when they were last active; flushes them."""
+
+    def __init__(self, host):
+        self.host = host
+        self.pending = {}
+        self.guard = threading.Lock()
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="durable-objects-catalog")
+        self.flushing = None
+        self.last_flush = time.monotonic()
+        self.failed = False
+
+    def touch(self, activation, created=False):
+        """Note that the object has storage and was active now (a dict write, no I/O)."""
+        if activation.shard is None and not activation.path.exists():
+            return
+        now = time.time()
+        with self.guard:
+            record = self.pending.get(activation.key)
+            if record is None:
+                self.pending[activation.key] = {
+                    "label": activation.key[0],
+                    "object_id": activation.key[1],
+                    "name": activation.id.name,
+                    "path": activation.path,
+                    "created_at": now,
+                    "last_active_at": now,
+                }
+            else:
+                record["last_active_at"] = now
+                record["name"] = record["name"] or activation.id.name
+
+    def pending_for(self, label):
+        with self.guard:
+            return [
+                (r["object_id"], r["name"]) for r in self.pending.values() if r["label"] == label
+            ]
+
+    def maybe_flush(self, now):
+        if not self.pending or now - self.last_flush < get_config()["CATALOG_FLUSH_INTERVAL"]:
+            return
+        if self.flushing is not None and not self.flushing.done():
+            return
+        self.last_flush = now
+        batch = self._take()
+        self.flushing = self.executor.submit(self._write, batch)
+
+    def flush_sync(self):
+        """Write everything pending now, from the calling thread's point of view."""
+        if self.flushing is not None:
+            self.flushing.result()
+        batch = self._take()
+        if batch:
+            self.executor.submit(self._write, batch).result()
+
+    def _take(self):
+        with self.guard:
+            batch, self.pending = self.pending, {}
+        return batch
+
+    def _write(self, batch):
+        from django.db import connection
+
+        from durable_objects.models import ObjectRecord
+
+        rows = [
+            ObjectRecord(
+                label=record["label"],
+                object_id=record["object_id"],
+                name=record["name"],
+                created_at=datetime.fromtimestamp(record["created_at"], UTC),
+                last_active_at=datetime.fromtimestamp(record["last_active_at"], UTC),
+                size_bytes=file_size(record["path"]),
+            )
+            for record in batch.values()
+        ]
+        try:
+            ObjectRecord.objects.bulk_create(
+                rows,
+                update_conflicts=True,
+                unique_fields=["label", "object_id"],
+                update_fields=["name", "last_active_at", "size_bytes"],
+            )
+            self.failed = False
+        except Exception as exc:
+            # Not migrated yet, or the database is down: keep the rows for the next flush
+            # and say so once, not at every tick.
+            log = logger.debug if self.failed else logger.warning
+            log("Writing %d catalog rows failed (%s); retrying later.", len(rows), exc)
+            self.failed = True
+            with self.guard:
+                for key, record in batch.items():
+                    self.pending.setdefault(key, record)
+        finally:
+            connection.close()

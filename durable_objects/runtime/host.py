@@ -1,0 +1,282 @@
+"""The host: every live object of this process, on one event loop.
+
+In embedded mode the host binds to the running loop of the main thread (daphne, pytest,
+``asyncio.run``) or, for sync callers with no such loop (management commands, scripts),
+to a loop on a background thread of its own. Calls from other loops and threads are
+forwarded to the host's loop.
+"""
+
+import asyncio
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+
+from durable_objects.conf import get_config
+from durable_objects.exceptions import CallTimeout
+
+from .activation import Activation
+from .catalog import CatalogWriter
+from .events import current_event
+from .lock import lock_storage_root
+
+
+class Env:
+    """The ``env`` an object receives: settings and the namespaces of every class."""
+
+    def __init__(self):
+        from django.conf import settings
+
+        self.settings = settings
+
+    def namespace(self, label):
+        """Return ``<Class>.objects`` for a label such as ``"chat.ChatRoom"``."""
+        from durable_objects.registry import registry
+
+        return registry.get(label).objects
+
+    def __getattr__(self, name):
+        from durable_objects.registry import registry
+
+        for cls in registry.all():
+            if cls.__name__ == name:
+                return cls.objects
+        raise AttributeError(f"No DurableObject class named {name!r} is installed.")
+
+
+class Host:
+    """Runs the objects of this process; one per process at a time."""
+
+    def __init__(self, loop, *, thread=None):
+        config = get_config()
+        self.loop = loop
+        self.thread = thread
+        self.root = config["STORAGE_ROOT"]
+        lock_storage_root(self.root)
+        self.env = Env()
+        self.activations = OrderedDict()
+        self.open_shards = OrderedDict()
+        self.commit_executor = ThreadPoolExecutor(
+            config["COMMIT_THREADS"], thread_name_prefix="durable-objects-commit"
+        )
+        self.catalog = CatalogWriter(self)
+        self.constructions = 0
+        self.closed = False
+        self.tick_interval = 1.0
+        self._tick_handle = None
+
+    @property
+    def usable(self):
+        return not self.closed and self.loop.is_running() and not self.loop.is_closed()
+
+    # -- events --------------------------------------------------------------------------
+
+    def dispatch(self, cls, object_id, event):
+        """Deliver event to the object's activation (created if needed); return its future."""
+        loop = self.loop
+        event.future = loop.create_future()
+        event.timer = loop.call_later(get_config()["CALL_TIMEOUT"], self._expire, event)
+        self._activation(cls, object_id).submit(event)
+        return event.future
+
+    async def dispatch_and_wait(self, cls, object_id, event):
+        return await self.dispatch(cls, object_id, event)
+
+    def resubmit(self, cls, object_id, event):
+        self._activation(cls, object_id).submit(event)
+
+    def deliver(self, event, outcome):
+        if event.timer is not None:
+            event.timer.cancel()
+        if not event.future.done():
+            event.future.set_result(outcome)
+
+    def _expire(self, event):
+        if not event.future.done():
+            event.future.set_exception(
+                CallTimeout(
+                    f"No reply within CALL_TIMEOUT ({get_config()['CALL_TIMEOUT']} s); the call "
+                    "may still run. Retry if the method is idempotent."
+                )
+            )
+
+    def _activation(self, cls, object_id):
+        key = object_id.key
+        activation = self.activations.get(key)
+        if activation is not None:
+            self.activations.move_to_end(key)
+            if key in self.open_shards:
+                self.open_shards.move_to_end(key)
+            return activation
+        self._bound(self.activations, get_config()["MAX_ACTIVE_OBJECTS"] - 1, self._hibernate)
+        activation = Activation(self, cls, object_id)
+        self.activations[key] = activation
+        self._schedule_tick(activation.hibernate_after)
+        return activation
+
+    def _hibernate(self, activation):
+        self.catalog.touch(activation)
+        activation.hibernate()
+
+    def forget(self, activation):
+        if self.activations.get(activation.key) is activation:
+            del self.activations[activation.key]
+        self.open_shards.pop(activation.key, None)
+
+    def shard_opened(self, activation, created):
+        self.open_shards[activation.key] = activation
+        self.catalog.touch(activation, created=created)
+        self._bound(self.open_shards, get_config()["MAX_OPEN_SHARDS"], Activation.close_shard)
+
+    @staticmethod
+    def _bound(lru, limit, release):
+        """Release the least recently used idle entries of lru beyond limit."""
+        if len(lru) <= limit:
+            return
+        for activation in list(lru.values()):
+            if len(lru) <= limit:
+                break
+            if activation.idle:
+                release(activation)
+                lru.pop(activation.key, None)
+
+    async def run_commit(self, commit, epoch):
+        """Run a commit (its fsync) on a commit thread, so the loop keeps serving others."""
+        await self.loop.run_in_executor(self.commit_executor, commit, epoch)
+
+    # -- housekeeping --------------------------------------------------------------------
+
+    def _schedule_tick(self, hibernate_after):
+        interval = min(1.0, max(0.02, hibernate_after / 4))
+        if self._tick_handle is None or interval < self.tick_interval:
+            self.tick_interval = min(self.tick_interval, interval)
+            if self._tick_handle is not None:
+                self._tick_handle.cancel()
+            self._tick_handle = self.loop.call_later(self.tick_interval, self._tick)
+
+    def _tick(self):
+        """Hibernate idle objects and write the catalog; runs every tick_interval seconds."""
+        self._tick_handle = None
+        if self.closed:
+            return
+        now = time.monotonic()
+        for activation in list(self.activations.values()):
+            if activation.idle and now - activation.last_active >= activation.hibernate_after:
+                self._hibernate(activation)
+        self.catalog.maybe_flush(now)
+        if self.activations or self.catalog.pending:
+            self._tick_handle = self.loop.call_later(self.tick_interval, self._tick)
+
+    def shutdown(self):
+        """Drop every instance and write the catalog; run on the host's loop or after it."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        for activation in list(self.activations.values()):
+            self._hibernate(activation)
+        self.catalog.flush_sync()
+        self.commit_executor.shutdown(wait=False)
+        self.catalog.executor.shutdown(wait=False)
+
+
+_host = None
+_host_guard = threading.RLock()
+
+
+def get_host():
+    """Return this process's usable host, creating (or re-binding) it if needed."""
+    global _host
+    host = _host
+    if host is not None and host.usable:
+        return host
+    with _host_guard:
+        host = _host
+        if host is not None and host.usable:
+            return host
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None and threading.current_thread() is threading.main_thread():
+            new = Host(running)
+        else:
+            new = _start_background_host()
+        _host = new
+    if host is not None:
+        host.shutdown()
+    return new
+
+
+def current_host():
+    """Return the host if one exists, without creating it."""
+    return _host
+
+
+def _start_background_host():
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    thread = threading.Thread(
+        target=_run_loop, args=(loop, started), name="durable-objects-host", daemon=True
+    )
+    thread.start()
+    started.wait()
+    try:
+        return Host(loop, thread=thread)
+    except BaseException:
+        loop.call_soon_threadsafe(loop.stop)
+        raise
+
+
+def _run_loop(loop, started):
+    asyncio.set_event_loop(loop)
+    loop.call_soon(started.set)
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
+def reset_host():
+    """Shut the host down (settings changed, tests); the next call makes a new one."""
+    global _host
+    with _host_guard:
+        host, _host = _host, None
+    if host is None:
+        return
+    if host.thread is not None and host.usable:
+        future = asyncio.run_coroutine_threadsafe(_shutdown_async(host), host.loop)
+        future.result(timeout=10)
+        host.loop.call_soon_threadsafe(host.loop.stop)
+        host.thread.join(timeout=10)
+    else:
+        host.shutdown()
+
+
+async def _shutdown_async(host):
+    host.shutdown()
+
+
+async def call(cls, object_id, event):
+    """Deliver event to the object wherever its host runs; return the decoded result."""
+    outer = current_event.get()
+    if outer is not None:
+        activation, running = outer
+        event.chain = running.call_chain()
+        await activation.before_outgoing_call(running)
+    host = get_host()
+    if host.loop is asyncio.get_running_loop():
+        ok, value = await host.dispatch(cls, object_id, event)
+    else:
+        future = asyncio.run_coroutine_threadsafe(
+            host.dispatch_and_wait(cls, object_id, event), host.loop
+        )
+        ok, value = await asyncio.wrap_future(future)
+    if ok:
+        return event.decode(value)
+    if isinstance(value, BaseException):
+        raise value
+    from .errors import decode_exception
+
+    raise decode_exception(value)

@@ -1,0 +1,40 @@
+"""``ctx``: the DurableObjectState an object receives in its constructor."""
+
+import asyncio
+import inspect
+
+from durable_objects.conf import get_config
+from durable_objects.storage import DurableObjectStorage
+
+
+class DurableObjectState:
+    """What an object knows of itself: its id, its storage and its concurrency controls."""
+
+    def __init__(self, activation):
+        self._activation = activation
+        self.id = activation.id
+        self.storage = DurableObjectStorage(activation)
+
+    def block_concurrency_while(self, fn):
+        """Run fn (sync or async) before any further event is delivered; return its task.
+
+        If fn raises or runs past BLOCK_CONCURRENCY_TIMEOUT seconds, the instance is reset.
+        """
+
+        async def run():
+            result = fn()
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+
+        timeout = get_config()["BLOCK_CONCURRENCY_TIMEOUT"]
+        task = asyncio.ensure_future(asyncio.wait_for(run(), timeout))
+        self._activation.gates.append(task)
+        return task
+
+    def abort(self, reason=None):
+        """Reset the instance: the current event fails and its uncommitted writes are lost."""
+        raise self._activation.abort(reason or "ctx.abort() was called")
+
+    def __repr__(self):
+        return f"<DurableObjectState {self.id!r}>"

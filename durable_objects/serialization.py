@@ -1,0 +1,45 @@
+"""The by-value format of arguments, results and stored values: msgpack, never pickle."""
+
+import msgpack
+
+SUPPORTED = "None, bool, int, float, str, bytes, list, tuple and dict"
+
+
+def _refuse(value):
+    raise TypeError(
+        f"{type(value).__name__} is not serializable; durable objects accept {SUPPORTED}."
+    )
+
+
+def dumps(value):
+    """Serialize value; raise TypeError for anything outside the supported types."""
+    try:
+        return msgpack.packb(value, default=_refuse, use_bin_type=True, strict_types=False)
+    except OverflowError:
+        raise TypeError("int is too large to serialize; integers must fit in 64 bits.") from None
+    except ValueError as exc:  # msgpack raises ValueError for over-deep or over-long values
+        raise TypeError(f"value is not serializable: {exc}") from None
+
+
+def loads(data):
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+
+
+def dumps_arguments(args, kwargs, describe=None):
+    """Serialize a call's arguments; a TypeError names the argument that failed."""
+    try:
+        return dumps((args, kwargs))
+    except TypeError:
+        pass
+    for index, value in enumerate(args):
+        _check_argument(value, describe(index) if describe else f"positional argument {index}")
+    for key, value in kwargs.items():
+        _check_argument(value, f"argument {key!r}")
+    raise TypeError("arguments are not serializable")
+
+
+def _check_argument(value, label):
+    try:
+        dumps(value)
+    except TypeError as exc:
+        raise TypeError(f"{label}: {exc}") from None

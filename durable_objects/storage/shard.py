@@ -1,0 +1,236 @@
+"""The per-object SQLite shard: connection, internal tables, transactions and the fence.
+
+One file per object, ``<root>/<app_label>/<ClassName>/<id[:2]>/<id>.sqlite3``, in WAL mode.
+Internal tables are prefixed ``_do_``; user SQL is checked by SQLite's authorizer
+(see ``authorizer.py``) and never reaches them.
+"""
+
+import secrets
+import sqlite3
+import time
+from contextlib import contextmanager, suppress
+
+from durable_objects.exceptions import FencedError
+
+from .authorizer import Authorizer
+
+# Internal statements carry a per-process nonce, so user SQL can never match one of them in
+# sqlite3's statement cache (a cached statement is not authorized again).
+INTERNAL = f"/* do:{secrets.token_hex(8)} */ "
+
+SCHEMA_VERSION = 1
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS _do_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS _do_kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+]
+
+
+def shard_path(root, label, hex_id):
+    app_label, class_name = label.split(".")
+    return root / app_label / class_name / hex_id[:2] / f"{hex_id}.sqlite3"
+
+
+class Shard:
+    """An open SQLite database of one object, with the transaction the runtime drives.
+
+    The runtime opens one transaction per batch of events (BEGIN), one savepoint per event
+    (opened lazily on first storage use), and commits the batch with a fencing check.
+    """
+
+    def __init__(self, path, *, synchronous="FULL"):
+        self.path = path
+        self.synchronous = synchronous
+        self.authorizer = Authorizer()
+        self.conn = None
+        self.in_event = False
+        self.event_savepoint = False
+        self.atomic_depth = 0
+        self._savepoint_counter = 0
+        self._changes_at_begin = 0
+
+    # -- opening and closing -------------------------------------------------------------
+
+    def open(self, *, label, hex_id, name):
+        """Open the file, creating it and its internal tables if needed; return created."""
+        created = not self.path.exists()
+        if created:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=256,
+            timeout=5.0,
+        )
+        self.conn = conn
+        conn.set_authorizer(self.authorizer)
+        if self.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.execute("PRAGMA journal_mode=WAL")
+        self.execute(f"PRAGMA synchronous={self.synchronous}")
+        if self.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            self._create_schema(label=label, hex_id=hex_id, name=name)
+        return created
+
+    def _create_schema(self, *, label, hex_id, name):
+        self.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA:
+                self.execute(statement)
+            self.executemany(
+                "INSERT OR IGNORE INTO _do_meta(key, value) VALUES (?, ?)",
+                [
+                    ("label", label),
+                    ("id", hex_id),
+                    ("name", name),
+                    ("created_at", time.time()),
+                    ("epoch", 0),
+                ],
+            )
+            self.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self.execute("COMMIT")
+        except BaseException:
+            self.execute("ROLLBACK")
+            raise
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        self.event_savepoint = False
+        self.atomic_depth = 0
+
+    @property
+    def is_open(self):
+        return self.conn is not None
+
+    # -- internal statements -------------------------------------------------------------
+
+    def execute(self, sql, params=()):
+        """Run an internal statement, bypassing the authorizer."""
+        with self.authorizer.internal():
+            return self.conn.execute(INTERNAL + sql, params)
+
+    def executemany(self, sql, rows):
+        with self.authorizer.internal():
+            return self.conn.executemany(INTERNAL + sql, rows)
+
+    def meta(self, key):
+        row = self.execute("SELECT value FROM _do_meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    @property
+    def name(self):
+        return self.meta("name")
+
+    def set_name(self, name):
+        """Record the object's name on a shard first opened through its hex ID."""
+        self.execute("UPDATE _do_meta SET value = ? WHERE key = 'name'", (name,))
+
+    # -- the fencing epoch ---------------------------------------------------------------
+
+    def claim_epoch(self):
+        """Bump the epoch stored in the shard and return it (this activation's fence).
+
+        The bump is visible to every other connection at once; it is committed without an
+        fsync because after a power loss no previous holder is left to fence.
+        """
+        self.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self.execute("BEGIN IMMEDIATE")
+            try:
+                epoch = self.execute(
+                    "UPDATE _do_meta SET value = value + 1 WHERE key = 'epoch' RETURNING value"
+                ).fetchall()[0][0]
+                self.execute("COMMIT")
+            except BaseException:
+                self.execute("ROLLBACK")
+                raise
+        finally:
+            self.execute(f"PRAGMA synchronous={self.synchronous}")
+        return epoch
+
+    # -- transactions --------------------------------------------------------------------
+
+    def touch(self):
+        """Make sure the batch transaction and the current event's savepoint are open."""
+        conn = self.conn
+        if not conn.in_transaction:
+            self.execute("BEGIN")
+            self._changes_at_begin = conn.total_changes
+            self.authorizer.wrote_schema = False
+        if self.in_event and not self.event_savepoint:
+            self.execute("SAVEPOINT do_event")
+            self.event_savepoint = True
+
+    def end_event(self, ok):
+        """Release the event's savepoint, rolling its writes back first unless ok."""
+        if self.event_savepoint and self.conn is not None:
+            if not ok:
+                self.execute("ROLLBACK TO do_event")
+            self.execute("RELEASE do_event")
+        self.event_savepoint = False
+        self.atomic_depth = 0
+
+    @property
+    def in_transaction(self):
+        return self.conn is not None and self.conn.in_transaction
+
+    @property
+    def dirty(self):
+        """True when the open transaction may have written (its commit needs an fsync)."""
+        return self.conn.total_changes != self._changes_at_begin or self.authorizer.wrote_schema
+
+    def commit(self, epoch):
+        """Commit the batch if the shard's epoch is still ``epoch``; else roll back and raise."""
+        if not self.in_transaction:
+            return
+        stored = self.meta("epoch")
+        if stored != epoch:
+            self.execute("ROLLBACK")
+            raise FencedError(
+                f"Commit refused: the shard's epoch is {stored}, this activation holds {epoch}. "
+                "A newer activation of the object exists; this instance is dropped."
+            )
+        self.execute("COMMIT")
+
+    def rollback(self):
+        if self.in_transaction:
+            self.execute("ROLLBACK")
+        self.event_savepoint = False
+        self.atomic_depth = 0
+
+    @contextmanager
+    def savepoint(self):
+        """A nested savepoint: released on success, rolled back on any exception."""
+        self.touch()
+        self._savepoint_counter += 1
+        name = f"do_atomic_{self._savepoint_counter}"
+        self.execute(f"SAVEPOINT {name}")
+        self.atomic_depth += 1
+        try:
+            yield
+        except BaseException:
+            if self.conn is not None and self.conn.in_transaction:
+                self.execute(f"ROLLBACK TO {name}")
+                self.execute(f"RELEASE {name}")
+            raise
+        else:
+            self.execute(f"RELEASE {name}")
+        finally:
+            self.atomic_depth -= 1
+
+    # -- size ----------------------------------------------------------------------------
+
+    def database_size(self):
+        page_count = self.execute("PRAGMA page_count").fetchone()[0]
+        page_size = self.execute("PRAGMA page_size").fetchone()[0]
+        return page_count * page_size
+
+
+def file_size(path):
+    """Bytes on disk of a shard: the database file plus its write-ahead log."""
+    total = 0
+    for suffix in ("", "-wal"):
+        with suppress(FileNotFoundError):
+            total += path.with_name(path.name + suffix).stat().st_size
+    return total
