@@ -6,6 +6,8 @@ SUPPORTED = "None, bool, int, float, str, bytes, list, tuple and dict"
 
 
 def _refuse(value):
+    if isinstance(value, int):  # msgpack hands over ints beyond 64 bits
+        raise TypeError(f"int {value} is too large to serialize; integers must fit in 64 bits.")
     raise TypeError(
         f"{type(value).__name__} is not serializable; durable objects accept {SUPPORTED}."
     )

@@ -201,6 +201,7 @@ class Activation:
         try:
             if shard.dirty:
                 await self.host.run_commit(shard.commit, self.epoch)
+                self.host.commits += 1
                 self.host.catalog.touch(self)
             else:
                 shard.commit(self.epoch)

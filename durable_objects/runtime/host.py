@@ -60,7 +60,8 @@ class Host:
             config["COMMIT_THREADS"], thread_name_prefix="durable-objects-commit"
         )
         self.catalog = CatalogWriter(self)
-        self.constructions = 0
+        self.constructions = 0  # instances constructed (activations and wakes)
+        self.commits = 0  # durable commits (each one fsync)
         self.closed = False
         self.tick_interval = 1.0
         self._tick_handle = None

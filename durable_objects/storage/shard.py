@@ -42,7 +42,6 @@ class Shard:
         self.synchronous = synchronous
         self.authorizer = Authorizer()
         self.conn = None
-        self.in_event = False
         self.event_savepoint = False
         self.atomic_depth = 0
         self._savepoint_counter = 0
@@ -158,7 +157,7 @@ class Shard:
             self.execute("BEGIN")
             self._changes_at_begin = conn.total_changes
             self.authorizer.wrote_schema = False
-        if self.in_event and not self.event_savepoint:
+        if not self.event_savepoint:
             self.execute("SAVEPOINT do_event")
             self.event_savepoint = True
 
