@@ -4,6 +4,8 @@ import os
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# Where the demo keeps its database and its objects' shards.
+VAR_DIR = Path(os.environ.get("DEMO_VAR_DIR") or BASE_DIR / "var")
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
@@ -54,14 +56,14 @@ TEMPLATES = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": BASE_DIR / "var" / "demo.sqlite3",
+        "NAME": VAR_DIR / "demo.sqlite3",
     }
 }
 
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 DURABLE_OBJECTS = {
-    "STORAGE_ROOT": BASE_DIR / "var" / "durable_objects",
+    "STORAGE_ROOT": VAR_DIR / "durable_objects",
 }
 
 LANGUAGE_CODE = "en-us"
@@ -71,4 +73,4 @@ USE_TZ = True
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-(BASE_DIR / "var").mkdir(exist_ok=True)
+VAR_DIR.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,93 @@
+"""The demo site served by daphne through ``manage.py runserver``, as the README runs it."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from http.cookiejar import CookieJar
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def demo_server(tmp_path):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "demo_site.settings",
+        "DEMO_VAR_DIR": str(tmp_path / "var"),
+        "PYTHONPATH": str(REPO),
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True
+    )
+    port = free_port()
+
+    def start():
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return process
+            except OSError:
+                time.sleep(0.1)
+        process.kill()
+        raise RuntimeError("the demo server did not start")
+
+    servers = []
+
+    def launch():
+        servers.append(start())
+        return f"http://127.0.0.1:{port}", servers[-1]
+
+    yield launch
+    for process in servers:
+        process.kill()
+        process.wait()
+
+
+def post_increment(opener, url):
+    page = opener.open(url).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    data = urllib.parse.urlencode({"csrfmiddlewaretoken": token}).encode()
+    request = urllib.request.Request(url, data=data, headers={"Referer": url})
+    return opener.open(request).read().decode()
+
+
+def shown_value(page):
+    return int(re.search(r'<p id="value">(\d+)</p>', page).group(1))
+
+
+def test_demo_counter_counts_and_survives_a_restart(demo_server):
+    base, server = demo_server()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    assert "django-durable-objects" in opener.open(base + "/").read().decode()
+    url = base + "/counter/home/"
+    assert shown_value(opener.open(url).read().decode()) == 0
+    assert shown_value(post_increment(opener, url)) == 1
+    assert shown_value(post_increment(opener, url)) == 2
+    server.terminate()
+    server.wait(timeout=10)
+    base, _ = demo_server()
+    page = opener.open(base + "/counter/home/").read().decode()
+    assert shown_value(page) == 2
+    assert "a5c9922c0d32b69a8d8a58ebd55a8a14037b10e9fd81678f274df0782f94bfce" in page
