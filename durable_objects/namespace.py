@@ -67,19 +67,15 @@ class Namespace:
                 names.add(name)
         return frozenset(names)
 
-    def describe_argument(self, method):
-        """Return a function naming a method's positional argument by index."""
+    def argument_label(self, method, index):
+        """Name a method's positional argument by index (for error messages only)."""
         try:
             parameters = list(inspect.signature(getattr(self.model, method)).parameters)[1:]
         except (TypeError, ValueError):
             parameters = []
-
-        def describe(index):
-            if index < len(parameters):
-                return f"argument {parameters[index]!r} of {self.model.__name__}.{method}()"
-            return f"positional argument {index} of {self.model.__name__}.{method}()"
-
-        return describe
+        if index < len(parameters):
+            return f"argument {parameters[index]!r} of {self.model.__name__}.{method}()"
+        return f"positional argument {index} of {self.model.__name__}.{method}()"
 
     def __repr__(self):
         return f"<Namespace {self.label}>"

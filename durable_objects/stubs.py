@@ -1,5 +1,7 @@
 """Stub: attribute access becomes a call on the one live instance of an object."""
 
+from functools import partial
+
 from . import serialization
 from .conf import get_config
 from .runtime.events import Fetch, MethodCall
@@ -60,7 +62,7 @@ class RemoteMethod:
     async def __call__(self, *args, **kwargs):
         namespace = self.stub._namespace
         payload = serialization.dumps_arguments(
-            args, kwargs, describe=namespace.describe_argument(self.name)
+            args, kwargs, describe=partial(namespace.argument_label, self.name)
         )
         limit = get_config()["MAX_CALL_SIZE"]
         if len(payload) > limit:

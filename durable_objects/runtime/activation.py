@@ -37,6 +37,7 @@ class Activation:
         self.held = []  # (event, outcome) pairs waiting for the commit
         self.gates = []  # block_concurrency_while() tasks
         self.runner = None
+        self.inline = False  # an event is running in its caller's task (run_inline)
         self.last_active = time.monotonic()
         self.closed = False
         self.abort_cause = None
@@ -51,13 +52,54 @@ class Activation:
                 self.host.loop.create_task(self._run_reentrant(event))
                 return
         self.queue.append(event)
-        if self.runner is None:
+        if self.runner is None and not self.inline:
             self.runner = self.host.loop.create_task(self._drain())
+
+    def can_run_inline(self, event):
+        """True if event may run in the caller's task: idle, constructed, a sync method."""
+        return (
+            self.instance is not None
+            and event.kind == "call"
+            and self.idle
+            and not self.closed
+            and event.method in self.host.sync_methods(self.cls)
+        )
+
+    async def run_inline(self, event):
+        """Run event in the caller's task; return its outcome, or None if it awaits a commit.
+
+        The fast path of an idle object: a sync method runs to its end without a trip
+        through the event loop. Writes still go through the output gate: the outcome is
+        then held and committed by the runner, and the caller waits on event.future.
+        """
+        self.inline = True
+        try:
+            outcome = await self._run_event(event)
+        finally:
+            self.inline = False
+        shard = self.shard
+        if self.queue or (shard is not None and shard.in_transaction and shard.dirty):
+            event.future = self.host.loop.create_future()
+            self.held.append((event, outcome))
+            if self.runner is None:
+                self.runner = self.host.loop.create_task(self._drain())
+            return None
+        if shard is not None and shard.in_transaction:
+            try:
+                shard.commit(self.epoch)  # read only: no fsync
+            except Exception as exc:
+                cause = ObjectReset(f"Commit failed ({exc}); the object was reset.")
+                self.reset(cause)
+                return (False, event.encode_error(cause))
+        if self.abort_cause is not None:
+            self.reset(self.abort_cause)
+        return outcome
 
     @property
     def idle(self):
         return (
             self.runner is None
+            and not self.inline
             and not self.queue
             and not self.stack
             and not self.held
@@ -68,7 +110,7 @@ class Activation:
 
     async def _drain(self):
         try:
-            while self.queue and not self.closed:
+            while (self.queue or self.held) and not self.closed:
                 await self._run_batch()
         finally:
             self.runner = None

@@ -7,6 +7,7 @@ forwarded to the host's loop.
 """
 
 import asyncio
+import inspect
 import threading
 import time
 from collections import OrderedDict
@@ -60,6 +61,7 @@ class Host:
             config["COMMIT_THREADS"], thread_name_prefix="durable-objects-commit"
         )
         self.catalog = CatalogWriter(self)
+        self._sync_methods = {}
         self.constructions = 0  # instances constructed (activations and wakes)
         self.commits = 0  # durable commits (each one fsync)
         self.closed = False
@@ -74,11 +76,29 @@ class Host:
 
     def dispatch(self, cls, object_id, event):
         """Deliver event to the object's activation (created if needed); return its future."""
-        loop = self.loop
-        event.future = loop.create_future()
-        event.timer = loop.call_later(get_config()["CALL_TIMEOUT"], self._expire, event)
-        self._activation(cls, object_id).submit(event)
+        return self.submit(self._activation(cls, object_id), event)
+
+    def submit(self, activation, event):
+        event.future = self.loop.create_future()
+        self.track(event)
+        activation.submit(event)
         return event.future
+
+    def track(self, event):
+        """Fail the event's future with CallTimeout if no outcome arrives in time."""
+        event.timer = self.loop.call_later(get_config()["CALL_TIMEOUT"], self._expire, event)
+
+    def sync_methods(self, cls):
+        """Names of cls's public methods that are plain functions (may run inline)."""
+        names = self._sync_methods.get(cls)
+        if names is None:
+            names = frozenset(
+                name
+                for name in cls.objects.methods
+                if not inspect.iscoroutinefunction(getattr(cls, name))
+            )
+            self._sync_methods[cls] = names
+        return names
 
     async def dispatch_and_wait(self, cls, object_id, event):
         return await self.dispatch(cls, object_id, event)
@@ -268,7 +288,16 @@ async def call(cls, object_id, event):
         await activation.before_outgoing_call(running)
     host = get_host()
     if host.loop is asyncio.get_running_loop():
-        ok, value = await host.dispatch(cls, object_id, event)
+        activation = host._activation(cls, object_id)
+        outcome = None
+        if activation.can_run_inline(event):
+            outcome = await activation.run_inline(event)
+            if outcome is None:
+                host.track(event)
+                outcome = await event.future
+        else:
+            outcome = await host.submit(activation, event)
+        ok, value = outcome
     else:
         future = asyncio.run_coroutine_threadsafe(
             host.dispatch_and_wait(cls, object_id, event), host.loop

@@ -7,7 +7,6 @@ comments, casing or quoting cannot get around it.
 """
 
 import sqlite3
-from contextlib import contextmanager
 
 ALLOWED_PRAGMAS = frozenset(
     {
@@ -72,20 +71,12 @@ class Authorizer:
     """The callback installed on a shard's connection; remembers why it refused."""
 
     def __init__(self):
-        self._internal = 0
+        self.internal_depth = 0  # > 0 while the runtime runs its own statements
         self.refusal = None
         self.wrote_schema = False
 
-    @contextmanager
-    def internal(self):
-        self._internal += 1
-        try:
-            yield
-        finally:
-            self._internal -= 1
-
     def __call__(self, action, arg1, arg2, db_name, trigger):
-        if self._internal:
+        if self.internal_depth:
             return sqlite3.SQLITE_OK
         reason = self._refuse(action, arg1, arg2)
         if reason is not None:

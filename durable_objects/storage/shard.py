@@ -106,12 +106,20 @@ class Shard:
 
     def execute(self, sql, params=()):
         """Run an internal statement, bypassing the authorizer."""
-        with self.authorizer.internal():
+        authorizer = self.authorizer
+        authorizer.internal_depth += 1  # inline, not a context manager: this is the hot path
+        try:
             return self.conn.execute(INTERNAL + sql, params)
+        finally:
+            authorizer.internal_depth -= 1
 
     def executemany(self, sql, rows):
-        with self.authorizer.internal():
+        authorizer = self.authorizer
+        authorizer.internal_depth += 1
+        try:
             return self.conn.executemany(INTERNAL + sql, rows)
+        finally:
+            authorizer.internal_depth -= 1
 
     def meta(self, key):
         row = self.execute("SELECT value FROM _do_meta WHERE key = ?", (key,)).fetchone()
