@@ -78,15 +78,18 @@ class Activation:
         finally:
             self.inline = False
         shard = self.shard
-        if self.queue or (shard is not None and shard.in_transaction and shard.dirty):
+        in_transaction = shard is not None and shard.in_transaction
+        if self.queue or (in_transaction and shard.dirty):
+            # The runner commits at its first turn, after the callers that are ready now
+            # have queued their events: they share the commit (group commit).
             event.future = self.host.loop.create_future()
             self.held.append((event, outcome))
             if self.runner is None:
                 self.runner = self.host.loop.create_task(self._drain())
             return None
-        if shard is not None and shard.in_transaction:
+        if in_transaction:
             try:
-                shard.commit(self.epoch)  # read only: no fsync
+                self._commit_now()
             except Exception as exc:
                 cause = ObjectReset(f"Commit failed ({exc}); the object was reset.")
                 self.reset(cause)
@@ -109,10 +112,12 @@ class Activation:
     # -- running -------------------------------------------------------------------------
 
     async def _drain(self):
+        self.host.busy += 1
         try:
             while (self.queue or self.held) and not self.closed:
                 await self._run_batch()
         finally:
+            self.host.busy -= 1
             self.runner = None
             self.last_active = time.monotonic()
 
@@ -236,21 +241,42 @@ class Activation:
 
     # -- the output gate -----------------------------------------------------------------
 
+    def _commit_on_loop(self):
+        """True if the commit may run on the loop: it is read only, or nothing else is busy.
+
+        An fsync on a commit thread lets other objects run meanwhile, but the trip there
+        and back costs more than the fsync when this object is the only one at work.
+        """
+        return not self.shard.dirty or self.host.busy <= 1
+
     async def _commit(self):
         shard = self.shard
         if shard is None or not shard.in_transaction:
             return
+        if self._commit_on_loop():
+            self._commit_now()
+            return
         try:
-            if shard.dirty:
-                await self.host.run_commit(shard.commit, self.epoch)
-                self.host.commits += 1
-                self.host.catalog.touch(self)
-            else:
-                shard.commit(self.epoch)
+            await self.host.run_commit(shard.commit, self.epoch)
         except BaseException:
             if shard.is_open:
                 shard.rollback()
             raise
+        self.host.commits += 1
+        self.host.catalog.touch(self)
+
+    def _commit_now(self):
+        shard = self.shard
+        dirty = shard.dirty
+        try:
+            shard.commit(self.epoch)
+        except BaseException:
+            if shard.is_open:
+                shard.rollback()
+            raise
+        if dirty:
+            self.host.commits += 1
+            self.host.catalog.touch(self)
 
     async def _commit_held(self):
         """Commit, then release the held outcomes; on failure fail them and reset."""

@@ -62,6 +62,7 @@ class Host:
         )
         self.catalog = CatalogWriter(self)
         self._sync_methods = {}
+        self.busy = 0  # activations whose runner task is at work
         self.constructions = 0  # instances constructed (activations and wakes)
         self.commits = 0  # durable commits (each one fsync)
         self.closed = False

@@ -42,7 +42,7 @@ class Shard:
         self.synchronous = synchronous
         self.authorizer = Authorizer()
         self.conn = None
-        self.event_savepoint = False
+        self.event_scope = None  # None, "transaction" or "savepoint": how the event began
         self.atomic_depth = 0
         self._savepoint_counter = 0
         self._changes_at_begin = 0
@@ -95,7 +95,7 @@ class Shard:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
-        self.event_savepoint = False
+        self.event_scope = None
         self.atomic_depth = 0
 
     @property
@@ -161,22 +161,31 @@ class Shard:
     def touch(self):
         """Make sure the batch transaction and the current event's savepoint are open."""
         conn = self.conn
+        if self.event_scope is not None:
+            return
         if not conn.in_transaction:
+            # The first event of a batch owns the transaction: on failure it rolls back
+            # the whole of it, so it needs no savepoint of its own.
             self.execute("BEGIN")
             self._changes_at_begin = conn.total_changes
             self.authorizer.wrote_schema = False
-        if not self.event_savepoint:
+            self.event_scope = "transaction"
+        else:
             self.execute("SAVEPOINT do_event")
-            self.event_savepoint = True
+            self.event_scope = "savepoint"
 
     def end_event(self, ok):
-        """Release the event's savepoint, rolling its writes back first unless ok."""
-        if self.event_savepoint and self.conn is not None:
+        """End the event's scope, rolling its writes back first unless ok."""
+        scope, self.event_scope = self.event_scope, None
+        self.atomic_depth = 0
+        if self.conn is None or not self.conn.in_transaction:
+            return
+        if scope == "savepoint":
             if not ok:
                 self.execute("ROLLBACK TO do_event")
             self.execute("RELEASE do_event")
-        self.event_savepoint = False
-        self.atomic_depth = 0
+        elif scope == "transaction" and not ok:
+            self.execute("ROLLBACK")
 
     @property
     def in_transaction(self):
@@ -203,7 +212,7 @@ class Shard:
     def rollback(self):
         if self.in_transaction:
             self.execute("ROLLBACK")
-        self.event_savepoint = False
+        self.event_scope = None
         self.atomic_depth = 0
 
     @contextmanager
