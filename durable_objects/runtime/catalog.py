@@ -1,5 +1,6 @@
 """Writes the catalog (``ObjectRecord`` rows) off the hot path, in batches, on a thread."""
 
+import asyncio
 import logging
 import threading
 import time
@@ -60,11 +61,17 @@ class CatalogWriter:
         self.flushing = self.executor.submit(self._write, batch)
 
     def flush_sync(self):
-        """Write everything pending now, from the calling thread's point of view."""
+        """Write everything pending now and wait for it."""
         if self.flushing is not None:
             self.flushing.result()
         batch = self._take()
-        if batch:
+        if not batch:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self._write(batch, own_thread=False)  # no loop here: the ORM may run in this thread
+        else:
             self.executor.submit(self._write, batch).result()
 
     def _take(self):
@@ -72,7 +79,7 @@ class CatalogWriter:
             batch, self.pending = self.pending, {}
         return batch
 
-    def _write(self, batch):
+    def _write(self, batch, own_thread=True):
         from django.db import connection
 
         from durable_objects.models import ObjectRecord
@@ -106,4 +113,5 @@ class CatalogWriter:
                 for key, record in batch.items():
                     self.pending.setdefault(key, record)
         finally:
-            connection.close()
+            if own_thread:  # the catalog thread's connection; never the caller's
+                connection.close()

@@ -7,6 +7,7 @@ forwarded to the host's loop.
 """
 
 import asyncio
+import atexit
 import inspect
 import threading
 import time
@@ -189,15 +190,18 @@ class Host:
         if self.activations or self.catalog.pending:
             self._tick_handle = self.loop.call_later(self.tick_interval, self._tick)
 
-    def shutdown(self):
-        """Drop every instance and write the catalog; run on the host's loop or after it."""
-        if self.closed:
-            return
+    def stop_objects(self):
+        """Drop every instance; run on the host's loop or after it stopped."""
         self.closed = True
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         for activation in list(self.activations.values()):
             self._hibernate(activation)
+
+    def shutdown(self):
+        """Drop every instance and write the catalog; run on the host's loop or after it."""
+        if not self.closed:
+            self.stop_objects()
         self.catalog.flush_sync()
         self.commit_executor.shutdown(wait=False)
         self.catalog.executor.shutdown(wait=False)
@@ -260,6 +264,16 @@ def _run_loop(loop, started):
         loop.close()
 
 
+@atexit.register
+def _shutdown_at_exit():
+    # Write the catalog and close the shards of a host whose loop outlives the caller
+    # (the background thread of management commands and scripts).
+    try:
+        reset_host()
+    except Exception:  # the interpreter is going away; nothing is lost but catalog rows
+        pass
+
+
 def reset_host():
     """Shut the host down (settings changed, tests); the next call makes a new one."""
     global _host
@@ -268,16 +282,15 @@ def reset_host():
     if host is None:
         return
     if host.thread is not None and host.usable:
-        future = asyncio.run_coroutine_threadsafe(_shutdown_async(host), host.loop)
+        future = asyncio.run_coroutine_threadsafe(_stop_objects(host), host.loop)
         future.result(timeout=10)
         host.loop.call_soon_threadsafe(host.loop.stop)
         host.thread.join(timeout=10)
-    else:
-        host.shutdown()
-
-
-async def _shutdown_async(host):
     host.shutdown()
+
+
+async def _stop_objects(host):
+    host.stop_objects()
 
 
 async def call(cls, object_id, event):
