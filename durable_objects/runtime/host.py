@@ -8,6 +8,7 @@ forwarded to the host's loop.
 
 import asyncio
 import atexit
+import contextlib
 import inspect
 import threading
 import time
@@ -268,10 +269,9 @@ def _run_loop(loop, started):
 def _shutdown_at_exit():
     # Write the catalog and close the shards of a host whose loop outlives the caller
     # (the background thread of management commands and scripts).
-    try:
+    # The interpreter is going away: if this fails, only catalog rows are lost.
+    with contextlib.suppress(Exception):
         reset_host()
-    except Exception:  # the interpreter is going away; nothing is lost but catalog rows
-        pass
 
 
 def reset_host():
