@@ -1,6 +1,7 @@
 """The catalog and objects.all(), stub.fetch(), and durable_objects.testing."""
 
 import asyncio
+import io
 import json
 
 import pytest
@@ -150,3 +151,20 @@ async def test_list_ids_lists_objects_with_a_shard():
     listed = await sync_to_async(list_ids)(Counter)
     expected = sorted(str(Counter.objects.id_from_name(n)) for n in names)
     assert [str(i) for i in listed] == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rebuild_catalog_records_every_shard(storage_root):
+    from django.core.management import call_command
+
+    for name in ("r1", "r2"):
+        async_to_sync(Counter.objects.get_by_name(name).increment)()
+    reset_host()
+    ObjectRecord.objects.all().delete()
+    (storage_root / "tests" / "Counter" / "zz").mkdir(parents=True)
+    (storage_root / "tests" / "Counter" / "zz" / "junk.sqlite3").write_bytes(b"not sqlite")
+    out = io.StringIO()
+    call_command("rebuild_catalog", stdout=out)
+    assert "Recorded 2 objects" in out.getvalue()
+    assert sorted(ObjectRecord.objects.values_list("name", flat=True)) == ["r1", "r2"]
+    assert all(size > 0 for size in ObjectRecord.objects.values_list("size_bytes", flat=True))
