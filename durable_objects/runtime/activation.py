@@ -197,8 +197,12 @@ class Activation:
 
     # -- storage -------------------------------------------------------------------------
 
-    def shard_for_event(self):
-        """The open shard, inside the batch transaction and the current event's savepoint."""
+    def shard_for_event(self, create=True):
+        """The open shard, inside the batch transaction and the current event's savepoint.
+
+        With create=False (reads), return None instead of creating a shard that does not
+        exist yet, so reading an object that never wrote leaves nothing on disk.
+        """
         if self.closed:
             raise ObjectReset("This instance was reset or hibernated; its storage is closed.")
         if not self.stack:
@@ -208,6 +212,8 @@ class Activation:
             )
         shard = self.shard
         if shard is None or not shard.is_open:
+            if not create and shard is None and not self.path.exists():
+                return None
             shard = self._open_shard()
         shard.touch()
         return shard

@@ -21,6 +21,10 @@ class DurableObjectStorage(KeyValueMixin):
     def _shard(self):
         return self._activation.shard_for_event()
 
+    def _existing_shard(self):
+        """The shard for a read, or None if the object has never written anything."""
+        return self._activation.shard_for_event(create=False)
+
     @contextmanager
     def atomic(self):
         """All or nothing: a savepoint that nests, rolled back on any exception."""

@@ -58,13 +58,18 @@ class KeyValueMixin:
     def get(self, key, default=None):
         """Return the value stored under key, or default."""
         self._check_key(key)
-        row = self._shard().execute("SELECT value FROM _do_kv WHERE key = ?", (key,)).fetchone()
+        shard = self._existing_shard()
+        if shard is None:
+            return default
+        row = shard.execute("SELECT value FROM _do_kv WHERE key = ?", (key,)).fetchone()
         return serialization.loads(row[0]) if row else default
 
     def get_many(self, keys):
         """Return a dict of the keys found, in the order asked."""
         keys = self._check_keys(keys)
-        shard = self._shard()
+        shard = self._existing_shard()
+        if shard is None:
+            return {}
         found = {}
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
@@ -104,7 +109,10 @@ class KeyValueMixin:
         sql = f"SELECT key, value FROM _do_kv {where} ORDER BY key {order}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        rows = self._shard().execute(sql, params).fetchall()
+        shard = self._existing_shard()
+        if shard is None:
+            return {}
+        rows = shard.execute(sql, params).fetchall()
         return {key: serialization.loads(value) for key, value in rows}
 
     # -- writes --------------------------------------------------------------------------

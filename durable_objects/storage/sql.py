@@ -108,4 +108,5 @@ class SqlStorage:
     @property
     def database_size(self):
         """Bytes used by the object's database (pages times page size)."""
-        return self._storage._shard().database_size()
+        shard = self._storage._existing_shard()
+        return 0 if shard is None else shard.database_size()
