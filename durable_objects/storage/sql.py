@@ -4,6 +4,10 @@ import sqlite3
 
 from durable_objects.exceptions import ForbiddenQuery
 
+from .shard import INTERNAL
+
+INTERNAL_MARK = INTERNAL.strip()
+
 _BINDABLE = (type(None), int, float, str, bytes)
 
 
@@ -73,6 +77,10 @@ class SqlStorage:
                     f"binding {index + 1} is a {type(value).__name__}; SQL bindings must be "
                     "None, bool, int, float, str or bytes."
                 )
+        if INTERNAL_MARK in query:
+            # The nonce keeps user SQL out of the statement cache entries of internal
+            # statements (which the authorizer never sees again); never accept it back.
+            raise ForbiddenQuery("Query refused: it carries the runtime's internal marker.")
         shard = self._storage._shard()
         conn = shard.conn
         before = conn.total_changes
@@ -80,9 +88,9 @@ class SqlStorage:
         try:
             cursor = self._execute(shard, query, bindings)
             rows = cursor.fetchall()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.DatabaseError:
             refusal, shard.authorizer.refusal = shard.authorizer.refusal, None
-            if refusal is not None and "not authorized" in str(exc):
+            if refusal is not None:  # "not authorized" or "access to ... is prohibited"
                 raise ForbiddenQuery(f"Query refused: {refusal}.") from None
             raise
         columns = [column[0] for column in cursor.description or ()]
