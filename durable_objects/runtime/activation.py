@@ -69,25 +69,27 @@ class Activation:
         """Run event in the caller's task; return its outcome, or None if it awaits a commit.
 
         The fast path of an idle object: a sync method runs to its end without a trip
-        through the event loop. Writes still go through the output gate: the outcome is
-        then held and committed by the runner, and the caller waits on event.future.
+        through the event loop. If it wrote, the caller yields once so that callers ready
+        at the same moment queue their events behind it; if any did, the runner commits
+        them all together (group commit) and the caller waits on event.future.
         """
         self.inline = True
         try:
             outcome = await self._run_event(event)
+            shard = self.shard
+            dirty = shard is not None and shard.in_transaction and shard.dirty
+            if dirty and not self.queue:
+                try:
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    self._hand_off(event, outcome)  # the writes still commit, in order
+                    raise
         finally:
             self.inline = False
-        shard = self.shard
-        in_transaction = shard is not None and shard.in_transaction
-        if self.queue or (in_transaction and shard.dirty):
-            # The runner commits at its first turn, after the callers that are ready now
-            # have queued their events: they share the commit (group commit).
-            event.future = self.host.loop.create_future()
-            self.held.append((event, outcome))
-            if self.runner is None:
-                self.runner = self.host.loop.create_task(self._drain())
+        if self.queue or (dirty and self.host.busy > 0):
+            self._hand_off(event, outcome)
             return None
-        if in_transaction:
+        if shard is not None and shard.in_transaction:
             try:
                 self._commit_now()
             except Exception as exc:
@@ -97,6 +99,13 @@ class Activation:
         if self.abort_cause is not None:
             self.reset(self.abort_cause)
         return outcome
+
+    def _hand_off(self, event, outcome):
+        """Hold the outcome for the runner, which commits it with the queued events."""
+        event.future = self.host.loop.create_future()
+        self.held.append((event, outcome))
+        if self.runner is None:
+            self.runner = self.host.loop.create_task(self._drain())
 
     @property
     def idle(self):

@@ -1,0 +1,11 @@
+from django.db import models
+
+
+class CounterRow(models.Model):
+    """The baseline: a counter as a Django developer writes one today."""
+
+    name = models.CharField(max_length=50, unique=True)
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        managed = False  # created by the benchmark with schema_editor, no migration

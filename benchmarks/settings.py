@@ -1,0 +1,28 @@
+"""Settings for the benchmark run: the embedded default on temporary directories."""
+
+import os
+import tempfile
+from pathlib import Path
+
+WORK_DIR = Path(os.environ.get("BENCH_DIR") or tempfile.mkdtemp(prefix="do-bench-"))
+
+SECRET_KEY = "benchmarks-not-secret"
+USE_TZ = True
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "channels",
+    "durable_objects",
+    "benchmarks",
+]
+DATABASES = {
+    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": WORK_DIR / "default.sqlite3"}
+}
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+DURABLE_OBJECTS = {"STORAGE_ROOT": WORK_DIR / "objects"}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {"durable_objects.catalog": {"level": "ERROR"}},
+}
