@@ -9,3 +9,6 @@ class CounterRow(models.Model):
 
     class Meta:
         managed = False  # created by the benchmark with schema_editor, no migration
+
+    def __str__(self):
+        return f"{self.name}={self.value}"

@@ -19,7 +19,8 @@ DATABASES = {
     "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": WORK_DIR / "default.sqlite3"}
 }
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-DURABLE_OBJECTS = {"STORAGE_ROOT": WORK_DIR / "objects"}
+# Nothing hibernates during a run, so "active then idle" means what it says.
+DURABLE_OBJECTS = {"STORAGE_ROOT": WORK_DIR / "objects", "HIBERNATE_AFTER": 3600}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING = {
     "version": 1,

@@ -252,7 +252,7 @@ class Activation:
     def close_shard(self):
         """Close the idle shard to bound open files; the next storage use reopens it."""
         if self.shard is not None:
-            self.shard.close()
+            self.shard.close(self.host.close_later)
 
     # -- the output gate -----------------------------------------------------------------
 
@@ -353,7 +353,7 @@ class Activation:
         if self.shard is not None:
             if self.shard.is_open:
                 self.shard.rollback()
-            self.shard.close()
+            self.shard.close(self.host.close_later)
         for task in self.gates:
             task.cancel()
         self.gates.clear()

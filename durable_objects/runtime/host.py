@@ -164,6 +164,13 @@ class Host:
                 release(activation)
                 lru.pop(activation.key, None)
 
+    def close_later(self, close):
+        """Run a shard's close (and its WAL checkpoint) on a commit thread."""
+        try:
+            self.commit_executor.submit(close)
+        except RuntimeError:  # the executor is shut down: close here
+            close()
+
     async def run_commit(self, commit, epoch):
         """Run a commit (its fsync) on a commit thread, so the loop keeps serving others."""
         await self.loop.run_in_executor(self.commit_executor, commit, epoch)

@@ -63,10 +63,10 @@ class Shard:
         )
         self.conn = conn
         conn.set_authorizer(self.authorizer)
-        if self.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self.execute("PRAGMA journal_mode=WAL")
         self.execute(f"PRAGMA synchronous={self.synchronous}")
         if self.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            # WAL mode is stored in the file, so only a new shard needs to be switched.
+            self.execute("PRAGMA journal_mode=WAL")
             self._create_schema(label=label, hex_id=hex_id, name=name)
         return created
 
@@ -91,10 +91,18 @@ class Shard:
             self.execute("ROLLBACK")
             raise
 
-    def close(self):
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+    def close(self, closer=None):
+        """Close the connection, through closer(conn.close) if given.
+
+        Closing the last connection of a WAL database checkpoints it (an fsync), so the
+        runtime hands the close to a thread instead of paying it on the event loop.
+        """
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            if closer is None:
+                conn.close()
+            else:
+                closer(conn.close)
         self.event_scope = None
         self.atomic_depth = 0
 
