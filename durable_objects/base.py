@@ -4,6 +4,9 @@ from .namespace import Namespace, NamespaceDescriptor
 from .options import Options
 from .registry import registry
 
+# Attributes of Stub itself; methods with these names are unreachable through a stub.
+STUB_ATTRIBUTES = frozenset({"id", "name"})
+
 HANDLERS = frozenset({"fetch", "alarm", "websocket_message", "websocket_close", "websocket_error"})
 
 
@@ -35,6 +38,25 @@ class DurableObject(metaclass=DurableObjectBase):
     def __init__(self, ctx, env):
         self.ctx = ctx
         self.env = env
+
+    @classmethod
+    def check(cls, **kwargs):
+        """Return system check errors for this class (run by ``manage.py check``)."""
+        from django.core.checks import Error
+
+        errors = []
+        for name in sorted(STUB_ATTRIBUTES & set(dir(cls))):
+            if callable(getattr(cls, name, None)):
+                errors.append(
+                    Error(
+                        f"{cls.__name__}.{name}() cannot be called through a stub: "
+                        f"stub.{name} is the stub's own attribute.",
+                        hint="Rename the method.",
+                        obj=cls,
+                        id="durable_objects.E007",
+                    )
+                )
+        return errors
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.ctx.id if hasattr(self, 'ctx') else ''}>"

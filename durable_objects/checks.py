@@ -17,6 +17,8 @@ def check_durable_objects(app_configs=None, **kwargs):
     errors.extend(_check_storage_root())
     errors.extend(_check_channel_layer())
     errors.extend(_check_labels())
+    for cls in registry.all():
+        errors.extend(cls.check(**kwargs))
     return errors
 
 

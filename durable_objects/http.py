@@ -4,8 +4,8 @@ import inspect
 from http.cookies import SimpleCookie
 from io import BytesIO
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
-from django.http.cookie import parse_cookie
+from django.core.handlers.wsgi import WSGIRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 
 def encode_request(request):
@@ -27,32 +27,29 @@ def encode_request(request):
 
 
 def decode_request(data):
-    """Rebuild an HttpRequest inside the object (``request.user`` is not carried)."""
-    request = HttpRequest()
-    request.method = data["method"]
-    request.path = request.path_info = data["path"]
-    meta = {
+    """Rebuild the request inside the object as a WSGIRequest (``request.user`` is not carried).
+
+    A real WSGIRequest parses ``POST``, ``FILES`` and ``COOKIES`` lazily, as in a view.
+    """
+    body = data["body"]
+    environ = {
         "REQUEST_METHOD": data["method"],
         "PATH_INFO": data["path"],
+        "SCRIPT_NAME": "",
         "QUERY_STRING": data["query"],
         "SERVER_NAME": "durable-object",
         "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": BytesIO(body),
+        "wsgi.url_scheme": "http",
     }
     for name, value in data["headers"].items():
         key = name.upper().replace("-", "_")
-        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            meta[key] = value
-        else:
-            meta[f"HTTP_{key}"] = value
-    request.META = meta
-    request.GET = QueryDict(data["query"])
-    request.COOKIES = parse_cookie(meta.get("HTTP_COOKIE", ""))
-    request._body = data["body"]
-    request._stream = BytesIO(data["body"])
-    request._read_started = False
-    if "CONTENT_TYPE" in meta:
-        request.content_type = meta["CONTENT_TYPE"].split(";")[0].strip()
-    return request
+        if key == "CONTENT_LENGTH":
+            continue
+        environ[key if key == "CONTENT_TYPE" else f"HTTP_{key}"] = value
+    return WSGIRequest(environ)
 
 
 async def encode_response(response):

@@ -24,7 +24,24 @@ def dumps(value):
 
 
 def loads(data):
-    return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+    except TypeError:
+        # A map with tuple keys: msgpack has no tuples, so the keys come back as lists,
+        # which cannot be dict keys. Rebuild them as tuples (the slow path, only here).
+        return msgpack.unpackb(
+            data, raw=False, strict_map_key=False, use_list=True, object_pairs_hook=_pairs
+        )
+
+
+def _hashable(value):
+    if isinstance(value, list):
+        return tuple(_hashable(item) for item in value)
+    return value
+
+
+def _pairs(pairs):
+    return {_hashable(key): value for key, value in pairs}
 
 
 def dumps_arguments(args, kwargs, describe=None):

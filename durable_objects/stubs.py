@@ -2,6 +2,8 @@
 
 from functools import partial
 
+from asgiref.sync import markcoroutinefunction
+
 from . import serialization
 from .conf import get_config
 from .runtime.events import Fetch, MethodCall
@@ -37,8 +39,9 @@ class Stub:
         """Send a Django HttpRequest (or a path) to the object's fetch(); return its response."""
         from .http import encode_request
 
-        event = Fetch(encode_request(request), name=self.id.name)
-        return await _call(self, event)
+        data = encode_request(request)
+        check_size(len(data["body"]), "The request body and headers")
+        return await _call(self, Fetch(data, name=self.id.name))
 
     def __repr__(self):
         return f"<Stub {self.id!r}>"
@@ -51,7 +54,11 @@ class Stub:
 
 
 class RemoteMethod:
-    """A bound method of a stub; calling it serializes the arguments at once."""
+    """A bound method of a stub; calling it serializes the arguments at once.
+
+    A TypeError for an argument that cannot be serialized is raised by the call itself,
+    before anything is awaited; later changes to the arguments do not reach the object.
+    """
 
     __slots__ = ("name", "stub")
 
@@ -59,21 +66,26 @@ class RemoteMethod:
         self.stub = stub
         self.name = name
 
-    async def __call__(self, *args, **kwargs):
+    @markcoroutinefunction  # async_to_sync(stub.method) expects a coroutine function
+    def __call__(self, *args, **kwargs):
         namespace = self.stub._namespace
         payload = serialization.dumps_arguments(
             args, kwargs, describe=partial(namespace.argument_label, self.name)
         )
-        limit = get_config()["MAX_CALL_SIZE"]
-        if len(payload) > limit:
-            raise ValueError(
-                f"The arguments of {self.name}() are {len(payload)} bytes serialized; "
-                f"the limit is {limit} bytes (MAX_CALL_SIZE)."
-            )
-        return await _call(self.stub, MethodCall(self.name, payload, name=self.stub.id.name))
+        check_size(len(payload), f"The arguments of {self.name}()")
+        return _call(self.stub, MethodCall(self.name, payload, name=self.stub.id.name))
 
     def __repr__(self):
         return f"<RemoteMethod {self.stub._namespace.label}.{self.name} of {self.stub.id}>"
+
+
+def check_size(size, what):
+    """Refuse a serialized payload over MAX_CALL_SIZE with a ValueError."""
+    limit = get_config()["MAX_CALL_SIZE"]
+    if size > limit:
+        raise ValueError(
+            f"{what} are {size} bytes serialized; the limit is {limit} bytes (MAX_CALL_SIZE)."
+        )
 
 
 async def _call(stub, event):

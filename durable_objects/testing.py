@@ -6,7 +6,7 @@ from .conf import get_config
 from .ids import DurableObjectId
 from .runtime.activation import wait_idle
 from .runtime.events import RunInObject
-from .runtime.host import call, get_host
+from .runtime.host import call, current_host, get_host
 
 __all__ = ["evict", "evict_all", "is_active", "list_ids", "run_in_durable_object"]
 
@@ -42,7 +42,9 @@ async def _evict(host, keys):
 
 def is_active(stub):
     """Return True if the object has a live instance in this process."""
-    host = get_host()
+    host = current_host()
+    if host is None:
+        return False
     activation = host.activations.get(stub.id.key)
     return activation is not None and activation.instance is not None
 

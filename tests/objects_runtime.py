@@ -1,6 +1,7 @@
 """Object classes for the runtime tests (imported by them; label from the tests app)."""
 
 import asyncio
+import contextlib
 
 from durable_objects import DurableObject
 
@@ -81,3 +82,26 @@ class Order(DurableObject):
 
     def log(self):
         return self.ctx.storage.get("log", [])
+
+
+class ThreadSensitive(DurableObject):
+    """Awaits asgiref's thread-sensitive sync_to_async, as code using the ORM does."""
+
+    async def blocking_work(self):
+        from asgiref.sync import sync_to_async
+
+        return await sync_to_async(lambda: "done")()
+
+
+class Catcher(DurableObject):
+    def abort_and_catch(self):
+        self.ctx.storage.put("written", True)
+        with contextlib.suppress(Exception):
+            self.ctx.abort("caught")
+        return "swallowed"
+
+    def read(self):
+        return self.ctx.storage.get("written")
+
+    def big_result(self, size):
+        return "x" * size

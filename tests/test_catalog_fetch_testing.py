@@ -168,3 +168,22 @@ def test_rebuild_catalog_records_every_shard(storage_root):
     assert "Recorded 2 objects" in out.getvalue()
     assert sorted(ObjectRecord.objects.values_list("name", flat=True)) == ["r1", "r2"]
     assert all(size > 0 for size in ObjectRecord.objects.values_list("size_bytes", flat=True))
+
+
+async def test_fetch_parses_a_form_post_inside_the_object():
+    from django.http import JsonResponse
+
+    from durable_objects.testing import run_in_durable_object
+
+    request = RequestFactory().post("/form/", {"seat": "3A", "names": ["a", "b"]})
+    stub = Plain.objects.get_by_name("form")
+
+    def handler(obj, ctx):
+        def fetch(req):
+            return JsonResponse({"seat": req.POST["seat"], "names": req.POST.getlist("names")})
+
+        obj.fetch = fetch
+
+    await run_in_durable_object(stub, handler)
+    response = await stub.fetch(request)
+    assert json.loads(response.content) == {"seat": "3A", "names": ["a", "b"]}

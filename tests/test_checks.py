@@ -93,3 +93,22 @@ def test_checks_run_with_manage_py_check(settings):
         assert "durable_objects.E002" in str(exc)
     else:
         raise AssertionError("manage.py check passed with an unknown setting")
+
+
+def test_e007_method_names_taken_by_the_stub():
+    class ReservedNames(DurableObject):
+        def name(self):
+            return "unreachable"
+
+    try:
+        errors = [e for e in check_durable_objects() if e.id == "durable_objects.E007"]
+    finally:
+        registry.unregister("tests.ReservedNames")
+    assert [(e.msg, e.hint, e.obj) for e in errors] == [
+        (
+            "ReservedNames.name() cannot be called through a stub: stub.name is the "
+            "stub's own attribute.",
+            "Rename the method.",
+            ReservedNames,
+        )
+    ]

@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 
-from durable_objects import CallTimeout, ObjectReset, RemoteError
+from durable_objects import CallTimeout, FencedError, ObjectReset, RemoteError
 from durable_objects.runtime.host import get_host
 from durable_objects.storage.shard import shard_path
 from durable_objects.testing import evict, is_active, run_in_durable_object
@@ -316,3 +316,83 @@ async def test_sql_object_created_in_constructor():
     assert await stub.add(5) == {"id": 1, "amount": 5}
     await stub.add(7)
     assert await stub.total() == 12
+
+
+# -- found in review ---------------------------------------------------------------------
+
+
+async def test_abort_stands_even_when_the_handler_catches_it():
+    from tests.objects_runtime import Catcher
+
+    stub = Catcher.objects.get_by_name("catch")
+    with pytest.raises(ObjectReset, match="aborted: caught"):
+        await stub.abort_and_catch()
+    assert await stub.read() is None
+
+
+async def test_fenced_reopen_resets_the_instance(settings, storage_root):
+    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "MAX_OPEN_SHARDS": 1}
+    stub = Counter.objects.get_by_name("reopen")
+    await stub.increment()
+    await stub.remember("stale memory")
+    await Counter.objects.get_by_name("other").increment()  # closes the first shard
+    assert not get_host().activations[stub.id.key].shard.is_open
+    path = shard_path(storage_root, "tests.Counter", str(stub.id))
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE _do_meta SET value = value + 1 WHERE key = 'epoch'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(FencedError, match="newer activation") as info:
+        await stub.increment()
+    assert info.value.remote and info.value.retryable
+    assert await stub.remember("fresh") == ["fresh"]
+    assert await stub.increment() == 2
+
+
+async def test_callers_id_is_not_changed_by_the_object():
+    named = Counter.objects.get_by_name("copy")
+    await named.increment()
+    await evict(named)
+    stub = Counter.objects.get(str(named.id))
+    assert await stub.my_name() == "copy"
+    assert stub.id.name is None
+
+
+async def test_arguments_are_serialized_when_the_call_is_made():
+    stub = Counter.objects.get_by_name("early")
+    item = ["before"]
+    pending = stub.remember(item)
+    item.append("after the call")
+    assert await pending == [["before"]]
+    with pytest.raises(TypeError, match="argument 'item'"):
+        stub.remember(object())  # raised by the call itself, nothing to await
+
+
+async def test_oversized_result_is_refused_and_the_instance_stays(settings):
+    from tests.objects_runtime import Catcher
+
+    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "MAX_CALL_SIZE": 1000}
+    stub = Catcher.objects.get_by_name("big")
+    with pytest.raises(ValueError, match=r"result of big_result\(\) are \d+ bytes"):
+        await stub.big_result(5000)
+    assert await stub.big_result(10) == "x" * 10
+
+
+async def test_thread_sensitive_code_in_an_object_called_from_a_sync_view():
+    from tests.objects_runtime import ThreadSensitive
+
+    stub = ThreadSensitive.objects.get_by_name("ts")
+
+    def sync_view():
+        return async_to_sync(stub.blocking_work)()
+
+    assert await sync_to_async(sync_view)() == "done"
+    assert await stub.blocking_work() == "done"
+
+
+def test_thread_sensitive_code_in_an_object_called_from_sync_code():
+    from tests.objects_runtime import ThreadSensitive
+
+    stub = ThreadSensitive.objects.get_by_name("ts-sync")
+    assert async_to_sync(stub.blocking_work)() == "done"
+    assert async_to_sync(stub.blocking_work)() == "done"

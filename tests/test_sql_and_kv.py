@@ -370,3 +370,23 @@ async def test_storage_outside_an_event_is_refused(stub):
     with pytest.raises(RuntimeError, match="outside an event"):
         captured.put("k", 1)
     assert await inside(stub, lambda s: s.get("k")) is None
+
+
+async def test_full_text_search_works(stub):
+    def work(s):
+        s.sql.exec("CREATE VIRTUAL TABLE docs USING fts5(body)")
+        s.sql.exec("INSERT INTO docs(body) VALUES ('durable objects for django'), ('other')")
+        return s.sql.exec("SELECT body FROM docs WHERE docs MATCH 'django'").to_array()
+
+    assert await inside(stub, work) == [{"body": "durable objects for django"}]
+
+
+async def test_tuple_keys_come_back_as_tuples(stub):
+    await inside(stub, lambda s: s.put("k", {(1, (2, "x")): "v", "plain": [1]}))
+    assert await inside(stub, lambda s: s.get("k")) == {(1, (2, "x")): "v", "plain": [1]}
+
+
+async def test_deletes_on_an_object_without_storage_create_no_shard(stub, storage_root):
+    assert await inside(stub, lambda s: s.delete("k")) is False
+    assert await inside(stub, lambda s: s.delete_many(["a", "b"])) == 0
+    assert list(storage_root.glob("**/*.sqlite3")) == []

@@ -6,12 +6,14 @@ the commit returns (the output gate). See docs/topics/events-and-transactions.md
 """
 
 import asyncio
+import contextvars
 import inspect
 import time
 from collections import deque
 
 from durable_objects.conf import get_config
-from durable_objects.exceptions import ObjectReset
+from durable_objects.exceptions import FencedError, ObjectReset
+from durable_objects.ids import DurableObjectId
 from durable_objects.storage.shard import Shard, shard_path
 
 from .events import current_event
@@ -24,7 +26,9 @@ class Activation:
     def __init__(self, host, cls, object_id):
         self.host = host
         self.cls = cls
-        self.id = object_id
+        # A copy: the activation learns the name from the shard, and the caller's ID
+        # object must not change under it.
+        self.id = DurableObjectId(object_id.label, str(object_id), object_id.name)
         self.key = object_id.key
         self.path = shard_path(host.root, cls._meta.label, str(object_id))
         self.hibernate_after = cls._meta.hibernate_after
@@ -41,6 +45,7 @@ class Activation:
         self.last_active = time.monotonic()
         self.closed = False
         self.abort_cause = None
+        self.created_at = None  # from the shard's meta once it is open
 
     # -- arrival -------------------------------------------------------------------------
 
@@ -49,11 +54,11 @@ class Activation:
         if self.stack and event.chain:
             running = {e.token for e in self.stack if e.token is not None}
             if running.intersection(event.chain):
-                self.host.loop.create_task(self._run_reentrant(event))
+                self._spawn(self._run_reentrant(event))
                 return
         self.queue.append(event)
         if self.runner is None and not self.inline:
-            self.runner = self.host.loop.create_task(self._drain())
+            self.runner = self._spawn(self._drain())
 
     def can_run_inline(self, event):
         """True if event may run in the caller's task: idle, constructed, a sync method."""
@@ -105,7 +110,16 @@ class Activation:
         event.future = self.host.loop.create_future()
         self.held.append((event, outcome))
         if self.runner is None:
-            self.runner = self.host.loop.create_task(self._drain())
+            self.runner = self._spawn(self._drain())
+
+    def _spawn(self, coroutine):
+        """Start a task of this object in a context of its own, not its caller's.
+
+        A caller's context holds its request's state, such as asgiref's executor for
+        thread-sensitive code; an object that inherited it could wait on a thread that
+        is itself waiting on the object.
+        """
+        return self.host.loop.create_task(coroutine, context=contextvars.Context())
 
     @property
     def idle(self):
@@ -137,13 +151,27 @@ class Activation:
             event = self.queue.popleft()
             if event.future.done():  # the caller gave up before the event started
                 continue
-            outcome = await self._run_event(event)
+            outcome = await self._run_in_callers_context(event)
             self.held.append((event, outcome))  # self.held may be a new list after the await
             count += 1
         await self._commit_held()
 
+    def _run_in_callers_context(self, event):
+        """Run the event in its caller's context (a task of its own), not the runner's.
+
+        Code in the object then sees what its caller's code would, such as the thread
+        that asgiref runs its thread-sensitive work in while the caller waits.
+        """
+        if event.context is None or (
+            event.kind == "call" and event.method in self.host.sync_methods(self.cls)
+        ):
+            # A sync method cannot await anything that would look at the context: run
+            # it in the runner's task, without the cost of a task of its own.
+            return self._run_event(event)
+        return self.host.loop.create_task(self._run_event(event), context=event.context)
+
     async def _run_reentrant(self, event):
-        outcome = await self._run_event(event)
+        outcome = await self._run_in_callers_context(event)
         self.held.append((event, outcome))
         await self._commit_held()
 
@@ -157,6 +185,8 @@ class Activation:
             if inspect.isawaitable(result):
                 result = await result
             await self._await_gates()
+            if self.abort_cause is not None:  # abort() stands even if the handler caught it
+                raise self.abort_cause
             if hasattr(event, "encode_async"):
                 data = await event.encode_async(result)
             else:
@@ -223,7 +253,11 @@ class Activation:
         if shard is None or not shard.is_open:
             if not create and shard is None and not self.path.exists():
                 return None
-            shard = self._open_shard()
+            try:
+                shard = self._open_shard()
+            except FencedError as exc:
+                self.abort_cause = ObjectReset(f"{exc} The object was reset.")
+                raise
         shard.touch()
         return shard
 
@@ -235,8 +269,6 @@ class Activation:
             if self.epoch is None:
                 self.epoch = shard.claim_epoch()
             elif shard.meta("epoch") != self.epoch:
-                from durable_objects.exceptions import FencedError
-
                 raise FencedError("A newer activation of this object holds its shard.")
             if self.id.name is None:
                 self.id.name = shard.name
@@ -246,6 +278,7 @@ class Activation:
             shard.close()
             raise
         self.shard = shard
+        self.created_at = shard.meta("created_at")
         self.host.shard_opened(self, created)
         return shard
 

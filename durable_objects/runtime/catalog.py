@@ -38,7 +38,7 @@ class CatalogWriter:
                     "object_id": activation.key[1],
                     "name": activation.id.name,
                     "path": activation.path,
-                    "created_at": now,
+                    "created_at": activation.created_at or now,
                     "last_active_at": now,
                 }
             else:

@@ -24,12 +24,13 @@ def new_token():
 class Event:
     """One unit of work for one object; its future receives the outcome after commit."""
 
-    __slots__ = ("chain", "future", "name", "timer", "token")
+    __slots__ = ("chain", "context", "future", "name", "timer", "token")
 
     kind = "event"
 
     def __init__(self, *, chain=(), name=None):
         self.chain = chain
+        self.context = None  # the caller's contextvars, copied when the call is made
         self.name = name
         self.future = None
         self.timer = None
@@ -74,10 +75,14 @@ class MethodCall(Event):
         return getattr(instance, self.method)(*args, **kwargs)
 
     def encode(self, result):
+        from durable_objects.stubs import check_size
+
         try:
-            return serialization.dumps(result)
+            data = serialization.dumps(result)
         except TypeError as exc:
             raise TypeError(f"The result of {self.method}() is not serializable: {exc}") from None
+        check_size(len(data), f"The result of {self.method}()")
+        return data
 
     def decode(self, value):
         return serialization.loads(value)

@@ -9,6 +9,7 @@ forwarded to the host's loop.
 import asyncio
 import atexit
 import contextlib
+import contextvars
 import inspect
 import threading
 import time
@@ -233,7 +234,7 @@ def get_host():
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if running is not None and threading.current_thread() is threading.main_thread():
+        if running is not None and _is_server_thread(threading.current_thread()):
             new = Host(running)
         else:
             new = _start_background_host()
@@ -241,6 +242,12 @@ def get_host():
     if host is not None:
         host.shutdown()
     return new
+
+
+def _is_server_thread(thread):
+    """True for the threads whose loops outlive one call: the main thread, and the thread
+    Django's autoreloader runs the server in (``runserver`` without ``--noreload``)."""
+    return thread is threading.main_thread() or thread.name == "django-main-thread"
 
 
 def current_host():
@@ -302,6 +309,7 @@ async def _stop_objects(host):
 
 async def call(cls, object_id, event):
     """Deliver event to the object wherever its host runs; return the decoded result."""
+    event.context = contextvars.copy_context()
     outer = current_event.get()
     if outer is not None:
         activation, running = outer

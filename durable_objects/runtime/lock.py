@@ -30,7 +30,7 @@ def lock_storage_root(root):
             raise StorageLocked(
                 f"The storage root {root} is in use by process {holder}. In embedded mode "
                 "only one process may host objects from a storage root: stop that process, "
-                "point DURABLE_OBJECTS['STORAGE_ROOT'] elsewhere, or use the cluster settings."
+                "or point DURABLE_OBJECTS['STORAGE_ROOT'] elsewhere."
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())

@@ -18,8 +18,8 @@ ALLOWED_PRAGMAS = frozenset(
         "index_list",
         "foreign_key_list",
         "foreign_key_check",
-        "foreign_keys",
         "defer_foreign_keys",
+        "data_version",  # read only; FTS5 runs it internally
         "quick_check",
         "integrity_check",
     }

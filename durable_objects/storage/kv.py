@@ -140,13 +140,18 @@ class KeyValueMixin:
     def delete(self, key):
         """Delete key; return True if it existed."""
         self._check_key(key)
-        cursor = self._shard().execute("DELETE FROM _do_kv WHERE key = ?", (key,))
+        shard = self._existing_shard()
+        if shard is None:
+            return False
+        cursor = shard.execute("DELETE FROM _do_kv WHERE key = ?", (key,))
         return cursor.rowcount > 0
 
     def delete_many(self, keys):
         """Delete the keys; return how many existed."""
         keys = self._check_keys(keys)
-        shard = self._shard()
+        shard = self._existing_shard()
+        if shard is None:
+            return 0
         deleted = 0
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
