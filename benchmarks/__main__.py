@@ -69,7 +69,35 @@ def disk_rates(directory, count):
         conn.execute("COMMIT")
     commits = count / (time.perf_counter() - start)
     conn.close()
-    return fsyncs, commits
+    return fsyncs, commits, raw_reopen_ms(directory, min(count, 200))
+
+
+def raw_reopen_ms(directory, count):
+    """p50 ms to open an existing WAL database, bump a counter (synchronous=NORMAL) and read.
+
+    What activating an existing shard costs SQLite itself, without the runtime.
+    """
+    paths = []
+    for i in range(count):
+        path = directory / f"reopen-{i}.sqlite3"
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE meta(k TEXT PRIMARY KEY, v)")
+        conn.execute("INSERT INTO meta VALUES ('epoch', 0)")
+        conn.close()
+        paths.append(path)
+    times = []
+    for path in paths:
+        start = time.perf_counter()
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE meta SET v = v + 1 WHERE k = 'epoch'")
+        conn.execute("COMMIT")
+        conn.execute("SELECT v FROM meta").fetchall()
+        times.append((time.perf_counter() - start) * 1000)
+        conn.close()
+    return statistics.median(times)
 
 
 # -- (a), (b): calls per second ---------------------------------------------------------
@@ -271,9 +299,10 @@ def main():
         f"Python {platform.python_version()}  SQLite {sqlite3.sqlite_version}"
     )
     emit("")
-    fsyncs, commits = disk_rates(settings.WORK_DIR / "disk", 500 if quick else 2_000)
+    fsyncs, commits, reopen = disk_rates(settings.WORK_DIR / "disk", 500 if quick else 2_000)
     emit(row("disk: raw fsync/s (context)", f"{fsyncs:,.0f}"))
     emit(row("disk: raw SQLite WAL+FULL commits/s, one writer (context)", f"{commits:,.0f}"))
+    emit(row("disk: raw SQLite reopen + epoch bump + read, p50 ms (context)", f"{reopen:.2f}"))
 
     async def runtime_figures():
         a1, _ = await calls_per_second("noop", calls, 1)
