@@ -268,17 +268,18 @@ class Activation:
         try:
             if self.epoch is None:
                 self.epoch = shard.claim_epoch()
-            elif shard.meta("epoch") != self.epoch:
+            meta = shard.all_meta()
+            if meta["epoch"] != self.epoch:
                 raise FencedError("A newer activation of this object holds its shard.")
             if self.id.name is None:
-                self.id.name = shard.name
-            elif not created and shard.name is None:
+                self.id.name = meta["name"]
+            elif meta["name"] is None:
                 shard.set_name(self.id.name)
         except BaseException:
             shard.close()
             raise
         self.shard = shard
-        self.created_at = shard.meta("created_at")
+        self.created_at = meta["created_at"]
         self.host.shard_opened(self, created)
         return shard
 

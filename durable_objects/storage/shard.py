@@ -63,11 +63,11 @@ class Shard:
         )
         self.conn = conn
         conn.set_authorizer(self.authorizer)
-        self.execute(f"PRAGMA synchronous={self.synchronous}")
         if self.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
             # WAL mode is stored in the file, so only a new shard needs to be switched.
             self.execute("PRAGMA journal_mode=WAL")
             self._create_schema(label=label, hex_id=hex_id, name=name)
+        self.execute(f"PRAGMA synchronous={self.synchronous}")
         return created
 
     def _create_schema(self, *, label, hex_id, name):
@@ -132,6 +132,10 @@ class Shard:
     def meta(self, key):
         row = self.execute("SELECT value FROM _do_meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
+
+    def all_meta(self):
+        """Every _do_meta entry (label, id, name, created_at, epoch) in one query."""
+        return dict(self.execute("SELECT key, value FROM _do_meta").fetchall())
 
     @property
     def name(self):
