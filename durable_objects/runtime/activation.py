@@ -1,8 +1,9 @@
 """One live instance of one object: its queue, its transaction, its output gate.
 
 Events run one at a time in arrival order. Consecutive queued events share one SQLite
-transaction (group commit), each inside its own savepoint; their replies are held until
-the commit returns (the output gate). See docs/topics/events-and-transactions.md.
+transaction (group commit); the first owns it and each later one runs in a savepoint, so
+a failing event undoes only its own writes. Their replies are held until the commit
+returns (the output gate). See docs/topics/events-and-transactions.md.
 """
 
 import asyncio
