@@ -396,3 +396,22 @@ def test_thread_sensitive_code_in_an_object_called_from_sync_code():
     stub = ThreadSensitive.objects.get_by_name("ts-sync")
     assert async_to_sync(stub.blocking_work)() == "done"
     assert async_to_sync(stub.blocking_work)() == "done"
+
+
+async def test_waking_reuses_the_parked_shard_until_its_room_is_needed(settings):
+    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "MAX_OPEN_SHARDS": 2}
+    stub = Counter.objects.get_by_name("parked")
+    await stub.increment()
+    host = get_host()
+    connection = host.activations[stub.id.key].shard.conn
+    await evict(stub)
+    assert not is_active(stub)
+    assert host.open_shards[stub.id.key].conn is connection  # parked, still open
+    assert await stub.increment() == 2  # a new activation, with a new epoch
+    assert host.activations[stub.id.key].shard.conn is connection
+    await evict(stub)
+    for name in ("p1", "p2"):  # two other objects need the room
+        await Counter.objects.get_by_name(name).increment()
+    assert stub.id.key not in host.open_shards
+    assert len(host.open_shards) == 2
+    assert await stub.increment() == 3  # reopened from disk

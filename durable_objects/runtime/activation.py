@@ -263,9 +263,14 @@ class Activation:
         return shard
 
     def _open_shard(self):
-        config = get_config()
-        shard = self.shard or Shard(self.path, synchronous=config["SYNCHRONOUS"])
-        created = shard.open(label=self.cls._meta.label, hex_id=str(self.id), name=self.id.name)
+        shard = self.shard or self.host.take_parked_shard(self.key)
+        if shard is not None and shard.is_open:  # parked by the previous activation
+            created = False
+        else:
+            shard = shard or Shard(self.path, synchronous=get_config()["SYNCHRONOUS"])
+            created = shard.open(
+                label=self.cls._meta.label, hex_id=str(self.id), name=self.id.name
+            )
         try:
             if self.epoch is None:
                 self.epoch = shard.claim_epoch()
@@ -277,6 +282,7 @@ class Activation:
             elif meta["name"] is None:
                 shard.set_name(self.id.name)
         except BaseException:
+            self.host.open_shards.pop(self.key, None)
             shard.close()
             raise
         self.shard = shard
@@ -286,8 +292,8 @@ class Activation:
 
     def close_shard(self):
         """Close the idle shard to bound open files; the next storage use reopens it."""
-        if self.shard is not None:
-            self.shard.close(self.host.close_later)
+        if self.shard is not None and self.shard.is_open:
+            self.host.release_shard(self.key, self.shard)
 
     # -- the output gate -----------------------------------------------------------------
 
@@ -371,24 +377,28 @@ class Activation:
         """Drop the instance (storage stays); queued events go to a fresh activation."""
         if self.closed:
             return
-        self._close()
+        self._close(park=False)
         pending = [event for event in self.queue if not event.future.done()]
         self.queue.clear()
         for event in pending:
             self.host.resubmit(self.cls, self.id, event)
 
     def hibernate(self):
-        """Drop the idle instance from memory; the next event constructs it again."""
-        if not self.closed:
-            self._close()
+        """Drop the idle instance from memory; the next event constructs it again.
 
-    def _close(self):
+        Its shard stays open, parked in the host, until MAX_OPEN_SHARDS needs the room.
+        """
+        if not self.closed:
+            self._close(park=True)
+
+    def _close(self, park):
         self.closed = True
         self.host.forget(self)
-        if self.shard is not None:
-            if self.shard.is_open:
-                self.shard.rollback()
-            self.shard.close(self.host.close_later)
+        shard = self.shard
+        if shard is not None and shard.is_open:
+            shard.rollback()
+            if not park:
+                self.host.release_shard(self.key, shard)
         for task in self.gates:
             task.cancel()
         self.gates.clear()

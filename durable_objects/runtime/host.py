@@ -133,7 +133,7 @@ class Host:
             if key in self.open_shards:
                 self.open_shards.move_to_end(key)
             return activation
-        self._bound(self.activations, get_config()["MAX_ACTIVE_OBJECTS"] - 1, self._hibernate)
+        self._bound_activations(get_config()["MAX_ACTIVE_OBJECTS"] - 1)
         activation = Activation(self, cls, object_id)
         self.activations[key] = activation
         self._schedule_tick(activation.hibernate_after)
@@ -146,24 +146,52 @@ class Host:
     def forget(self, activation):
         if self.activations.get(activation.key) is activation:
             del self.activations[activation.key]
-        self.open_shards.pop(activation.key, None)
+
+    # -- open shards -------------------------------------------------------------------
+    # open_shards holds the open shards of live objects and the parked shards of objects
+    # that hibernated: waking one of those reuses its connection, so it neither reopens
+    # the file nor recreates the WAL that closing the last connection deletes.
 
     def shard_opened(self, activation, created):
-        self.open_shards[activation.key] = activation
+        self.open_shards[activation.key] = activation.shard
+        self.open_shards.move_to_end(activation.key)
         self.catalog.touch(activation, created=created)
-        self._bound(self.open_shards, get_config()["MAX_OPEN_SHARDS"], Activation.close_shard)
+        self._bound_shards(get_config()["MAX_OPEN_SHARDS"])
 
-    @staticmethod
-    def _bound(lru, limit, release):
-        """Release the least recently used idle entries of lru beyond limit."""
-        if len(lru) <= limit:
+    def take_parked_shard(self, key):
+        """Return the open shard a hibernated activation of key left, if it is still open."""
+        shard = self.open_shards.get(key)
+        if shard is not None and shard.is_open:
+            self.open_shards.move_to_end(key)
+            return shard
+        return None
+
+    def release_shard(self, key, shard=None):
+        """Close key's shard (on a commit thread) and stop counting it as open."""
+        shard = self.open_shards.pop(key, None) or shard
+        if shard is not None:
+            shard.close(self.close_later)
+
+    def _bound_shards(self, limit):
+        """Close the least recently used parked or idle shards beyond limit."""
+        if len(self.open_shards) <= limit:
             return
-        for activation in list(lru.values()):
-            if len(lru) <= limit:
+        for key in list(self.open_shards):
+            if len(self.open_shards) <= limit:
+                break
+            owner = self.activations.get(key)
+            if owner is None or owner.idle:
+                self.release_shard(key)
+
+    def _bound_activations(self, limit):
+        """Hibernate the least recently used idle activations beyond limit."""
+        if len(self.activations) <= limit:
+            return
+        for activation in list(self.activations.values()):
+            if len(self.activations) <= limit:
                 break
             if activation.idle:
-                release(activation)
-                lru.pop(activation.key, None)
+                self._hibernate(activation)
 
     def close_later(self, close):
         """Run a shard's close (and its WAL checkpoint) on a commit thread."""
@@ -206,6 +234,8 @@ class Host:
             self._tick_handle.cancel()
         for activation in list(self.activations.values()):
             self._hibernate(activation)
+        for key in list(self.open_shards):
+            self.release_shard(key)
 
     def shutdown(self):
         """Drop every instance and write the catalog; run on the host's loop or after it."""
