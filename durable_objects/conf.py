@@ -34,6 +34,16 @@ DEFAULTS = {
     "COMMIT_THREADS": 4,
     # Seconds between writes of the catalog (the ObjectRecord model).
     "CATALOG_FLUSH_INTERVAL": 2.0,
+    # WebSockets (docs/topics/websockets.md). Largest message in either direction, bytes;
+    # a bigger incoming one closes the socket with 1009.
+    "WEBSOCKET_MAX_MESSAGE_SIZE": 1024 * 1024,
+    # Bytes held for a client that does not read, past daphne's own 64 KiB transport
+    # buffer, before the socket is closed with 4008.
+    "WEBSOCKET_OUTBOUND_BUFFER": 1024 * 1024,
+    # Messages of one socket queued at its object before the consumer stops reading it.
+    "WEBSOCKET_MAX_IN_FLIGHT": 64,
+    # Most accepted sockets one object may hold.
+    "WEBSOCKET_MAX_PER_OBJECT": 32_768,
 }
 
 SYNCHRONOUS_CHOICES = ("FULL", "NORMAL", "EXTRA")

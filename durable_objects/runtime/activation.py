@@ -15,6 +15,7 @@ from collections import deque
 from durable_objects.conf import get_config
 from durable_objects.exceptions import FencedError, ObjectReset
 from durable_objects.ids import DurableObjectId
+from durable_objects.sockets.registry import SocketRegistry
 from durable_objects.storage.shard import Shard, shard_path
 
 from .events import current_event
@@ -31,6 +32,7 @@ class Activation:
         # object must not change under it.
         self.id = DurableObjectId(object_id.label, str(object_id), object_id.name)
         self.key = object_id.key
+        self.hex = str(object_id)
         self.path = shard_path(host.root, cls._meta.label, str(object_id))
         self.hibernate_after = cls._meta.hibernate_after
         self.queue = deque()
@@ -47,6 +49,7 @@ class Activation:
         self.closed = False
         self.abort_cause = None
         self.created_at = None  # from the shard's meta once it is open
+        self.sockets = SocketRegistry(self)
 
     # -- arrival -------------------------------------------------------------------------
 
@@ -102,6 +105,7 @@ class Activation:
                 cause = ObjectReset(f"Commit failed ({exc}); the object was reset.")
                 self.reset(cause)
                 return (False, event.encode_error(cause))
+        self._release_outbox(event, outcome)
         if self.abort_cause is not None:
             self.reset(self.abort_cause)
         return outcome
@@ -196,6 +200,7 @@ class Activation:
             outcome = (True, data)
         except Exception as exc:
             self._end_event(ok=False)
+            event.outbox = None  # a failed event sends nothing, as it writes nothing
             outcome = (False, event.encode_error(exc))
         finally:
             current_event.reset(token)
@@ -347,10 +352,18 @@ class Activation:
             self.reset(cause)
             return False
         for event, outcome in held:
+            outcome = event.released(outcome, self.host, self.hex)  # before its own messages
+            self._release_outbox(event, outcome)
             self.host.deliver(event, outcome)
         if self.abort_cause is not None:
             self.reset(self.abort_cause)
         return True
+
+    def _release_outbox(self, event, outcome):
+        """Hand the event's held socket messages to the outbox; its writes are durable."""
+        ops, event.outbox = event.outbox, None
+        if ops and outcome[0]:
+            self.host.outbox.release(self.hex, ops)
 
     async def before_outgoing_call(self, event):
         """Commit the writes so far: an event is atomic between its calls to other objects."""
@@ -365,6 +378,7 @@ class Activation:
         self._end_event(ok=True)
         if not await self._commit_held():
             raise ObjectReset("The commit before an outgoing call failed; the object was reset.")
+        self._release_outbox(event, (True, None))
 
     # -- ending --------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ def new_token():
 class Event:
     """One unit of work for one object; its future receives the outcome after commit."""
 
-    __slots__ = ("chain", "context", "future", "name", "timer", "token")
+    __slots__ = ("chain", "context", "future", "name", "outbox", "timer", "token")
 
     kind = "event"
 
@@ -35,6 +35,7 @@ class Event:
         self.future = None
         self.timer = None
         self.token = None
+        self.outbox = None  # socket messages held until the event's writes are durable
 
     def call_chain(self):
         """The chain an outgoing call made by this event carries."""
@@ -53,6 +54,10 @@ class Event:
 
     def decode(self, value):
         return value
+
+    def released(self, outcome, host, object_hex):
+        """The outcome as delivered, after the commit; a hook for socket connects."""
+        return outcome
 
     def __repr__(self):
         return f"<{type(self).__name__}>"

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from durable_objects.conf import get_config
 from durable_objects.exceptions import CallTimeout
+from durable_objects.sockets.outbox import Outbox
 
 from .activation import Activation
 from .catalog import CatalogWriter
@@ -64,6 +65,7 @@ class Host:
             config["COMMIT_THREADS"], thread_name_prefix="durable-objects-commit"
         )
         self.catalog = CatalogWriter(self)
+        self.outbox = Outbox(loop)
         self._sync_methods = {}
         self.busy = 0  # activations whose runner task is at work
         self.constructions = 0  # instances constructed (activations and wakes)
@@ -230,6 +232,7 @@ class Host:
     def stop_objects(self):
         """Drop every instance; run on the host's loop or after it stopped."""
         self.closed = True
+        self.outbox.close()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         for activation in list(self.activations.values()):
@@ -369,3 +372,22 @@ async def call(cls, object_id, event):
     from .errors import decode_exception
 
     raise decode_exception(value)
+
+
+def submit_event(cls, object_id, event):
+    """Queue event for the object now, so events queue in the order of these calls.
+
+    Returns an awaitable of the outcome, ``(ok, value)``. The WebSocket consumer uses it
+    to hand on a socket's messages without waiting for each one's outcome.
+    """
+    host = get_host()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if host.loop is running:
+        return host.dispatch(cls, object_id, event)
+    future = asyncio.run_coroutine_threadsafe(
+        host.dispatch_and_wait(cls, object_id, event), host.loop
+    )
+    return asyncio.wrap_future(future)

@@ -14,14 +14,22 @@ from durable_objects.exceptions import FencedError
 
 from .authorizer import Authorizer
 
+SOCKETS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS _do_sockets (id TEXT PRIMARY KEY, channel TEXT NOT NULL, "
+    "holder TEXT NOT NULL, tags TEXT NOT NULL, attachment BLOB, accepted_at REAL NOT NULL) "
+    "WITHOUT ROWID"
+)
+
 # Internal statements carry a per-process nonce, so user SQL can never match one of them in
 # sqlite3's statement cache (a cached statement is not authorized again).
 INTERNAL = f"/* do:{secrets.token_hex(8)} */ "
 
-SCHEMA_VERSION = 1
+# Version 2 added _do_sockets; opening an older shard adds what it lacks.
+SCHEMA_VERSION = 2
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS _do_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS _do_kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+    SOCKETS_SCHEMA,
 ]
 
 

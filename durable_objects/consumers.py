@@ -1,0 +1,363 @@
+"""The Channels consumer that ties one client socket to its object.
+
+The consumer holds the connection; the object holds the socket's row (tags, attachment)
+and decides everything else. Client frames become events in the object's queue, in
+order, without waiting for each other's outcome (at most WEBSOCKET_MAX_IN_FLIGHT
+queued). The object's messages arrive on the consumer's channel (direct ones) and the
+object's group (broadcasts), numbered; a gap, or a client whose transport stays full past
+WEBSOCKET_OUTBOUND_BUFFER, closes the socket with 4008 and the object is told.
+See docs/topics/websockets.md.
+"""
+
+import asyncio
+import contextlib
+import secrets
+from collections import deque
+
+from channels.consumer import AsyncConsumer
+from channels.exceptions import StopConsumer
+from django.core.exceptions import ImproperlyConfigured
+
+from durable_objects.conf import get_config
+from durable_objects.ids import DurableObjectId
+from durable_objects.runtime.errors import encode_exception
+from durable_objects.runtime.host import submit_event
+from durable_objects.sockets import flow, presence
+from durable_objects.sockets.events import SocketClose, SocketConnect, SocketError, SocketMessage
+from durable_objects.sockets.protocol import (
+    CLOSE_ABNORMAL,
+    CLOSE_BAD_ROUTE,
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_TOO_BIG,
+    CLOSE_TOO_SLOW,
+    Sequence,
+    group_name,
+    truncate_reason,
+)
+
+
+def _retrieve(future):
+    """Mark a fire-and-forget event's failure as seen (the object logged it already)."""
+    if not future.cancelled():
+        future.exception()
+
+
+class DurableObjectConsumer(AsyncConsumer):
+    """One WebSocket connection of an object (see ``durable_objects.routing``).
+
+    ``object_class`` is the class or its label; the object's ID comes from the URL kwarg
+    ``name_kwarg`` (as a name) or from ``object_id(scope)``, which returns a
+    DurableObjectId or a name.
+    """
+
+    object_class = None
+    name_kwarg = None
+    object_id = None
+
+    def __init__(self, *, object_class=None, name_kwarg=None, object_id=None):
+        super().__init__()
+        self.object_class = object_class or self.object_class
+        self.name_kwarg = name_kwarg or self.name_kwarg
+        self.object_id = object_id or self.object_id
+        if self.object_class is None:
+            raise ImproperlyConfigured("DurableObjectConsumer needs object_class.")
+        if (self.name_kwarg is None) == (self.object_id is None):
+            raise ImproperlyConfigured(
+                "DurableObjectConsumer needs exactly one of name_kwarg and object_id."
+            )
+        self.accepted = False
+        self.closing = False
+        self.socket_id = None
+        self.group = None
+        self.tags = frozenset()
+        self.auto_response = None
+        self.sequence = Sequence()
+        self.in_flight = deque()
+        self.backlog = deque()
+        self.backlog_bytes = 0
+        self.flushing = False
+        self.flow = None
+        self._refresher = None
+        self._tasks = set()
+        self._farewell = None  # the close (or error) event told to the object
+
+    # -- the object and its ID -----------------------------------------------------------
+
+    def _resolve(self):
+        from durable_objects.registry import registry
+
+        cls = self.object_class
+        if isinstance(cls, str):
+            cls = registry.get(cls)
+        if self.name_kwarg is not None:
+            kwargs = self.scope.get("url_route", {}).get("kwargs", {})
+            if self.name_kwarg not in kwargs:
+                raise ValueError(f"The route has no URL kwarg {self.name_kwarg!r}.")
+            return cls, cls.objects.id_from_name(str(kwargs[self.name_kwarg]))
+        found = self.object_id(self.scope)
+        if isinstance(found, DurableObjectId):
+            return cls, cls.objects.id_from_string(str(found)) if found.name is None else found
+        if isinstance(found, str):
+            return cls, cls.objects.id_from_name(found)
+        raise TypeError(f"object_id(scope) must return a DurableObjectId or a name: {found!r}")
+
+    def _request(self):
+        scope = self.scope
+        headers = {}
+        for name, value in scope.get("headers", ()):
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        query = scope.get("query_string", b"")
+        return {
+            "method": "GET",
+            "path": scope.get("path", "/"),
+            "query": query.decode("latin-1") if isinstance(query, bytes) else query,
+            "headers": headers,
+            "body": b"",
+        }
+
+    def _user(self):
+        user = self.scope.get("user")
+        if user is None or not getattr(user, "is_authenticated", False):
+            return None
+        return {
+            "pk": user.pk,
+            "username": user.get_username(),
+            "is_authenticated": True,
+            "is_staff": bool(getattr(user, "is_staff", False)),
+            "is_superuser": bool(getattr(user, "is_superuser", False)),
+        }
+
+    def _submit(self, event_class, *args, **kwargs):
+        """Queue an event for the object now; return the future of its outcome."""
+        event = event_class(self.socket_id, self.channel_name, *args, name=self.oid.name, **kwargs)
+        future = submit_event(self.cls, self.oid, event)
+        future.add_done_callback(_retrieve)
+        return future
+
+    def _farewell_to_object(self, event_class, *args, **kwargs):
+        """Tell the object the socket is gone; it stays ours (not stale) until it has heard."""
+        self._farewell = self._submit(event_class, *args, **kwargs)
+        socket_id, object_id = self.socket_id, str(self.oid)
+        self._farewell.add_done_callback(lambda _: presence.unregister(socket_id, object_id))
+
+    # -- connecting ----------------------------------------------------------------------
+
+    async def websocket_connect(self, message):
+        try:
+            self.cls, self.oid = self._resolve()
+        except Exception as exc:
+            await self._refuse(CLOSE_BAD_ROUTE, str(exc))
+            return
+        self.socket_id = secrets.token_hex(12)
+        self.group = group_name(str(self.oid))
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        presence.register(self.socket_id, self, str(self.oid))
+        try:
+            ok, value = await self._submit(
+                SocketConnect,
+                request=self._request(),
+                holder=presence.HOLDER,
+                user=self._user(),
+                route=self.scope.get("url_route", {}).get("kwargs", {}),
+            )
+        except Exception as exc:  # CallTimeout: the object may still accept it later
+            ok, value = False, encode_exception(exc)
+            self._farewell_to_object(SocketClose, code=CLOSE_ABNORMAL, was_clean=False)
+        if not ok or not value["accepted"]:
+            await self._leave()
+            if not ok:
+                await self._refuse(CLOSE_INTERNAL_ERROR, value["message"])
+            else:
+                await self._refuse(value["code"], value["reason"])
+            return
+        self.tags = frozenset(value["tags"])
+        self.auto_response = value["auto_response"]
+        self.sequence = Sequence(value["gen"], value["b"], value["d"])
+        self.accepted = True
+        await self.send({"type": "websocket.accept"})
+        self.flow = flow.attach(self.base_send, self._resumed)
+        self._refresher = asyncio.ensure_future(self._refresh_membership())
+
+    async def _refuse(self, code, reason):
+        """Accept and close at once, so that the browser sees the code (not a bare 403)."""
+        self.closing = True
+        await self.send({"type": "websocket.accept"})
+        await self._close_frame(code, reason)
+
+    async def _refresh_membership(self):
+        """Re-join the group before the channel layer's group_expiry drops this socket."""
+        expiry = getattr(self.channel_layer, "group_expiry", 86400)
+        while True:
+            await asyncio.sleep(max(1.0, expiry / 2))
+            await self.channel_layer.group_add(self.group, self.channel_name)
+
+    # -- from the client -----------------------------------------------------------------
+
+    async def websocket_receive(self, message):
+        if not self.accepted or self.closing:
+            return  # frames after a close are dropped
+        text = message.get("text")
+        payload = text if text is not None else message.get("bytes")
+        if payload is None:
+            return
+        size = len(text.encode("utf-8", "surrogatepass")) if text is not None else len(payload)
+        limit = get_config()["WEBSOCKET_MAX_MESSAGE_SIZE"]
+        if size > limit:
+            await self._close(CLOSE_TOO_BIG, f"Message of {size} bytes; the limit is {limit}.")
+            return
+        pair = self.auto_response
+        if pair is not None and text == pair[0]:
+            presence.record_auto_response(self.socket_id)
+            await self._deliver({"type": "websocket.send", "text": pair[1]}, len(pair[1]))
+            return
+        while len(self.in_flight) >= get_config()["WEBSOCKET_MAX_IN_FLIGHT"]:
+            await asyncio.wait([self.in_flight[0]])
+            if self.closing:
+                return
+        future = asyncio.ensure_future(self._submit(SocketMessage, payload))
+        self.in_flight.append(future)
+        future.add_done_callback(self._message_done)
+
+    def _message_done(self, future):
+        with contextlib.suppress(ValueError):
+            self.in_flight.remove(future)
+        if future.cancelled():
+            return
+        exc = future.exception()
+        ok, value = (False, encode_exception(exc)) if exc is not None else future.result()
+        if not ok and not self.closing:
+            self._spawn(self._handler_failed(value))
+
+    async def _handler_failed(self, error):
+        """websocket_message raised: close with 1011; the object gets websocket_error()."""
+        if self.closing:
+            return
+        self.closing = True
+        self._farewell_to_object(SocketError, error)
+        await self._send_close(CLOSE_INTERNAL_ERROR, "Internal error")
+
+    async def websocket_disconnect(self, message):
+        if self.accepted and not self.closing:
+            self.closing = True
+            code = message.get("code") or CLOSE_ABNORMAL
+            reason = message.get("reason") or ""
+            was_clean = code != CLOSE_ABNORMAL
+            self._farewell_to_object(SocketClose, code=code, reason=reason, was_clean=was_clean)
+        await self._leave()
+        raise StopConsumer()
+
+    # -- from the object -----------------------------------------------------------------
+
+    async def do_message(self, message):
+        if not self.accepted or self.closing:
+            return
+        if not self.sequence.accept(message):
+            await self._too_slow("Messages to this socket were lost.")
+            return
+        if message.get("socket") is None:
+            tag = message["tag"]
+            if (tag is not None and tag not in self.tags) or self.socket_id in message["exclude"]:
+                return
+        if "text" in message:
+            await self._deliver(
+                {"type": "websocket.send", "text": message["text"]}, len(message["text"])
+            )
+        else:
+            await self._deliver(
+                {"type": "websocket.send", "bytes": message["bytes"]}, len(message["bytes"])
+            )
+
+    async def do_close(self, message):
+        if not self.accepted or self.closing or message.get("socket") != self.socket_id:
+            return
+        self.closing = True  # the object closed it and knows: no websocket_close for it
+        await self._send_close(message["code"], message["reason"])
+
+    async def do_auto_response(self, message):
+        if not self.accepted or self.closing:
+            return
+        if not self.sequence.accept(message):
+            await self._too_slow("Messages to this socket were lost.")
+            return
+        pair = message["pair"]
+        self.auto_response = tuple(pair) if pair else None
+
+    async def do_sync(self, message):
+        seq = self.sequence
+        if not self.accepted or self.closing:
+            return
+        if message["gen"] == seq.gen and message["b"] != seq.b:
+            await self._too_slow("Messages to this socket were lost.")
+
+    def fell_behind(self):
+        """Called by the outbox when this socket's channel is over capacity."""
+        if not self.closing:
+            self._spawn(self._too_slow("The client did not keep up."))
+
+    # -- to the client, with a bounded backlog -------------------------------------------
+
+    async def _deliver(self, frame, size):
+        if self.backlog or self.flushing or (self.flow is not None and self.flow.paused):
+            self.backlog.append((frame, size))
+            self.backlog_bytes += size
+            if self.backlog_bytes > get_config()["WEBSOCKET_OUTBOUND_BUFFER"]:
+                await self._too_slow("The client did not keep up.")
+            return
+        await self.send(frame)
+
+    def _resumed(self):
+        if self.backlog and not self.flushing and not self.closing:
+            self.flushing = True
+            self._spawn(self._flush())
+
+    async def _flush(self):
+        try:
+            while self.backlog and not self.closing and not (self.flow and self.flow.paused):
+                frame, size = self.backlog.popleft()
+                self.backlog_bytes -= size
+                await self.send(frame)
+        finally:
+            self.flushing = False
+
+    # -- closing -------------------------------------------------------------------------
+
+    async def _too_slow(self, reason):
+        await self._close(CLOSE_TOO_SLOW, reason, was_clean=False)
+
+    async def _close(self, code, reason, was_clean=True):
+        """Close from this side and tell the object (websocket_close)."""
+        if self.closing:
+            return
+        self.closing = True
+        self._farewell_to_object(SocketClose, code=code, reason=reason, was_clean=was_clean)
+        await self._send_close(code, reason)
+
+    async def _send_close(self, code, reason):
+        self.backlog.clear()
+        self.backlog_bytes = 0
+        await self._leave()
+        await self._close_frame(code, reason)
+
+    async def _close_frame(self, code, reason):
+        frame = {"type": "websocket.close", "code": code, "reason": truncate_reason(reason)}
+        await self.send(frame)
+
+    def _spawn(self, coroutine):
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _leave(self):
+        if self._refresher is not None:
+            self._refresher.cancel()
+            self._refresher = None
+        if self.flow is not None:
+            self.flow.detach()
+            self.flow = None
+        if self.socket_id is not None and self._farewell is None:
+            presence.unregister(self.socket_id, str(self.oid))
+        if self.group is not None:
+            group, self.group = self.group, None
+            await self.channel_layer.group_discard(group, self.channel_name)

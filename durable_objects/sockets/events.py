@@ -1,0 +1,192 @@
+"""Socket events: a connect, a message, a close and a failed message, as plain data.
+
+They go through the object's queue like calls, one at a time in arrival order, so a
+socket's messages reach ``websocket_message`` in the order the client sent them.
+"""
+
+import inspect
+
+from durable_objects.runtime.events import Event
+
+from .protocol import CLOSE_NOT_ACCEPTED, truncate_reason
+
+
+async def _maybe_await(result):
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+class SocketUser:
+    """``request.user`` on a WebSocket connect: a snapshot of the user in the scope."""
+
+    def __init__(self, data):
+        data = data or {}
+        self.pk = self.id = data.get("pk")
+        self.username = data.get("username", "")
+        self.is_authenticated = bool(data.get("is_authenticated"))
+        self.is_anonymous = not self.is_authenticated
+        self.is_staff = bool(data.get("is_staff"))
+        self.is_superuser = bool(data.get("is_superuser"))
+        self.is_active = self.is_authenticated
+
+    def get_username(self):
+        return self.username
+
+    def __str__(self):
+        return self.username or "AnonymousUser"
+
+    def __repr__(self):
+        return f"<SocketUser {self}>"
+
+
+class SocketEvent(Event):
+    __slots__ = ("channel", "socket_id")
+
+    def __init__(self, socket_id, channel, **kwargs):
+        super().__init__(**kwargs)
+        self.socket_id = socket_id
+        self.channel = channel
+
+    def encode_error(self, exc):
+        from durable_objects.runtime.errors import encode_exception
+
+        return encode_exception(exc)
+
+
+class SocketConnect(SocketEvent):
+    """A client asks to connect: the object's fetch() sees the upgrade request."""
+
+    __slots__ = ("holder", "request", "route", "user")
+
+    kind = "socket_connect"
+
+    def __init__(self, socket_id, channel, *, request, holder, user=None, route=None, **kw):
+        super().__init__(socket_id, channel, **kw)
+        self.request = request
+        self.holder = holder
+        self.user = user
+        self.route = route or {}
+
+    async def invoke(self, instance):
+        from durable_objects.http import decode_request
+
+        registry = instance.ctx._activation.sockets
+        ws = registry.handle(self.socket_id, self.channel)
+        registry.pending[self.socket_id] = self.holder
+        try:
+            handler = getattr(instance, "fetch", None)
+            response = None
+            if handler is None:  # no fetch(): every socket is welcome, without tags
+                instance.ctx.accept_websocket(ws)
+            else:
+                request = decode_request(self.request)
+                request.websocket = ws
+                request.user = SocketUser(self.user)
+                request.route_kwargs = dict(self.route)
+                response = await _maybe_await(handler(request))
+        finally:
+            registry.pending.pop(self.socket_id, None)
+        if registry.contains(self.socket_id):
+            return {
+                "accepted": True,
+                "tags": registry.tags(self.socket_id),
+                "auto_response": instance.ctx.get_websocket_auto_response(),
+            }
+        registry.handles.pop(self.socket_id, None)
+        code, reason = CLOSE_NOT_ACCEPTED, "Not accepted"
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int) and 400 <= status <= 599:
+            code = 4000 + status
+            content = getattr(response, "content", b"") or b""
+            reason = truncate_reason(content.decode("utf-8", "replace")) or reason
+        return {"accepted": False, "code": code, "reason": reason}
+
+    def released(self, outcome, host, object_hex):
+        """Add where the socket starts counting its messages, now that it is released."""
+        ok, value = outcome
+        if ok and value.get("accepted"):
+            gen, b, d = host.outbox.position(object_hex, self.socket_id)
+            value.update(gen=gen, b=b, d=d)
+        return outcome
+
+
+class SocketMessage(SocketEvent):
+    """A frame from the client for websocket_message(ws, message)."""
+
+    __slots__ = ("message",)
+
+    kind = "socket_message"
+
+    def __init__(self, socket_id, channel, message, **kwargs):
+        super().__init__(socket_id, channel, **kwargs)
+        self.message = message
+
+    async def invoke(self, instance):
+        registry = instance.ctx._activation.sockets
+        sid = self.socket_id
+        if sid in registry.failed or not registry.contains(sid):
+            return None  # the socket was closed or failed before this message's turn
+        handler = getattr(instance, "websocket_message", None)
+        if handler is None:
+            return None
+        try:
+            await _maybe_await(handler(registry.handle(sid, self.channel), self.message))
+        except Exception:
+            registry.failed.add(sid)
+            raise
+        return None
+
+
+class SocketClose(SocketEvent):
+    """The connection ended (the client closed it, it died, or it was too slow)."""
+
+    __slots__ = ("code", "reason", "swept", "was_clean")
+
+    kind = "socket_close"
+
+    def __init__(self, socket_id, channel, *, code, reason="", was_clean=True, swept=False, **kw):
+        super().__init__(socket_id, channel, **kw)
+        self.code = code
+        self.reason = reason
+        self.was_clean = was_clean
+        self.swept = swept  # its row was dropped by the sweep: the handler runs anyway
+
+    async def invoke(self, instance):
+        activation = instance.ctx._activation
+        registry = activation.sockets
+        ws = registry.handle(self.socket_id, self.channel)
+        registry.failed.discard(self.socket_id)
+        activation.host.outbox.forget_socket(self.socket_id)
+        if not registry.remove(self.socket_id) and not self.swept:
+            return None  # closed by the object already, or never accepted
+        handler = getattr(instance, "websocket_close", None)
+        if handler is not None:
+            await _maybe_await(handler(ws, self.code, self.reason, self.was_clean))
+        return None
+
+
+class SocketError(SocketEvent):
+    """websocket_message raised: the socket is closed with 1011 and the object is told."""
+
+    __slots__ = ("error",)
+
+    kind = "socket_error"
+
+    def __init__(self, socket_id, channel, error, **kwargs):
+        super().__init__(socket_id, channel, **kwargs)
+        self.error = error
+
+    async def invoke(self, instance):
+        from durable_objects.runtime.errors import decode_exception
+
+        activation = instance.ctx._activation
+        registry = activation.sockets
+        ws = registry.handle(self.socket_id, self.channel)
+        registry.failed.discard(self.socket_id)
+        activation.host.outbox.forget_socket(self.socket_id)
+        registry.remove(self.socket_id)
+        handler = getattr(instance, "websocket_error", None)
+        if handler is not None:
+            await _maybe_await(handler(ws, decode_exception(self.error)))
+        return None

@@ -1,0 +1,160 @@
+"""The output side of sockets: held until the commit, then numbered and sent in order.
+
+``emit()`` records what a handler sends (``ws.send``, ``ws.close``, ``ctx.broadcast``) on
+the running event. The activation releases an event's messages only after the event's
+writes are durable (the output gate); ``Outbox.release`` then numbers them (see
+``protocol.Sequence``) and one task per host hands them to the channel layer in order.
+
+A direct send to a channel over capacity raises ``ChannelFull``: that consumer is told to
+close with ``CLOSE_TOO_SLOW``. A broadcast to such a channel is dropped by the channel
+layer without a word, so a consumer finds the gap from the next message's number, and
+when an object goes quiet the outbox sends each local consumer of it a ``SYNC`` with the
+last number, directly, so that a lost last message is found too.
+"""
+
+import logging
+import secrets
+from collections import deque
+
+from channels.exceptions import ChannelFull
+
+from . import presence
+from .protocol import AUTO_RESPONSE, CLOSE, MESSAGE, group_name
+
+SYNC = "do.sync"
+SYNC_DELAY = 1.0  # seconds of quiet after a broadcast before the SYNC
+
+logger = logging.getLogger("durable_objects.sockets")
+
+
+def running_event(activation):
+    """The event now running in activation, or a RuntimeError saying why there is none."""
+    from durable_objects.runtime.events import current_event
+
+    running = current_event.get()
+    if running is None or running[0] is not activation or activation.closed:
+        raise RuntimeError(
+            "Socket messages can only be sent from inside one of the object's events "
+            "(a handler, a method, the constructor)."
+        )
+    return running[1]
+
+
+def emit(activation, op):
+    """Hold op on the event now running in activation; it leaves after the commit."""
+    event = running_event(activation)
+    if event.outbox is None:
+        event.outbox = []
+    event.outbox.append(op)
+
+
+class Outbox:
+    """Numbers and sends every socket message of this host's objects, in release order."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.gen = secrets.token_hex(6)
+        self.broadcasts = {}  # object id (hex) -> number of the last broadcast
+        self.directs = {}  # socket id -> number of the last message sent to it alone
+        self.queue = deque()
+        self.task = None
+        self._layer = None
+        self._quiet = {}  # object id -> TimerHandle of its pending SYNC
+
+    @property
+    def layer(self):
+        if self._layer is None:
+            from channels.layers import get_channel_layer
+
+            self._layer = get_channel_layer()
+        return self._layer
+
+    def position(self, object_id, socket_id=None):
+        """(gen, b, d): where a socket accepted now starts counting."""
+        return self.gen, self.broadcasts.get(object_id, 0), self.directs.get(socket_id, 0)
+
+    def release(self, object_id, ops):
+        """Number ops (an event's held messages) and queue them for the channel layer."""
+        for op in ops:
+            kind = op[0]
+            if kind in ("broadcast", "auto_response"):
+                b = self.broadcasts.get(object_id, 0) + 1
+                self.broadcasts[object_id] = b
+                if kind == "broadcast":
+                    _, key, payload, tag, exclude = op
+                    message = {"type": MESSAGE, key: payload, "tag": tag, "exclude": exclude}
+                else:
+                    message = {"type": AUTO_RESPONSE, "pair": op[1]}
+                message.update(gen=self.gen, b=b)
+                self.queue.append((None, object_id, message))
+                self._schedule_sync(object_id)
+            else:
+                socket_id, channel = op[1], op[2]
+                d = self.directs.get(socket_id, 0) + 1
+                self.directs[socket_id] = d
+                if kind == "send":
+                    message = {"type": MESSAGE, op[3]: op[4]}
+                else:
+                    message = {"type": CLOSE, "code": op[3], "reason": op[4]}
+                    self.directs.pop(socket_id, None)
+                b = self.broadcasts.get(object_id, 0)
+                message.update(gen=self.gen, b=b, d=d, socket=socket_id)
+                self.queue.append((channel, socket_id, message))
+        if self.queue and self.task is None:
+            self.task = self.loop.create_task(self._drain())
+
+    def forget_socket(self, socket_id):
+        self.directs.pop(socket_id, None)
+
+    async def _drain(self):
+        try:
+            while self.queue:
+                channel, target, message = self.queue.popleft()
+                try:
+                    if channel is None:
+                        await self.layer.group_send(group_name(target), message)
+                    else:
+                        await self.layer.send(channel, message)
+                except ChannelFull:
+                    evict(target)
+                except Exception:  # a broken layer must not stop every other object's output
+                    logger.exception("Sending a socket message failed.")
+                    if channel is not None:
+                        evict(target)
+        finally:
+            self.task = None
+
+    # -- finding a lost last broadcast ----------------------------------------------------
+
+    def _schedule_sync(self, object_id):
+        handle = self._quiet.pop(object_id, None)
+        if handle is not None:
+            handle.cancel()
+        self._quiet[object_id] = self.loop.call_later(SYNC_DELAY, self._sync, object_id)
+
+    def _sync(self, object_id):
+        self._quiet.pop(object_id, None)
+        if self.queue:  # still sending: try again after the queue drains
+            self._schedule_sync(object_id)
+            return
+        message = {"type": SYNC, "gen": self.gen, "b": self.broadcasts.get(object_id, 0)}
+        for socket_id, consumer in presence.consumers_of(object_id):
+            self.loop.create_task(self._send_sync(socket_id, consumer.channel_name, message))
+
+    async def _send_sync(self, socket_id, channel, message):
+        try:
+            await self.layer.send(channel, dict(message))
+        except ChannelFull:
+            evict(socket_id)
+
+    def close(self):
+        for handle in self._quiet.values():
+            handle.cancel()
+        self._quiet.clear()
+
+
+def evict(socket_id):
+    """Tell the consumer of socket_id (in this process) to close: it fell behind."""
+    consumer = presence.consumer(socket_id)
+    if consumer is not None:
+        consumer.fell_behind()

@@ -1,0 +1,62 @@
+"""What this process knows about the sockets it holds.
+
+Each socket row in a shard names its holder, the process whose consumer has the
+connection. A row whose holder is gone (the process died or restarted) or whose consumer
+no longer exists is stale, and an object drops such rows the first time it looks at its
+sockets in an activation. In the embedded default every socket is held by the one host
+process, so both questions are answered here, from memory.
+"""
+
+import os
+import secrets
+import time
+
+HOLDER = f"{os.getpid():x}-{secrets.token_hex(4)}"
+
+# Socket id -> consumer, for every socket connected through this process.
+_consumers = {}
+# Object id (hex) -> the ids of its sockets connected through this process.
+_by_object = {}
+# Socket id -> UNIX time of the last auto-response the consumer answered.
+_auto_response_times = {}
+
+
+def register(socket_id, consumer, object_id):
+    _consumers[socket_id] = consumer
+    _by_object.setdefault(object_id, set()).add(socket_id)
+
+
+def unregister(socket_id, object_id):
+    _consumers.pop(socket_id, None)
+    _auto_response_times.pop(socket_id, None)
+    sockets = _by_object.get(object_id)
+    if sockets is not None:
+        sockets.discard(socket_id)
+        if not sockets:
+            del _by_object[object_id]
+
+
+def consumers_of(object_id):
+    """(socket id, consumer) for each socket of the object connected through this process."""
+    return [(sid, _consumers[sid]) for sid in _by_object.get(object_id, ()) if sid in _consumers]
+
+
+def is_connected(holder, socket_id):
+    """True if the socket's holder is alive and still has the socket's consumer."""
+    return holder == HOLDER and socket_id in _consumers
+
+
+def consumer(socket_id):
+    return _consumers.get(socket_id)
+
+
+def connected_count():
+    return len(_consumers)
+
+
+def record_auto_response(socket_id):
+    _auto_response_times[socket_id] = time.time()
+
+
+def auto_response_time(socket_id):
+    return _auto_response_times.get(socket_id)

@@ -1,0 +1,141 @@
+"""An object's accepted sockets, kept in its shard so they outlive hibernation.
+
+One row per socket in ``_do_sockets``: the consumer's channel, the process holding the
+connection, the tags and the attachment. Rows change inside the running event, so an
+accept, a close or an attachment commits (or rolls back) with the event's other writes.
+"""
+
+import json
+import time
+
+from durable_objects import serialization
+from durable_objects.conf import get_config
+
+from . import presence
+from .protocol import MAX_ATTACHMENT_SIZE
+
+
+class SocketRegistry:
+    """The rows of one activation's sockets and the handles given out for them."""
+
+    def __init__(self, activation):
+        self.activation = activation
+        self.handles = {}  # socket id -> WebSocket, so one socket is one handle
+        self.failed = set()  # sockets whose websocket_message raised; later messages skip
+        self.pending = {}  # socket id -> holder, for connect events running now
+        self._swept = False
+
+    def _shard(self, create):
+        shard = self.activation.shard_for_event(create=create)
+        if shard is not None and not self._swept:
+            self._swept = True
+            self._sweep(shard)
+        return shard
+
+    def _sweep(self, shard):
+        """Drop rows of sockets whose connection is gone (their process died or restarted).
+
+        The object hears of each in a websocket_close(ws, 1006, ...) event of its own.
+        """
+        from .events import SocketClose
+
+        rows = shard.execute("SELECT id, channel, holder FROM _do_sockets").fetchall()
+        stale = [(sid, ch) for sid, ch, holder in rows if not presence.is_connected(holder, sid)]
+        if not stale:
+            return
+        shard.executemany("DELETE FROM _do_sockets WHERE id = ?", [(sid,) for sid, _ in stale])
+        host = self.activation.host
+        for sid, channel in stale:
+            event = SocketClose(
+                sid, channel, code=1006, reason="Connection lost", was_clean=False, swept=True
+            )
+            host.submit(self.activation, event).add_done_callback(_retrieve)
+
+    def handle(self, socket_id, channel):
+        from .handle import WebSocket
+
+        ws = self.handles.get(socket_id)
+        if ws is None:
+            ws = self.handles[socket_id] = WebSocket(self.activation, socket_id, channel)
+        return ws
+
+    # -- rows ----------------------------------------------------------------------------
+
+    def add(self, ws, tags, holder):
+        shard = self._shard(create=True)
+        count = shard.execute("SELECT count(*) FROM _do_sockets").fetchone()[0]
+        limit = get_config()["WEBSOCKET_MAX_PER_OBJECT"]
+        if count >= limit:
+            raise ValueError(f"This object already holds {count} sockets (limit {limit}).")
+        shard.execute(
+            "INSERT INTO _do_sockets(id, channel, holder, tags, accepted_at) VALUES (?,?,?,?,?)",
+            (ws.id, ws.channel, holder, json.dumps(tags), time.time()),
+        )
+
+    def remove(self, socket_id):
+        """Delete the socket's row; return True if it was there."""
+        shard = self._shard(create=False)
+        if shard is None:
+            return False
+        cursor = shard.execute("DELETE FROM _do_sockets WHERE id = ?", (socket_id,))
+        self.handles.pop(socket_id, None)
+        return cursor.rowcount > 0
+
+    def contains(self, socket_id):
+        shard = self._shard(create=False)
+        if shard is None:
+            return False
+        row = shard.execute("SELECT 1 FROM _do_sockets WHERE id = ?", (socket_id,)).fetchone()
+        return row is not None
+
+    def websockets(self, tag=None):
+        shard = self._shard(create=False)
+        if shard is None:
+            return []
+        rows = shard.execute(
+            "SELECT id, channel, tags FROM _do_sockets ORDER BY accepted_at, id"
+        ).fetchall()
+        return [
+            self.handle(sid, channel)
+            for sid, channel, tags in rows
+            if tag is None or tag in json.loads(tags)
+        ]
+
+    def tags(self, socket_id):
+        row = self._row(socket_id, "tags")
+        return json.loads(row) if row is not None else []
+
+    def attachment(self, socket_id):
+        data = self._row(socket_id, "attachment")
+        return None if data is None else serialization.loads(data)
+
+    def set_attachment(self, socket_id, value):
+        try:
+            data = serialization.dumps(value)
+        except TypeError as exc:
+            raise TypeError(f"The attachment is not serializable: {exc}") from None
+        if len(data) > MAX_ATTACHMENT_SIZE:
+            raise ValueError(
+                f"The attachment is {len(data)} bytes serialized; the limit is "
+                f"{MAX_ATTACHMENT_SIZE}."
+            )
+        shard = self._shard(create=True)
+        cursor = shard.execute(
+            "UPDATE _do_sockets SET attachment = ? WHERE id = ?", (data, socket_id)
+        )
+        if cursor.rowcount == 0:
+            raise ValueError("This socket is closed or was never accepted.")
+
+    def _row(self, socket_id, column):
+        shard = self._shard(create=False)
+        if shard is None:
+            return None
+        row = shard.execute(
+            f"SELECT {column} FROM _do_sockets WHERE id = ?", (socket_id,)
+        ).fetchone()
+        return None if row is None else row[0]
+
+
+def _retrieve(future):
+    if not future.cancelled():
+        future.exception()
