@@ -177,7 +177,7 @@ class DurableObjectConsumer(AsyncConsumer):
         self.sequence = Sequence(value["gen"], value["b"], value["d"])
         self.accepted = True
         await self.send({"type": "websocket.accept"})
-        self.flow = flow.attach(self.base_send, self._resumed)
+        self.flow = flow.attach(self.base_send)
         self._refresher = asyncio.ensure_future(self._refresh_membership())
 
     async def _refuse(self, code, reason):
@@ -299,22 +299,24 @@ class DurableObjectConsumer(AsyncConsumer):
     # -- to the client, with a bounded backlog -------------------------------------------
 
     async def _deliver(self, frame, size):
-        if self.backlog or self.flushing or (self.flow is not None and self.flow.paused):
+        if self.backlog or (self.flow is not None and self.flow.paused):
             self.backlog.append((frame, size))
             self.backlog_bytes += size
             if self.backlog_bytes > get_config()["WEBSOCKET_OUTBOUND_BUFFER"]:
                 await self._too_slow("The client did not keep up.")
+            elif not self.flushing:
+                self.flushing = True
+                self._spawn(self._flush())
             return
         await self.send(frame)
 
-    def _resumed(self):
-        if self.backlog and not self.flushing and not self.closing:
-            self.flushing = True
-            self._spawn(self._flush())
-
     async def _flush(self):
+        """Send the backlog as the transport drains, in order, before anything newer."""
         try:
-            while self.backlog and not self.closing and not (self.flow and self.flow.paused):
+            while self.backlog and not self.closing:
+                if self.flow is not None and self.flow.paused:
+                    await asyncio.sleep(flow.POLL_INTERVAL)
+                    continue
                 frame, size = self.backlog.popleft()
                 self.backlog_bytes -= size
                 await self.send(frame)

@@ -75,6 +75,10 @@ class Room(DurableObject):
             self.ctx.set_websocket_auto_response(request, response)
         elif verb == "/autots":
             ws.send(json.dumps(self.ctx.get_websocket_auto_response_timestamp(ws)))
+        elif verb == "/built":
+            ws.send(str(type(self).constructions))
+        elif verb == "/records":
+            ws.send(json.dumps(self.ctx.storage.list(prefix=arg)))
         elif verb == "/flood":
             count, _, size = arg.partition(" ")
             for i in range(int(count)):

@@ -1,60 +1,61 @@
-"""Seeing a slow client under daphne: its transport's buffer, through Twisted's producer API.
+"""Seeing a slow client under daphne: whether its TCP transport's buffer is over the limit.
 
-An ASGI application cannot see how much of what it sent is still waiting for the client:
-daphne writes each frame into Twisted's transport and returns. Twisted does tell a
-registered *push producer* when the transport's buffer passes its limit (64 KiB) and when
-it has drained. The consumer registers one on the transport of its connection (found
-through daphne's ``send`` callable, a ``functools.partial`` of ``Server.handle_reply``
-bound to the protocol) and, while paused, keeps further frames in a bounded backlog of
-its own instead of piling them into Twisted. Under another server, or in tests with
-``WebsocketCommunicator``, there is no transport to watch and this is a no-op.
+An ASGI application cannot see how much of what it sent still waits for the client:
+daphne writes each frame into Twisted's transport and returns. Twisted's TCP transport
+marks itself ``producerPaused`` when its buffer passes ``bufferSize`` (64 KiB) and it has
+a streaming producer, which under daphne it always has (twisted.web's HTTPChannel, from
+before the upgrade), and clears the mark when the buffer has drained. The consumer finds
+the transport through daphne's ``send`` (a ``functools.partial`` of
+``Server.handle_reply`` bound to the protocol, under channels' session wrapper) and, while
+it is marked, holds further frames in a bounded backlog of its own. Under another server,
+or with ``WebsocketCommunicator``, there is no transport to watch and this is a no-op.
 """
 
 import functools
 
+POLL_INTERVAL = 0.02  # seconds between looks at a paused transport
+
 
 class TransportFlow:
-    """A Twisted IPushProducer that only records whether the transport wants a pause."""
+    """Whether one TCP connection's outgoing buffer is over Twisted's limit."""
 
-    def __init__(self, transport, on_resume):
+    def __init__(self, transport):
         self.transport = transport
-        self.paused = False
-        self._on_resume = on_resume
 
-    def pauseProducing(self):  # Twisted's IPushProducer
-        self.paused = True
-
-    def resumeProducing(self):
-        self.paused = False
-        self._on_resume()
-
-    def stopProducing(self):
-        self.paused = False
+    @property
+    def paused(self):
+        transport = self.transport
+        return transport is not None and bool(getattr(transport, "producerPaused", False))
 
     def detach(self):
-        transport, self.transport = self.transport, None
-        if transport is not None and getattr(transport, "producer", None) is self:
-            transport.unregisterProducer()
+        self.transport = None
 
 
-def attach(send, on_resume):
-    """Register a TransportFlow on the daphne connection behind send, or return None."""
+def _unwrap(send):
+    """Find daphne's send under middleware wrappers (channels' session middleware)."""
+    for _ in range(10):
+        if isinstance(send, functools.partial):
+            return send
+        inner = getattr(getattr(send, "__self__", None), "real_send", None)
+        if inner is None:
+            return send
+        send = inner
+    return send
+
+
+def attach(send):
+    """A TransportFlow for the daphne connection behind send, or None."""
+    send = _unwrap(send)
     if not isinstance(send, functools.partial) or not send.args:
         return None
+    # The protocol's transport is twisted.web's HTTP channel wrapper it was upgraded
+    # from; the TCP connection, with the buffer, is the transport of its channel.
     transport = getattr(send.args[0], "transport", None)
-    if transport is None or not hasattr(transport, "registerProducer"):
+    for _ in range(5):
+        if transport is None or hasattr(transport, "producerPaused"):
+            break
+        channel = getattr(transport, "_channel", None)
+        transport = getattr(channel if channel is not None else transport, "transport", None)
+    if transport is None or not hasattr(transport, "producerPaused"):
         return None
-    if getattr(transport, "producer", None) is not None:
-        return None  # someone else watches this transport; leave it alone
-    try:
-        from twisted.internet.interfaces import IPushProducer
-        from zope.interface import directlyProvides
-    except ImportError:
-        return None
-    flow = TransportFlow(transport, on_resume)
-    directlyProvides(flow, IPushProducer)
-    try:
-        transport.registerProducer(flow, True)
-    except RuntimeError:
-        return None
-    return flow
+    return TransportFlow(transport)

@@ -12,6 +12,7 @@ when an object goes quiet the outbox sends each local consumer of it a ``SYNC`` 
 last number, directly, so that a lost last message is found too.
 """
 
+import asyncio
 import logging
 import secrets
 from collections import deque
@@ -23,6 +24,7 @@ from .protocol import AUTO_RESPONSE, CLOSE, MESSAGE, group_name
 
 SYNC = "do.sync"
 SYNC_DELAY = 1.0  # seconds of quiet after a broadcast before the SYNC
+ROOM_WAIT = 0.5  # most seconds one message waits for a full consumer channel
 
 logger = logging.getLogger("durable_objects.sockets")
 
@@ -112,8 +114,11 @@ class Outbox:
                 channel, target, message = self.queue.popleft()
                 try:
                     if channel is None:
-                        await self.layer.group_send(group_name(target), message)
+                        group = group_name(target)
+                        await self._wait_for_room(group=group)
+                        await self.layer.group_send(group, message)
                     else:
+                        await self._wait_for_room(channel=channel)
                         await self.layer.send(channel, message)
                 except ChannelFull:
                     evict(target)
@@ -123,6 +128,43 @@ class Outbox:
                         evict(target)
         finally:
             self.task = None
+
+    async def _wait_for_room(self, group=None, channel=None):
+        """Pace a burst to the consumers: wait (a bounded time) while a channel is nearly full.
+
+        The in-memory layer never suspends a send, so without this one event that
+        broadcasts a few hundred messages overruns every consumer's channel before any of
+        them runs. Only that layer's queues can be seen; a consumer still full after
+        ROOM_WAIT is left to lose the message, and to close with 4008 when it sees the gap.
+        """
+        layer = self.layer
+        queues = getattr(layer, "channels", None)
+        if not isinstance(queues, dict):
+            return
+        if channel is not None:
+            members = (channel,)
+        else:
+            members = getattr(layer, "groups", {}).get(group, ())
+        capacity = getattr(layer, "capacity", 100)
+        limit = max(1, capacity * 3 // 4)
+        deadline = None
+        while True:
+            full = [m for m in members if m in queues and queues[m].qsize() >= limit]
+            if not full:
+                return
+            now = self.loop.time()
+            if deadline is None:
+                deadline = now + ROOM_WAIT
+            elif now >= deadline:
+                # Stuck consumers: close them, and stop waiting for them.
+                for member in full:
+                    consumer = presence.consumer_on(member)
+                    if consumer is not None:
+                        consumer.fell_behind()
+                    if group is not None:
+                        await layer.group_discard(group, member)
+                return
+            await asyncio.sleep(0.001)
 
     # -- finding a lost last broadcast ----------------------------------------------------
 

@@ -50,6 +50,14 @@ def consumer(socket_id):
     return _consumers.get(socket_id)
 
 
+def consumer_on(channel):
+    """The consumer reading channel, if it is one of this process's sockets."""
+    for consumer in _consumers.values():
+        if consumer.channel_name == channel:
+            return consumer
+    return None
+
+
 def connected_count():
     return len(_consumers)
 
