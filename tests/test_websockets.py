@@ -288,7 +288,7 @@ async def test_a_socket_whose_consumer_is_gone_leaves_get_websockets():
     await bob.disconnect()
 
 
-async def test_a_consumer_that_misses_broadcasts_is_closed_4008(settings):
+async def test_a_consumer_that_stops_taking_messages_is_closed_4008(settings):
     from channels.layers import channel_layers
 
     settings.CHANNEL_LAYERS = {
@@ -296,22 +296,73 @@ async def test_a_consumer_that_misses_broadcasts_is_closed_4008(settings):
     }
     channel_layers.backends.clear()
     try:
-        ann = await connect("/ws/room/flood/?user=ann")
+        ann = await connect("/ws/room/stuck/?user=ann")
+        bob = await connect("/ws/room/stuck/?user=bob")
+        stub = Room.objects.get_by_name("stuck")
+        (bob_consumer,) = [
+            consumer
+            for _, consumer in presence.consumers_of(str(stub.id))
+            if consumer.scope["query_string"] == b"user=bob"
+        ]
+        blocked = asyncio.Event()
+
+        async def stuck(message):
+            await blocked.wait()
+
+        bob_consumer.do_message = stuck  # bob's consumer takes one message, then hangs
         await ann.send_to("/flood 40")
-        received = []
-        while True:
-            message = await ann.receive_output(3)
-            if message["type"] == "websocket.close":
-                break
-            received.append(message["text"])
-        assert message["code"] == 4008
-        assert received == [f"{i:08d}" for i in range(len(received))]  # no gap before it
-        assert len(received) < 40
+        texts = [await ann.receive_from(3) for _ in range(40)]
+        assert texts == [f"{i:08d}" for i in range(40)]  # ann loses nothing
+        assert await close_code(bob) == 4008
+        blocked.set()
         await asyncio.sleep(0.05)
-        closed = await records("flood", "closed:")
+        closed = await records("stuck", "closed:")
         assert [value[0] for value in closed.values()] == [4008]
     finally:
         channel_layers.backends.clear()
+
+
+async def send_to_consumer(name, user, message):
+    from channels.layers import get_channel_layer
+
+    stub = Room.objects.get_by_name(name)
+    (consumer,) = [
+        c
+        for _, c in presence.consumers_of(str(stub.id))
+        if c.scope["query_string"] == f"user={user}".encode()
+    ]
+    sequence = consumer.sequence
+    message = {**message, "gen": sequence.gen}
+    await get_channel_layer().send(consumer.channel_name, message)
+    return sequence
+
+
+async def test_a_gap_in_the_numbers_closes_4008():
+    ann = await connect("/ws/room/gap/?user=ann")
+    await ann.send_to("first")
+    assert (await receive_json(ann))["text"] == "first"
+    # A broadcast numbered two ahead: the one between was lost on the way.
+    sequence = await send_to_consumer("gap", "ann", {"type": "do.message", "b": 3, "text": "x"})
+    assert sequence.b == 1
+    assert await close_code(ann) == 4008
+
+
+async def test_a_sync_that_does_not_match_closes_4008():
+    ann = await connect("/ws/room/sync/?user=ann")
+    await ann.send_to("first")
+    assert (await receive_json(ann))["text"] == "first"
+    await send_to_consumer("sync", "ann", {"type": "do.sync", "b": 2})
+    assert await close_code(ann) == 4008
+
+
+async def test_a_matching_sync_changes_nothing():
+    ann = await connect("/ws/room/sync-ok/?user=ann")
+    await ann.send_to("first")
+    assert (await receive_json(ann))["text"] == "first"
+    await send_to_consumer("sync-ok", "ann", {"type": "do.sync", "b": 1})
+    await ann.send_to("second")
+    assert (await receive_json(ann))["text"] == "second"
+    await ann.disconnect()
 
 
 @pytest.mark.parametrize(
@@ -385,3 +436,18 @@ async def test_sending_outside_an_event_or_bad_payloads_are_errors():
     with pytest.raises(RuntimeError, match="inside one of the object's events|gone"):
         handles[0].send("from outside")
     await ann.disconnect()
+
+
+def test_sequence_numbers():
+    from durable_objects.sockets.protocol import Sequence
+
+    seq = Sequence("g1", b=4, d=0)
+    assert seq.accept({"gen": "g1", "b": 5})
+    assert seq.accept({"gen": "g1", "b": 5, "d": 1})  # direct: next d, the b already seen
+    assert not seq.accept({"gen": "g1", "b": 5, "d": 3})  # direct 2 was lost
+    assert not seq.accept({"gen": "g1", "b": 7})  # broadcast 6 was lost
+    assert not Sequence("g1", b=5, d=1).accept({"gen": "g1", "b": 6, "d": 2})  # b 6 missed
+    fresh = Sequence("g1", b=9, d=9)
+    assert fresh.accept({"gen": "g2", "b": 1})  # another host numbers from 1
+    assert (fresh.gen, fresh.b, fresh.d) == ("g2", 1, 0)
+    assert not Sequence("g1").accept({"gen": "g2", "b": 2})

@@ -53,9 +53,10 @@ async def wait_asleep(ws_url, room):
 
 async def test_two_clients_in_one_room_and_history_after_a_restart(daphne_server):
     url = daphne_server()
-    async with websockets.connect(f"{url}/ws/room/main/?user=ann") as ann, websockets.connect(
-        f"{url}/ws/room/main/?user=bob"
-    ) as bob:
+    async with (
+        websockets.connect(f"{url}/ws/room/main/?user=ann") as ann,
+        websockets.connect(f"{url}/ws/room/main/?user=bob") as bob,
+    ):
         await ann.send("hello bob")
         assert await receive_json(bob) == {"user": "ann", "text": "hello bob"}
         assert await receive_json(ann) == {"user": "ann", "text": "hello bob"}
@@ -70,9 +71,8 @@ async def test_two_clients_in_one_room_and_history_after_a_restart(daphne_server
 
 async def test_hibernation_keeps_clients_tags_and_attachments(daphne_server):
     url = daphne_server()
-    async with websockets.connect(f"{url}/ws/room/nap/?user=ann&tag=vip") as ann, websockets.connect(
-        f"{url}/ws/room/nap/?user=bob"
-    ) as bob:
+    ann_url, bob_url = f"{url}/ws/room/nap/?user=ann&tag=vip", f"{url}/ws/room/nap/?user=bob"
+    async with websockets.connect(ann_url) as ann, websockets.connect(bob_url) as bob:
         built = int(await command(ann, "/built"))
         await wait_asleep(url, "nap")
         await bob.send("are you there")  # wakes the object: one construction
