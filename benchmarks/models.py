@@ -12,3 +12,16 @@ class CounterRow(models.Model):
 
     def __str__(self):
         return f"{self.name}={self.value}"
+
+
+class ChatMessage(models.Model):
+    """The WebSocket baseline's messages, saved with the ORM by a plain Channels consumer."""
+
+    room = models.CharField(max_length=50)
+    text = models.TextField()
+
+    class Meta:
+        managed = False  # created by the benchmark with schema_editor, no migration
+
+    def __str__(self):
+        return self.text[:20]

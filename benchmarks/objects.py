@@ -12,3 +12,18 @@ class BenchCounter(DurableObject):
 
     def value(self):
         return self.ctx.storage.get("value", 0)
+
+
+class BenchRoom(DurableObject):
+    """The WebSocket benchmark's room: one SQLite insert per message, then a broadcast."""
+
+    class Meta:
+        hibernate_after = 1.0
+
+    def __init__(self, ctx, env):
+        super().__init__(ctx, env)
+        ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS messages(id INTEGER PRIMARY KEY, text)")
+
+    def websocket_message(self, ws, message):
+        self.ctx.storage.sql.exec("INSERT INTO messages(text) VALUES (?)", message)
+        self.ctx.broadcast(message)

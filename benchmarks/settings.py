@@ -18,7 +18,11 @@ INSTALLED_APPS = [
 DATABASES = {
     "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": WORK_DIR / "default.sqlite3"}
 }
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# Ours for the objects; the stock in-memory layer for the WebSocket baseline.
+CHANNEL_LAYERS = {
+    "default": {"BACKEND": "durable_objects.layers.InProcessChannelLayer"},
+    "stock": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+}
 # Nothing hibernates during a run, so "active then idle" means what it says.
 DURABLE_OBJECTS = {"STORAGE_ROOT": WORK_DIR / "objects", "HIBERNATE_AFTER": 3600}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -60,7 +60,7 @@ DATABASES = {
     }
 }
 
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+CHANNEL_LAYERS = {"default": {"BACKEND": "durable_objects.layers.InProcessChannelLayer"}}
 
 DURABLE_OBJECTS = {
     "STORAGE_ROOT": VAR_DIR / "durable_objects",

@@ -14,7 +14,7 @@ import contextlib
 import secrets
 from collections import deque
 
-from channels.consumer import AsyncConsumer
+from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
 from django.core.exceptions import ImproperlyConfigured
 
@@ -80,6 +80,18 @@ class DurableObjectConsumer(AsyncConsumer):
         self._refresher = None
         self._tasks = set()
         self._farewell = None  # the close (or error) event told to the object
+
+    async def dispatch(self, message):
+        """Call the handler for message's type.
+
+        Channels' own dispatch first closes stale database connections through a thread
+        (``aclose_old_connections``), for every message. This consumer never uses the
+        database, and that thread trip was a third of the cost of each frame sent.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']!r}.")
+        await handler(message)
 
     # -- the object and its ID -----------------------------------------------------------
 

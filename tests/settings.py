@@ -40,7 +40,7 @@ TEMPLATES = [
 ]
 ROOT_URLCONF = "tests.urls"
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+CHANNEL_LAYERS = {"default": {"BACKEND": "durable_objects.layers.InProcessChannelLayer"}}
 DURABLE_OBJECTS = {
     "STORAGE_ROOT": os.environ.get("DO_TEST_STORAGE_ROOT")
     or tempfile.mkdtemp(prefix="durable-objects-tests-"),

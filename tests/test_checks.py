@@ -61,7 +61,7 @@ def test_e004_channel_layer_missing(settings):
     assert [e.msg for e in errors] == [
         "No default channel layer is configured; objects cannot reach their WebSockets."
     ]
-    assert "InMemoryChannelLayer" in errors[0].hint
+    assert "InProcessChannelLayer" in errors[0].hint
 
 
 def test_e005_synchronous_choice(settings):

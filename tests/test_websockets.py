@@ -292,7 +292,10 @@ async def test_a_consumer_that_stops_taking_messages_is_closed_4008(settings):
     from channels.layers import channel_layers
 
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 5}}
+        "default": {
+            "BACKEND": "durable_objects.layers.InProcessChannelLayer",
+            "CONFIG": {"capacity": 5},
+        }
     }
     channel_layers.backends.clear()
     try:

@@ -1,0 +1,245 @@
+"""WebSocket figures: ``python -m benchmarks.sockets [--quick]`` (also part of the full run).
+
+A daphne process serves benchmarks.asgi on a free loopback port; the clients (the
+websockets package, no compression) run in this process. One room inserts each message
+into its SQLite and broadcasts it. The baseline is a plain Channels consumer that saves
+each message with the ORM and uses group_send, measured in the same run.
+"""
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+def rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def create_baseline_table():
+    from django.db import connection
+
+    from benchmarks.models import ChatMessage
+
+    if ChatMessage._meta.db_table not in connection.introspection.table_names():
+        with connection.schema_editor() as editor:
+            editor.create_model(ChatMessage)
+
+
+def start_daphne(work_dir):
+    sys.path.insert(0, str(REPO))
+    from tests.servers import free_port, wait_for_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
+        "BENCH_DIR": str(work_dir),
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "benchmarks.asgi:application",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port, process)
+    return process, f"ws://127.0.0.1:{port}"
+
+
+async def connect_many(url, count, batch=200):
+    import websockets
+
+    clients = []
+    for start in range(0, count, batch):
+        size = min(batch, count - start)
+        clients += await asyncio.gather(
+            *(
+                websockets.connect(url, compression=None, ping_interval=None, max_queue=None)
+                for _ in range(size)
+            )
+        )
+    return clients
+
+
+async def close_all(clients):
+    await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
+
+
+async def fanout_latency(url, count, rounds):
+    """Seconds from one client's send to the last of count clients' receive, per round."""
+    clients = await connect_many(url, count)
+    loop = asyncio.get_running_loop()
+    arrived = {}
+    done = {}
+
+    async def reader(client):
+        async for text in client:
+            k = int(text.split(":", 1)[0])
+            arrived[k] = arrived.get(k, 0) + 1
+            if arrived[k] == count:
+                done[k].set_result(time.perf_counter())
+
+    readers = [asyncio.create_task(reader(client)) for client in clients]
+    latencies = []
+    try:
+        for k in range(rounds + 3):  # three rounds of warm-up
+            done[k] = loop.create_future()
+            start = time.perf_counter()
+            await clients[0].send(f"{k}:hello")
+            end = await asyncio.wait_for(done[k], 30)
+            if k >= 3:
+                latencies.append((end - start) * 1000)
+    finally:
+        for task in readers:
+            task.cancel()
+        await close_all(clients)
+    return latencies
+
+
+async def sustained_rate(url, count, per_client):
+    """(messages/s, frames lost, sockets closed): each of count clients sends per_client.
+
+    The rate counts messages every client received, up to the last one that arrived;
+    the run ends when all arrived or nothing arrived for 3 s (lost, or a socket closed).
+    """
+    clients = await connect_many(url, count)
+    total = count * per_client
+    received = [0] * count
+    closed = [False] * count
+    last = [time.perf_counter()]
+
+    async def reader(index, client):
+        try:
+            async for _ in client:
+                received[index] += 1
+                last[0] = time.perf_counter()
+        except Exception:  # closed by the server (4008): counted below
+            pass
+        closed[index] = True
+
+    readers = [asyncio.create_task(reader(i, c)) for i, c in enumerate(clients)]
+
+    async def sender(index, client):
+        for n in range(per_client):
+            await client.send(f"{index}:{n}")
+
+    try:
+        start = time.perf_counter()
+        await asyncio.gather(
+            *(sender(i, c) for i, c in enumerate(clients)), return_exceptions=True
+        )
+        while min(received) < total and time.perf_counter() - last[0] < 3 and not any(closed):
+            await asyncio.sleep(0.01)
+    finally:
+        for task in readers:
+            task.cancel()
+        await close_all(clients)
+    delivered = min(received)
+    return delivered / (last[0] - start), total * count - sum(received), sum(closed)
+
+
+async def idle_socket_memory(url, pid, count):
+    """KiB of daphne's RSS per connected idle socket, the room hibernated."""
+    before = rss_kib(pid)
+    clients = await connect_many(url, count)
+    await asyncio.sleep(3.0)  # past the room's hibernate_after (1 s) and the host's tick
+    after = rss_kib(pid)
+    await close_all(clients)
+    return (after - before) / count
+
+
+def row(label, value, target=""):
+    return f"{label:<58} {value:>16}  {target}"
+
+
+def verdict(ok):
+    return "PASS" if ok else "MISS"
+
+
+async def measure(url, pid, quick, emit):
+    rounds = 30 if quick else 200
+    for count in (100, 1000):
+        for kind in ("room", "baseline"):
+            latencies = await fanout_latency(f"{url}/ws/{kind}/lat{count}/", count, rounds)
+            p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
+            target = ""
+            if kind == "room" and count == 100:
+                target = f"target p50 <= 10 ms {verdict(p50 <= 10)}"
+            elif kind == "room":
+                target = f"target p99 <= 100 ms {verdict(p99 <= 100)}"
+            name = "ours" if kind == "room" else "baseline"
+            emit(
+                row(
+                    f"(f) send to last receive, {count:,} sockets, {name}: p50 / p99 ms",
+                    f"{p50:.1f} / {p99:.1f}",
+                    target,
+                )
+            )
+    per_client = 200 if quick else 1000
+    for kind in ("room", "baseline"):
+        rate, lost, closed = await sustained_rate(f"{url}/ws/{kind}/rate/", 10, per_client)
+        name = "ours" if kind == "room" else "baseline"
+        target = f"target >= 2,000 {verdict(rate >= 2000)}; " if kind == "room" else ""
+        target += f"{lost:,} frames lost, {closed} sockets closed"
+        emit(row(f"(f) messages/s into one room, 10 sockets, {name}", f"{rate:,.0f}", target))
+    sockets = 1000 if quick else 5000
+    per_socket = await idle_socket_memory(f"{url}/ws/room/idle/", pid, sockets)
+    emit(
+        row(
+            f"(f) daphne RSS per idle socket, {sockets:,} sockets, room asleep (KiB)",
+            f"{per_socket:.1f}",
+            f"target <= 64 KiB {verdict(per_socket <= 64)}",
+        )
+    )
+
+
+def run(quick, emit):
+    """Start daphne, print the WebSocket figures, stop daphne."""
+    from django.conf import settings
+
+    create_baseline_table()
+    process, url = start_daphne(settings.WORK_DIR)
+    try:
+        asyncio.run(measure(url, process.pid, quick, emit))
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def main():
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sockets")
+    parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    options = parser.parse_args()
+    from benchmarks.__main__ import setup_django
+
+    setup_django()
+    run(options.quick, lambda text: print(text, flush=True))
+
+
+if __name__ == "__main__":
+    main()
