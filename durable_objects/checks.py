@@ -79,8 +79,8 @@ def _check_channel_layer():
         yield Error(
             "No default channel layer is configured; objects cannot reach their WebSockets.",
             hint="Add CHANNEL_LAYERS = {'default': {'BACKEND': "
-            "'durable_objects.layers.InProcessChannelLayer'}} for one process, or channels_redis's "
-            "RedisChannelLayer for a cluster.",
+            "'durable_objects.layers.InProcessChannelLayer'}} for one process, or "
+            "channels_redis's RedisChannelLayer for a cluster.",
             id="durable_objects.E004",
         )
 
