@@ -11,11 +11,13 @@ See docs/topics/websockets.md.
 
 import asyncio
 import contextlib
+import functools
 import secrets
 from collections import deque
 
 from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
+from channels.layers import get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
 
 from durable_objects.conf import get_config
@@ -28,6 +30,7 @@ from durable_objects.sockets.protocol import (
     CLOSE_ABNORMAL,
     CLOSE_BAD_ROUTE,
     CLOSE_INTERNAL_ERROR,
+    CLOSE_NO_STATUS,
     CLOSE_TOO_BIG,
     CLOSE_TOO_SLOW,
     Sequence,
@@ -40,6 +43,10 @@ def _retrieve(future):
     """Mark a fire-and-forget event's failure as seen (the object logged it already)."""
     if not future.cancelled():
         future.exception()
+
+
+# Seconds a client may leave a full backlog unread before it is closed with 4008.
+SLOW_CLIENT_TIMEOUT = 10.0
 
 
 class DurableObjectConsumer(AsyncConsumer):
@@ -76,10 +83,43 @@ class DurableObjectConsumer(AsyncConsumer):
         self.backlog = deque()
         self.backlog_bytes = 0
         self.flushing = False
+        self.drained = asyncio.Event()
         self.flow = None
         self._refresher = None
         self._tasks = set()
         self._farewell = None  # the close (or error) event told to the object
+
+    async def __call__(self, scope, receive, send):
+        """Serve the connection: one loop for the client's frames, one for the object's.
+
+        Channels' own loop takes one message at a time from both sources, making a task
+        and a wait for each. Two loops cost less per frame, and a client whose messages
+        wait for room in the object's queue does not hold up what the object sends.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        if self.channel_layer is None:
+            raise ImproperlyConfigured("DurableObjectConsumer needs a channel layer.")
+        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        self.base_send = send
+        outbound = asyncio.ensure_future(self._serve(self.channel_receive))
+        try:
+            await self._serve(receive)
+        except StopConsumer:
+            pass
+        finally:
+            outbound.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopConsumer):
+                await outbound
+            if self.accepted and not self.closing:  # the server dropped us: tell the object
+                self.closing = True
+                self._farewell_to_object(SocketClose, code=CLOSE_ABNORMAL, was_clean=False)
+            await self._leave()
+
+    async def _serve(self, source):
+        while True:
+            await self.dispatch(await source())
 
     async def dispatch(self, message):
         """Call the handler for message's type.
@@ -108,7 +148,9 @@ class DurableObjectConsumer(AsyncConsumer):
             return cls, cls.objects.id_from_name(str(kwargs[self.name_kwarg]))
         found = self.object_id(self.scope)
         if isinstance(found, DurableObjectId):
-            return cls, cls.objects.id_from_string(str(found)) if found.name is None else found
+            if found.label != cls._meta.label:
+                raise ValueError(f"object_id(scope) returned an ID of {found.label}.")
+            return cls, found
         if isinstance(found, str):
             return cls, cls.objects.id_from_name(found)
         raise TypeError(f"object_id(scope) must return a DurableObjectId or a name: {found!r}")
@@ -139,6 +181,7 @@ class DurableObjectConsumer(AsyncConsumer):
             "is_authenticated": True,
             "is_staff": bool(getattr(user, "is_staff", False)),
             "is_superuser": bool(getattr(user, "is_superuser", False)),
+            "is_active": bool(getattr(user, "is_active", True)),
         }
 
     def _submit(self, event_class, *args, **kwargs):
@@ -222,7 +265,7 @@ class DurableObjectConsumer(AsyncConsumer):
         pair = self.auto_response
         if pair is not None and text == pair[0]:
             presence.record_auto_response(self.socket_id)
-            await self._deliver({"type": "websocket.send", "text": pair[1]}, len(pair[1]))
+            await self._deliver({"type": "websocket.send", "text": pair[1]}, len(pair[1].encode()))
             return
         while len(self.in_flight) >= get_config()["WEBSOCKET_MAX_IN_FLIGHT"]:
             await asyncio.wait([self.in_flight[0]])
@@ -253,7 +296,8 @@ class DurableObjectConsumer(AsyncConsumer):
     async def websocket_disconnect(self, message):
         if self.accepted and not self.closing:
             self.closing = True
-            code = message.get("code") or CLOSE_ABNORMAL
+            code = message.get("code")
+            code = CLOSE_NO_STATUS if code is None else code  # a close frame without a code
             reason = message.get("reason") or ""
             was_clean = code != CLOSE_ABNORMAL
             self._farewell_to_object(SocketClose, code=code, reason=reason, was_clean=was_clean)
@@ -265,7 +309,10 @@ class DurableObjectConsumer(AsyncConsumer):
     async def do_message(self, message):
         if not self.accepted or self.closing:
             return
-        if not self.sequence.accept(message):
+        in_order = self.sequence.accept(message)
+        if in_order is None:
+            return  # sent before this socket was accepted
+        if not in_order:
             await self._too_slow("Messages to this socket were lost.")
             return
         if message.get("socket") is None:
@@ -273,9 +320,8 @@ class DurableObjectConsumer(AsyncConsumer):
             if (tag is not None and tag not in self.tags) or self.socket_id in message["exclude"]:
                 return
         if "text" in message:
-            await self._deliver(
-                {"type": "websocket.send", "text": message["text"]}, len(message["text"])
-            )
+            text = message["text"]
+            await self._deliver({"type": "websocket.send", "text": text}, len(text.encode()))
         else:
             await self._deliver(
                 {"type": "websocket.send", "bytes": message["bytes"]}, len(message["bytes"])
@@ -290,8 +336,11 @@ class DurableObjectConsumer(AsyncConsumer):
     async def do_auto_response(self, message):
         if not self.accepted or self.closing:
             return
-        if not self.sequence.accept(message):
+        in_order = self.sequence.accept(message)
+        if in_order is False:
             await self._too_slow("Messages to this socket were lost.")
+            return
+        if in_order is None:
             return
         pair = message["pair"]
         self.auto_response = tuple(pair) if pair else None
@@ -311,16 +360,28 @@ class DurableObjectConsumer(AsyncConsumer):
     # -- to the client, with a bounded backlog -------------------------------------------
 
     async def _deliver(self, frame, size):
-        if self.backlog or (self.flow is not None and self.flow.paused):
-            self.backlog.append((frame, size))
-            self.backlog_bytes += size
-            if self.backlog_bytes > get_config()["WEBSOCKET_OUTBOUND_BUFFER"]:
-                await self._too_slow("The client did not keep up.")
-            elif not self.flushing:
-                self.flushing = True
-                self._spawn(self._flush())
+        """Send frame, or hold it while the client's TCP buffer is full.
+
+        Past WEBSOCKET_OUTBOUND_BUFFER held bytes this waits for the client to drain, so
+        the consumer stops taking messages from its channel: the object's outbox then
+        waits for room (in-memory layer) and closes the socket with 4008 if none comes,
+        or the channel layer drops a message and the gap closes it. A client that reads
+        nothing for SLOW_CLIENT_TIMEOUT with a full backlog is closed with 4008 too.
+        """
+        if not self.backlog and (self.flow is None or not self.flow.paused):
+            await self.send(frame)
             return
-        await self.send(frame)
+        self.backlog.append((frame, size))
+        self.backlog_bytes += size
+        if not self.flushing:
+            self.flushing = True
+            self._spawn(self._flush())
+        if self.backlog_bytes > get_config()["WEBSOCKET_OUTBOUND_BUFFER"]:
+            self.drained.clear()
+            try:
+                await asyncio.wait_for(self.drained.wait(), SLOW_CLIENT_TIMEOUT)
+            except TimeoutError:
+                await self._too_slow("The client did not keep up.")
 
     async def _flush(self):
         """Send the backlog as the transport drains, in order, before anything newer."""
@@ -332,8 +393,11 @@ class DurableObjectConsumer(AsyncConsumer):
                 frame, size = self.backlog.popleft()
                 self.backlog_bytes -= size
                 await self.send(frame)
+                if self.backlog_bytes <= get_config()["WEBSOCKET_OUTBOUND_BUFFER"] // 2:
+                    self.drained.set()
         finally:
             self.flushing = False
+            self.drained.set()
 
     # -- closing -------------------------------------------------------------------------
 

@@ -16,8 +16,14 @@ def websocket_path(route, object_class, *, name=None, object_id=None, consumer=N
     ``object_id(scope)``, which returns a DurableObjectId or a name. ``consumer`` is a
     DurableObjectConsumer subclass, if you need one.
     """
+    from django.core.exceptions import ImproperlyConfigured
+
     from durable_objects.consumers import DurableObjectConsumer
 
+    if (name is None) == (object_id is None):
+        raise ImproperlyConfigured(
+            f"websocket_path({route!r}) needs exactly one of name= and object_id=."
+        )
     consumer_class = consumer or DurableObjectConsumer
     application = consumer_class.as_asgi(
         object_class=object_class, name_kwarg=name, object_id=object_id

@@ -1,5 +1,6 @@
 """Object classes for the WebSocket tests (imported by tests/asgi.py and the tests)."""
 
+import asyncio
 import json
 import time
 
@@ -104,7 +105,23 @@ class Room(DurableObject):
 
 
 class Open(DurableObject):
-    """No fetch(): every socket is accepted without tags; echoes text."""
+    """No fetch(): every socket is accepted without tags; echoes text, naps on request."""
 
-    def websocket_message(self, ws, message):
+    closes = []  # (code, was_clean) of each websocket_close() call, failed ones too
+
+    async def websocket_message(self, ws, message):
+        if message.startswith("nap "):
+            await asyncio.sleep(float(message[4:]))
         ws.send(message)
+
+    def websocket_close(self, ws, code, reason, was_clean):
+        type(self).closes.append((code, was_clean))
+        self.ctx.storage.put("last-close", code)
+        if code == 4999:
+            raise RuntimeError("a close handler that fails")
+
+    def count(self):
+        return len(self.ctx.get_websockets())
+
+    def last_close(self):
+        return self.ctx.storage.get("last-close")

@@ -270,7 +270,7 @@ async def test_auto_response_answers_without_waking_the_object():
 async def test_a_socket_whose_consumer_is_gone_leaves_get_websockets():
     from durable_objects.testing import evict
 
-    await connect("/ws/room/ghost/?user=ann")
+    ann = await connect("/ws/room/ghost/?user=ann")
     bob = await connect("/ws/room/ghost/?user=bob")
     stub = Room.objects.get_by_name("ghost")
     # As if ann's process had died: its consumer is gone without a close.
@@ -286,6 +286,7 @@ async def test_a_socket_whose_consumer_is_gone_leaves_get_websockets():
     closed = await records("ghost", "closed:")
     assert closed == {f"closed:{ann_id}": [1006, "Connection lost", False]}
     await bob.disconnect()
+    await ann.disconnect()
 
 
 async def test_a_consumer_that_stops_taking_messages_is_closed_4008(settings):
@@ -454,3 +455,96 @@ def test_sequence_numbers():
     assert fresh.accept({"gen": "g2", "b": 1})  # another host numbers from 1
     assert (fresh.gen, fresh.b, fresh.d) == ("g2", 1, 0)
     assert not Sequence("g1").accept({"gen": "g2", "b": 2})
+    assert Sequence("g1", b=5).accept({"gen": "g1", "b": 5}) is None  # before it was accepted
+
+
+async def test_clients_joining_a_busy_room_are_not_closed():
+    talker = await connect("/ws/room/busy/?user=talker")
+    await talker.send_to("/flood 300")
+    # They join while the 300 broadcasts are still being sent: each gets those sent
+    # after it was accepted, in order, and none of those counted before it.
+    joiners = [await connect(f"/ws/room/busy/?user=j{i}") for i in range(20)]
+    await asyncio.sleep(1.2)  # past the SYNC: all still open
+    for joiner in joiners + [talker]:
+        await joiner.send_to("/count")
+    for communicator in joiners + [talker]:
+        texts = []
+        while not texts or texts[-1] != "21":
+            message = await communicator.receive_output(2)
+            assert message["type"] == "websocket.send", message
+            texts.append(message["text"])
+        flood = [int(text) for text in texts[:-1]]
+        assert flood == list(range(flood[0], 300)) if flood else True
+        await communicator.disconnect()
+
+
+async def test_a_close_frame_without_a_code_is_1005():
+    from tests.objects_sockets import Open
+
+    ann = await connect("/ws/open/")
+    await ann.send_to("hi")
+    assert await ann.receive_from(2) == "hi"
+    await ann.disconnect(code=None)
+    stub = Open.objects.get_by_name("the-open-one")
+    for _ in range(50):
+        if await stub.last_close() == 1005:
+            break
+        await asyncio.sleep(0.02)
+    assert await stub.last_close() == 1005
+    assert Open.closes[-1] == (1005, True)
+
+
+async def test_a_close_handler_that_raises_leaves_the_socket_gone():
+    from durable_objects.testing import evict
+    from tests.objects_sockets import Open
+
+    ann = await connect("/ws/open/")
+    await ann.send_to("hi")
+    assert await ann.receive_from(2) == "hi"
+    stub = Open.objects.get_by_name("the-open-one")
+    before = len(Open.closes)
+    await ann.disconnect(code=4999)
+    for _ in range(50):
+        if len(Open.closes) > before:
+            break
+        await asyncio.sleep(0.02)
+    assert await stub.count() == 0
+    assert await stub.last_close() is None  # the handler's write was rolled back
+    await evict(stub)
+    assert await stub.count() == 0  # and no second websocket_close at the next activation
+    assert Open.closes[before:] == [(4999, True)]
+
+
+async def test_a_socket_message_waits_its_turn_past_call_timeout(settings):
+    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "CALL_TIMEOUT": 0.2}
+    ann = await connect("/ws/open/")
+    await ann.send_to("nap 0.5")
+    await ann.send_to("after the nap")
+    assert await ann.receive_from(2) == "nap 0.5"
+    assert await ann.receive_from(2) == "after the nap"
+    await ann.disconnect()
+
+
+async def test_an_empty_message_is_refused():
+    from durable_objects.testing import run_in_durable_object
+
+    ann = await connect("/ws/room/empty/?user=ann")
+    stub = Room.objects.get_by_name("empty")
+
+    def send_empty(instance, ctx):
+        ctx.get_websockets()[0].send("")
+
+    with pytest.raises(ValueError, match="empty"):
+        await run_in_durable_object(stub, send_empty)
+    await ann.disconnect()
+
+
+def test_websocket_path_needs_one_way_to_name_the_object():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from durable_objects.routing import websocket_path
+
+    with pytest.raises(ImproperlyConfigured, match="exactly one"):
+        websocket_path("ws/x/", Room)
+    with pytest.raises(ImproperlyConfigured, match="exactly one"):
+        websocket_path("ws/x/<str:n>/", Room, name="n", object_id=lambda scope: "n")

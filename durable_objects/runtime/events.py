@@ -27,6 +27,7 @@ class Event:
     __slots__ = ("chain", "context", "future", "name", "outbox", "timer", "token")
 
     kind = "event"
+    timed = True  # False: the event waits as long as it takes (socket events)
 
     def __init__(self, *, chain=(), name=None):
         self.chain = chain

@@ -86,7 +86,8 @@ class Host:
 
     def submit(self, activation, event):
         event.future = self.loop.create_future()
-        self.track(event)
+        if event.timed:
+            self.track(event)
         activation.submit(event)
         return event.future
 

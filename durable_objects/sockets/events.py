@@ -28,7 +28,7 @@ class SocketUser:
         self.is_anonymous = not self.is_authenticated
         self.is_staff = bool(data.get("is_staff"))
         self.is_superuser = bool(data.get("is_superuser"))
-        self.is_active = self.is_authenticated
+        self.is_active = bool(data.get("is_active", self.is_authenticated))
 
     def get_username(self):
         return self.username
@@ -41,7 +41,11 @@ class SocketUser:
 
 
 class SocketEvent(Event):
+    """An event of one socket. It has no CALL_TIMEOUT: it runs in its turn, however late."""
+
     __slots__ = ("channel", "socket_id")
+
+    timed = False
 
     def __init__(self, socket_id, channel, **kwargs):
         super().__init__(**kwargs)
@@ -141,28 +145,24 @@ class SocketMessage(SocketEvent):
 class SocketClose(SocketEvent):
     """The connection ended (the client closed it, it died, or it was too slow)."""
 
-    __slots__ = ("code", "reason", "swept", "was_clean")
+    __slots__ = ("code", "reason", "was_clean")
 
     kind = "socket_close"
 
-    def __init__(self, socket_id, channel, *, code, reason="", was_clean=True, swept=False, **kw):
-        super().__init__(socket_id, channel, **kw)
+    def __init__(self, socket_id, channel, *, code, reason="", was_clean=True, **kwargs):
+        super().__init__(socket_id, channel, **kwargs)
         self.code = code
         self.reason = reason
         self.was_clean = was_clean
-        self.swept = swept  # its row was dropped by the sweep: the handler runs anyway
 
     async def invoke(self, instance):
         activation = instance.ctx._activation
         registry = activation.sockets
-        ws = registry.handle(self.socket_id, self.channel)
         registry.failed.discard(self.socket_id)
         activation.host.outbox.forget_socket(self.socket_id)
-        if not registry.remove(self.socket_id) and not self.swept:
+        if not registry.remove(self.socket_id):
             return None  # closed by the object already, or never accepted
-        handler = getattr(instance, "websocket_close", None)
-        if handler is not None:
-            await _maybe_await(handler(ws, self.code, self.reason, self.was_clean))
+        notify(activation, self, "websocket_close", self.code, self.reason, self.was_clean)
         return None
 
 
@@ -182,11 +182,45 @@ class SocketError(SocketEvent):
 
         activation = instance.ctx._activation
         registry = activation.sockets
-        ws = registry.handle(self.socket_id, self.channel)
         registry.failed.discard(self.socket_id)
         activation.host.outbox.forget_socket(self.socket_id)
         registry.remove(self.socket_id)
-        handler = getattr(instance, "websocket_error", None)
-        if handler is not None:
-            await _maybe_await(handler(ws, decode_exception(self.error)))
+        notify(activation, self, "websocket_error", decode_exception(self.error))
         return None
+
+
+class SocketNotice(SocketEvent):
+    """websocket_close() or websocket_error() for a socket whose row is already gone.
+
+    A separate event, so that a handler that raises rolls back its own writes only: the
+    socket stays gone, and the object is not told again at its next activation.
+    """
+
+    __slots__ = ("args", "handler")
+
+    kind = "socket_notice"
+
+    def __init__(self, socket_id, channel, handler, args, **kwargs):
+        super().__init__(socket_id, channel, **kwargs)
+        self.handler = handler
+        self.args = args
+
+    async def invoke(self, instance):
+        handler = getattr(instance, self.handler, None)
+        if handler is not None:
+            ws = instance.ctx._activation.sockets.handle(self.socket_id, self.channel)
+            await _maybe_await(handler(ws, *self.args))
+        return None
+
+
+def notify(activation, event, handler, *args):
+    """Queue handler(ws, *args) as an event of its own, if the object defines it."""
+    if activation.instance is not None and getattr(activation.instance, handler, None) is None:
+        return
+    notice = SocketNotice(event.socket_id, event.channel, handler, args, name=event.name)
+    activation.host.submit(activation, notice).add_done_callback(_retrieve)
+
+
+def _retrieve(future):
+    if not future.cancelled():
+        future.exception()

@@ -58,8 +58,8 @@ class Outbox:
         self.gen = secrets.token_hex(6)
         self.broadcasts = {}  # object id (hex) -> number of the last broadcast
         self.directs = {}  # socket id -> number of the last message sent to it alone
-        self.queue = deque()
-        self.task = None
+        self.queues = {}  # object id -> deque of (channel or None, target, message)
+        self._tasks = set()
         self._layer = None
         self._quiet = {}  # object id -> TimerHandle of its pending SYNC
 
@@ -76,7 +76,15 @@ class Outbox:
         return self.gen, self.broadcasts.get(object_id, 0), self.directs.get(socket_id, 0)
 
     def release(self, object_id, ops):
-        """Number ops (an event's held messages) and queue them for the channel layer."""
+        """Number ops (an event's held messages) and queue them for the channel layer.
+
+        Each object has a queue and a sending task of its own, so a consumer that makes
+        one object's output wait (``_wait_for_room``) holds up no other object.
+        """
+        queue = self.queues.get(object_id)
+        start = queue is None
+        if start:
+            queue = self.queues[object_id] = deque()
         for op in ops:
             kind = op[0]
             if kind in ("broadcast", "auto_response"):
@@ -88,7 +96,7 @@ class Outbox:
                 else:
                     message = {"type": AUTO_RESPONSE, "pair": op[1]}
                 message.update(gen=self.gen, b=b)
-                self.queue.append((None, object_id, message))
+                queue.append((None, object_id, message))
                 self._schedule_sync(object_id)
             else:
                 socket_id, channel = op[1], op[2]
@@ -101,17 +109,19 @@ class Outbox:
                     self.directs.pop(socket_id, None)
                 b = self.broadcasts.get(object_id, 0)
                 message.update(gen=self.gen, b=b, d=d, socket=socket_id)
-                self.queue.append((channel, socket_id, message))
-        if self.queue and self.task is None:
-            self.task = self.loop.create_task(self._drain())
+                queue.append((channel, socket_id, message))
+        if start:
+            task = self.loop.create_task(self._drain(object_id, queue))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def forget_socket(self, socket_id):
         self.directs.pop(socket_id, None)
 
-    async def _drain(self):
+    async def _drain(self, object_id, queue):
         try:
-            while self.queue:
-                channel, target, message = self.queue.popleft()
+            while queue:
+                channel, target, message = queue.popleft()
                 try:
                     if channel is None:
                         group = group_name(target)
@@ -127,7 +137,7 @@ class Outbox:
                     if channel is not None:
                         evict(target)
         finally:
-            self.task = None
+            del self.queues[object_id]
 
     async def _wait_for_room(self, group=None, channel=None):
         """Pace a burst to the consumers: wait (a bounded time) while a channel is nearly full.
@@ -176,12 +186,16 @@ class Outbox:
 
     def _sync(self, object_id):
         self._quiet.pop(object_id, None)
-        if self.queue:  # still sending: try again after the queue drains
+        if object_id in self.queues:  # still sending: try again after the queue drains
             self._schedule_sync(object_id)
             return
         message = {"type": SYNC, "gen": self.gen, "b": self.broadcasts.get(object_id, 0)}
         for socket_id, consumer in presence.consumers_of(object_id):
-            self.loop.create_task(self._send_sync(socket_id, consumer.channel_name, message))
+            task = self.loop.create_task(
+                self._send_sync(socket_id, consumer.channel_name, message)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _send_sync(self, socket_id, channel, message):
         try:

@@ -12,6 +12,7 @@ from durable_objects.conf import get_config
 # Close codes (docs/ref/websockets.md).
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+CLOSE_NO_STATUS = 1005  # the client's close frame had no code
 CLOSE_ABNORMAL = 1006  # no close frame: the connection died
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011  # a handler raised; the object received websocket_error()
@@ -43,6 +44,8 @@ def check_payload(message, what="A WebSocket message"):
         key, size = "bytes", len(message)
     else:
         raise TypeError(f"{what} must be str or bytes, not {type(message).__name__}.")
+    if size == 0:
+        raise ValueError(f"{what} is empty; daphne cannot send an empty frame.")
     limit = get_config()["WEBSOCKET_MAX_MESSAGE_SIZE"]
     if size > limit:
         raise ValueError(f"{what} is {size} bytes; WEBSOCKET_MAX_MESSAGE_SIZE is {limit} bytes.")
@@ -95,11 +98,17 @@ class Sequence:
         self.gen, self.b, self.d = gen, b, d
 
     def accept(self, message):
-        """Return True if message comes in order; advance past it."""
+        """True if message comes next (advance past it), False after a gap, None if old.
+
+        A consumer joins its object's group before the object accepts it, so broadcasts
+        numbered at or below its starting point may still arrive: they are skipped.
+        """
         gen, b, d = message["gen"], message["b"], message.get("d")
         if gen != self.gen:  # another host (or a restarted one) numbers afresh
             self.gen, self.b, self.d = gen, 0, 0
         if d is None:
+            if b <= self.b:
+                return None
             if b != self.b + 1:
                 return False
             self.b = b

@@ -37,19 +37,24 @@ class SocketRegistry:
 
         The object hears of each in a websocket_close(ws, 1006, ...) event of its own.
         """
-        from .events import SocketClose
+        from .events import notify
 
         rows = shard.execute("SELECT id, channel, holder FROM _do_sockets").fetchall()
         stale = [(sid, ch) for sid, ch, holder in rows if not presence.is_connected(holder, sid)]
         if not stale:
             return
         shard.executemany("DELETE FROM _do_sockets WHERE id = ?", [(sid,) for sid, _ in stale])
-        host = self.activation.host
         for sid, channel in stale:
-            event = SocketClose(
-                sid, channel, code=1006, reason="Connection lost", was_clean=False, swept=True
+            self.activation.host.outbox.forget_socket(sid)
+            self.handles.pop(sid, None)
+            notify(
+                self.activation,
+                _Stale(sid, channel),
+                "websocket_close",
+                1006,
+                "Connection lost",
+                False,
             )
-            host.submit(self.activation, event).add_done_callback(_retrieve)
 
     def handle(self, socket_id, channel):
         from .handle import WebSocket
@@ -136,6 +141,8 @@ class SocketRegistry:
         return None if row is None else row[0]
 
 
-def _retrieve(future):
-    if not future.cancelled():
-        future.exception()
+class _Stale:
+    """What notify() needs to know of a swept socket."""
+
+    def __init__(self, socket_id, channel):
+        self.socket_id, self.channel, self.name = socket_id, channel, None
