@@ -465,9 +465,9 @@ async def test_clients_joining_a_busy_room_are_not_closed():
     # after it was accepted, in order, and none of those counted before it.
     joiners = [await connect(f"/ws/room/busy/?user=j{i}") for i in range(20)]
     await asyncio.sleep(1.2)  # past the SYNC: all still open
-    for joiner in joiners + [talker]:
+    for joiner in [*joiners, talker]:
         await joiner.send_to("/count")
-    for communicator in joiners + [talker]:
+    for communicator in [*joiners, talker]:
         texts = []
         while not texts or texts[-1] != "21":
             message = await communicator.receive_output(2)
