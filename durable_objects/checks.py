@@ -49,6 +49,10 @@ def _check_settings():
         "GROUP_COMMIT_MAX_EVENTS",
         "COMMIT_THREADS",
         "CATALOG_FLUSH_INTERVAL",
+        "WEBSOCKET_MAX_MESSAGE_SIZE",
+        "WEBSOCKET_OUTBOUND_BUFFER",
+        "WEBSOCKET_MAX_IN_FLIGHT",
+        "WEBSOCKET_MAX_PER_OBJECT",
     ):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:

@@ -112,3 +112,11 @@ def test_e007_method_names_taken_by_the_stub():
             ReservedNames,
         )
     ]
+
+
+def test_e006_covers_the_websocket_limits(settings):
+    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "WEBSOCKET_MAX_IN_FLIGHT": 0}
+    errors = [e for e in check_durable_objects() if e.id == "durable_objects.E006"]
+    assert [e.msg for e in errors] == [
+        "DURABLE_OBJECTS['WEBSOCKET_MAX_IN_FLIGHT'] must be a positive number, not 0."
+    ]
