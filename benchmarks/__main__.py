@@ -1,4 +1,4 @@
-"""Print the core benchmarks: ``python -m benchmarks [--quick]``.
+"""Print the benchmarks: ``python -m benchmarks [--quick]``; (f) alone: ``-m benchmarks.sockets``.
 
 Each figure is printed next to its target. Run on an otherwise idle machine: two cores
 shared with other work give lower and noisier figures.
@@ -397,6 +397,9 @@ def main():
             f"count {'OK' if e32_ok else 'WRONG'}",
         )
     )
+    from benchmarks import sockets
+
+    sockets.run(quick, emit)
 
 
 if __name__ == "__main__":
