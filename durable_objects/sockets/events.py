@@ -64,6 +64,7 @@ class SocketConnect(SocketEvent):
     __slots__ = ("holder", "request", "route", "user")
 
     kind = "socket_connect"
+    timed = True  # the client waits on its handshake: CALL_TIMEOUT applies
 
     def __init__(self, socket_id, channel, *, request, holder, user=None, route=None, **kw):
         super().__init__(socket_id, channel, **kw)
