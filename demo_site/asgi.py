@@ -1,9 +1,27 @@
-"""ASGI entry point of the demo site (daphne serves it)."""
+"""ASGI entry point of the demo site (daphne serves it): HTTP, and the rooms' WebSockets."""
 
 import os
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_site.settings")
+django_asgi_app = get_asgi_application()  # sets Django up before the imports below
 
-application = get_asgi_application()
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from durable_objects.routing import websocket_path  # noqa: E402
+
+websocket_urlpatterns = [
+    websocket_path("ws/chat/<str:room>/", "chat.ChatRoom", name="room"),
+]
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)

@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "channels",
     "durable_objects",
     "demo_site.counter",
+    "demo_site.chat",
 ]
 
 MIDDLEWARE = [

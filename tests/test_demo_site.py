@@ -1,5 +1,6 @@
 """The demo site served by daphne through ``manage.py runserver``, as the README runs it."""
 
+import asyncio
 import os
 import re
 import socket
@@ -91,3 +92,27 @@ def test_demo_counter_counts_and_survives_a_restart(demo_server):
     page = opener.open(base + "/counter/home/").read().decode()
     assert shown_value(page) == 2
     assert "a5c9922c0d32b69a8d8a58ebd55a8a14037b10e9fd81678f274df0782f94bfce" in page
+
+
+async def test_demo_chat_through_runserver(demo_server):
+    """The README's command serves the chat room's WebSockets (daphne's runserver)."""
+    import json
+
+    import websockets
+
+    base, _ = demo_server()
+    page = urllib.request.urlopen(base + "/chat/lobby/").read().decode()
+    assert "Chat room" in page
+    url = base.replace("http", "ws") + "/ws/chat/lobby/"
+    origin = {"Origin": base}
+    async with websockets.connect(url + "?user=ann", additional_headers=origin) as ann:
+        async with websockets.connect(url + "?user=bob", additional_headers=origin) as bob:
+            await ann.send("<script>alert(1)</script>")
+            expected = {"user": "ann", "text": "<script>alert(1)</script>"}
+            assert json.loads(await asyncio.wait_for(bob.recv(), 5)) == expected
+            assert json.loads(await asyncio.wait_for(ann.recv(), 5)) == expected
+    async with websockets.connect(url + "?user=cat", additional_headers=origin) as cat:
+        assert json.loads(await asyncio.wait_for(cat.recv(), 5)) == expected  # history
+    # A page of another origin is refused by AllowedHostsOriginValidator.
+    with pytest.raises(websockets.InvalidStatus):
+        await websockets.connect(url, additional_headers={"Origin": "http://evil.example"})
