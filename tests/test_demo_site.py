@@ -105,12 +105,15 @@ async def test_demo_chat_through_runserver(demo_server):
     assert "Chat room" in page
     url = base.replace("http", "ws") + "/ws/chat/lobby/"
     origin = {"Origin": base}
-    async with websockets.connect(url + "?user=ann", additional_headers=origin) as ann:
-        async with websockets.connect(url + "?user=bob", additional_headers=origin) as bob:
-            await ann.send("<script>alert(1)</script>")
-            expected = {"user": "ann", "text": "<script>alert(1)</script>"}
-            assert json.loads(await asyncio.wait_for(bob.recv(), 5)) == expected
-            assert json.loads(await asyncio.wait_for(ann.recv(), 5)) == expected
+    expected = {"user": "ann", "text": "<script>alert(1)</script>"}
+    ann_url, bob_url = url + "?user=ann", url + "?user=bob"
+    async with (
+        websockets.connect(ann_url, additional_headers=origin) as ann,
+        websockets.connect(bob_url, additional_headers=origin) as bob,
+    ):
+        await ann.send("<script>alert(1)</script>")
+        assert json.loads(await asyncio.wait_for(bob.recv(), 5)) == expected
+        assert json.loads(await asyncio.wait_for(ann.recv(), 5)) == expected
     async with websockets.connect(url + "?user=cat", additional_headers=origin) as cat:
         assert json.loads(await asyncio.wait_for(cat.recv(), 5)) == expected  # history
     # A page of another origin is refused by AllowedHostsOriginValidator.
