@@ -30,10 +30,11 @@ def wait_for_port(port, process, timeout=20):
     raise RuntimeError("the server did not start")
 
 
-def start_daphne(application, port, env):
-    """Start ``daphne application`` on 127.0.0.1:port and wait until it listens."""
+def start_daphne(application, port, env, *options):
+    """Start ``daphne [options] application`` on 127.0.0.1:port; wait until it listens."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application],
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *options]
+        + [application],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), **env},
         stdout=subprocess.DEVNULL,

@@ -548,3 +548,26 @@ def test_websocket_path_needs_one_way_to_name_the_object():
         websocket_path("ws/x/", Room)
     with pytest.raises(ImproperlyConfigured, match="exactly one"):
         websocket_path("ws/x/<str:n>/", Room, name="n", object_id=lambda scope: "n")
+
+
+async def test_the_object_sees_the_logged_in_user():
+    from asgiref.sync import sync_to_async
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    def log_in():
+        User.objects.create_user("carol", password="pw")
+        client = Client()
+        assert client.login(username="carol", password="pw")
+        return client.cookies["sessionid"].value
+
+    session = await sync_to_async(log_in)()
+    cookie = [(b"cookie", f"sessionid={session}".encode())]
+    carol = await connect("/ws/room/auth/", headers=cookie)
+    await carol.send_to("/whoami")
+    assert (await receive_json(carol))["attachment"]["user"] == "carol"
+    anon = await connect("/ws/room/auth/")
+    await anon.send_to("/whoami")
+    assert (await receive_json(anon))["attachment"]["user"] == "anon"
+    await carol.disconnect()
+    await anon.disconnect()

@@ -23,8 +23,8 @@ def daphne_server(tmp_path):
     }
     processes = []
 
-    def start():
-        processes.append(start_daphne("tests.asgi:application", port, env))
+    def start(*options):
+        processes.append(start_daphne("tests.asgi:application", port, env, *options))
         return f"ws://127.0.0.1:{port}"
 
     def restart():
@@ -66,6 +66,7 @@ async def test_two_clients_in_one_room_and_history_after_a_restart(daphne_server
     url = daphne_server.restart()
     async with websockets.connect(f"{url}/ws/room/main/?user=cat") as cat:
         history = [await receive_json(cat), await receive_json(cat)]
+        assert await command(cat, "/count") == "1"  # ann and bob's rows were swept
     assert history == [{"user": "ann", "text": "hello bob"}, {"user": "bob", "text": "hi ann"}]
 
 
@@ -170,3 +171,22 @@ async def test_a_malformed_frame_closes_that_socket_only(daphne_server):
         assert await command(good, "/count") == "1"
         await good.send("still fine")
         assert await receive_json(good) == {"user": "good", "text": "still fine"}
+
+
+async def test_a_client_gone_silent_is_dropped_by_daphnes_pings(daphne_server):
+    """The network is gone: no close frame, no pong. daphne's pings find it."""
+    url = daphne_server("--ping-interval", "1", "--ping-timeout", "1")
+    port = int(url.rsplit(":", 1)[1])
+    async with websockets.connect(f"{url}/ws/room/silent/?user=alive") as alive:
+        gone = raw_client(port, "/ws/room/silent/?user=gone")  # never answers a ping
+        try:
+            assert await command(alive, "/count") == "2"
+            for _ in range(100):  # daphne checks about once a second
+                closed = json.loads(await command(alive, "/records closed:"))
+                if closed:
+                    break
+                await asyncio.sleep(0.1)
+            assert [value[0] for value in closed.values()] == [1006]
+            assert await command(alive, "/count") == "1"
+        finally:
+            gone.close()
