@@ -32,9 +32,9 @@ def wait_for_port(port, process, timeout=20):
 
 def start_daphne(application, port, env, *options):
     """Start ``daphne [options] application`` on 127.0.0.1:port; wait until it listens."""
+    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *options]
-        + [application],
+        [*command, *options, application],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), **env},
         stdout=subprocess.DEVNULL,
