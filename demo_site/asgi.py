@@ -1,5 +1,6 @@
 """ASGI entry point of the demo site (daphne serves it): HTTP, and the rooms' WebSockets."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -25,3 +26,7 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Keep what startup made out of the garbage collector's full collections, whose pauses
+# grow with the number of connected sockets (docs/topics/websockets.md).
+gc.freeze()
