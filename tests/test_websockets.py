@@ -58,6 +58,17 @@ async def records(name, prefix):
     return await Room.objects.get_by_name(name).records(prefix)
 
 
+def consumer_of(name, user):
+    """The consumer of the Room socket whose query string is user=<user>."""
+    stub = Room.objects.get_by_name(name)
+    (consumer,) = [
+        consumer
+        for _, consumer in presence.consumers_of(str(stub.id))
+        if consumer.scope["query_string"] == f"user={user}".encode()
+    ]
+    return consumer
+
+
 async def test_history_is_replayed_to_a_new_client():
     ann = await connect("/ws/room/hist/?user=ann")
     await ann.send_to("one")
@@ -274,11 +285,7 @@ async def test_a_socket_whose_consumer_is_gone_leaves_get_websockets():
     bob = await connect("/ws/room/ghost/?user=bob")
     stub = Room.objects.get_by_name("ghost")
     # As if ann's process had died: its consumer is gone without a close.
-    (ann_id,) = [
-        sid
-        for sid, consumer in presence.consumers_of(str(stub.id))
-        if consumer.scope["query_string"] == b"user=ann"
-    ]
+    ann_id = consumer_of("ghost", "ann").socket_id
     presence.unregister(ann_id, str(stub.id))
     await evict(stub)
     await bob.send_to("/count")
@@ -302,12 +309,7 @@ async def test_a_consumer_that_stops_taking_messages_is_closed_4008(settings):
     try:
         ann = await connect("/ws/room/stuck/?user=ann")
         bob = await connect("/ws/room/stuck/?user=bob")
-        stub = Room.objects.get_by_name("stuck")
-        (bob_consumer,) = [
-            consumer
-            for _, consumer in presence.consumers_of(str(stub.id))
-            if consumer.scope["query_string"] == b"user=bob"
-        ]
+        bob_consumer = consumer_of("stuck", "bob")
         blocked = asyncio.Event()
 
         async def stuck(message):
@@ -329,12 +331,7 @@ async def test_a_consumer_that_stops_taking_messages_is_closed_4008(settings):
 async def send_to_consumer(name, user, message):
     from channels.layers import get_channel_layer
 
-    stub = Room.objects.get_by_name(name)
-    (consumer,) = [
-        c
-        for _, c in presence.consumers_of(str(stub.id))
-        if c.scope["query_string"] == f"user={user}".encode()
-    ]
+    consumer = consumer_of(name, user)
     sequence = consumer.sequence
     message = {**message, "gen": sequence.gen}
     await get_channel_layer().send(consumer.channel_name, message)

@@ -46,6 +46,16 @@ async def command(ws, text):
     return await asyncio.wait_for(ws.recv(), 5)
 
 
+async def close_codes(ws, seconds=10):
+    """The codes the room's websocket_close() recorded, once there are any (asked via ws)."""
+    for _ in range(int(seconds / 0.05)):
+        closed = json.loads(await command(ws, "/records closed:"))
+        if closed:
+            return [value[0] for value in closed.values()]
+        await asyncio.sleep(0.05)
+    return []
+
+
 async def wait_asleep(ws_url, room):
     """Wait past the room's hibernate_after (0.3 s) plus the host's tick."""
     await asyncio.sleep(1.0)
@@ -128,12 +138,7 @@ async def test_a_slow_client_is_closed_4008_and_nobody_else_loses_a_message(daph
             await fast.send("/flood 600 20000")  # 12 MB: far past every buffer of the slow one
             received = [await asyncio.wait_for(fast.recv(), 10) for _ in range(600)]
             assert [text[:8] for text in received] == [f"{i:08d}" for i in range(600)]
-            for _ in range(100):
-                closed = json.loads(await command(fast, "/records closed:"))
-                if closed:
-                    break
-                await asyncio.sleep(0.05)
-            assert [value[0] for value in closed.values()] == [4008]
+            assert await close_codes(fast) == [4008]
             assert await command(fast, "/count") == "1"
     finally:
         slow.close()
@@ -162,12 +167,7 @@ async def test_a_malformed_frame_closes_that_socket_only(daphne_server):
                 assert int.from_bytes(data[2:4], "big") == 1007
         finally:
             bad.close()
-        for _ in range(100):
-            closed = json.loads(await command(good, "/records closed:"))
-            if closed:
-                break
-            await asyncio.sleep(0.05)
-        assert [value[0] for value in closed.values()] in ([1007], [1006])
+        assert await close_codes(good) in ([1007], [1006])
         assert await command(good, "/count") == "1"
         await good.send("still fine")
         assert await receive_json(good) == {"user": "good", "text": "still fine"}
@@ -181,12 +181,7 @@ async def test_a_client_gone_silent_is_dropped_by_daphnes_pings(daphne_server):
         gone = raw_client(port, "/ws/room/silent/?user=gone")  # never answers a ping
         try:
             assert await command(alive, "/count") == "2"
-            for _ in range(100):  # daphne checks about once a second
-                closed = json.loads(await command(alive, "/records closed:"))
-                if closed:
-                    break
-                await asyncio.sleep(0.1)
-            assert [value[0] for value in closed.values()] == [1006]
+            assert await close_codes(alive) == [1006]  # daphne checks about once a second
             assert await command(alive, "/count") == "1"
         finally:
             gone.close()
