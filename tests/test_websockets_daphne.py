@@ -28,7 +28,9 @@ def daphne_server(tmp_path):
         return f"ws://127.0.0.1:{port}"
 
     def restart():
-        stop(processes[-1])
+        """Kill daphne (SIGKILL: its sockets' rows stay in the shards) and start it again."""
+        processes[-1].kill()
+        processes[-1].wait()
         return start()
 
     start.restart = restart
@@ -56,7 +58,7 @@ async def close_codes(ws, seconds=10):
     return []
 
 
-async def wait_asleep(ws_url, room):
+async def wait_asleep():
     """Wait past the room's hibernate_after (0.3 s) plus the host's tick."""
     await asyncio.sleep(1.0)
 
@@ -73,10 +75,11 @@ async def test_two_clients_in_one_room_and_history_after_a_restart(daphne_server
         await bob.send("hi ann")
         assert await receive_json(ann) == {"user": "bob", "text": "hi ann"}
         assert await receive_json(bob) == {"user": "bob", "text": "hi ann"}
-    url = daphne_server.restart()
+        url = daphne_server.restart()  # killed with ann and bob connected
     async with websockets.connect(f"{url}/ws/room/main/?user=cat") as cat:
         history = [await receive_json(cat), await receive_json(cat)]
-        assert await command(cat, "/count") == "1"  # ann and bob's rows were swept
+        assert await command(cat, "/count") == "1"  # ann's and bob's rows were swept
+        assert sorted(await close_codes(cat)) == [1006, 1006]
     assert history == [{"user": "ann", "text": "hello bob"}, {"user": "bob", "text": "hi ann"}]
 
 
@@ -85,7 +88,7 @@ async def test_hibernation_keeps_clients_tags_and_attachments(daphne_server):
     ann_url, bob_url = f"{url}/ws/room/nap/?user=ann&tag=vip", f"{url}/ws/room/nap/?user=bob"
     async with websockets.connect(ann_url) as ann, websockets.connect(bob_url) as bob:
         built = int(await command(ann, "/built"))
-        await wait_asleep(url, "nap")
+        await wait_asleep()
         await bob.send("are you there")  # wakes the object: one construction
         assert await receive_json(ann) == {"user": "bob", "text": "are you there"}
         assert await receive_json(bob) == {"user": "bob", "text": "are you there"}
@@ -101,7 +104,7 @@ async def test_auto_response_and_pings_do_not_wake_the_object(daphne_server):
     async with websockets.connect(f"{url}/ws/room/auto/?user=ann") as ann:
         await ann.send("/auto ping pong")
         built = int(await command(ann, "/built"))
-        await wait_asleep(url, "auto")
+        await wait_asleep()
         assert await command(ann, "ping") == "pong"
         await asyncio.wait_for(await ann.ping(), 5)  # a protocol ping, answered by daphne
         assert int(await command(ann, "/built")) == built + 1  # only /built woke it
