@@ -25,7 +25,14 @@ from durable_objects.ids import DurableObjectId
 from durable_objects.runtime.errors import encode_exception
 from durable_objects.runtime.host import submit_event
 from durable_objects.sockets import flow, presence
-from durable_objects.sockets.events import SocketClose, SocketConnect, SocketError, SocketMessage
+from durable_objects.sockets.events import (
+    SocketClose,
+    SocketConnect,
+    SocketError,
+    SocketMessage,
+    upgrade_request,
+    user_snapshot,
+)
 from durable_objects.sockets.protocol import (
     CLOSE_ABNORMAL,
     CLOSE_BAD_ROUTE,
@@ -155,35 +162,6 @@ class DurableObjectConsumer(AsyncConsumer):
             return cls, cls.objects.id_from_name(found)
         raise TypeError(f"object_id(scope) must return a DurableObjectId or a name: {found!r}")
 
-    def _request(self):
-        scope = self.scope
-        headers = {}
-        for name, value in scope.get("headers", ()):
-            key = name.decode("latin-1").lower()
-            text = value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        query = scope.get("query_string", b"")
-        return {
-            "method": "GET",
-            "path": scope.get("path", "/"),
-            "query": query.decode("latin-1") if isinstance(query, bytes) else query,
-            "headers": headers,
-            "body": b"",
-        }
-
-    def _user(self):
-        user = self.scope.get("user")
-        if user is None or not getattr(user, "is_authenticated", False):
-            return None
-        return {
-            "pk": user.pk,
-            "username": user.get_username(),
-            "is_authenticated": True,
-            "is_staff": bool(getattr(user, "is_staff", False)),
-            "is_superuser": bool(getattr(user, "is_superuser", False)),
-            "is_active": bool(getattr(user, "is_active", True)),
-        }
-
     def _submit(self, event_class, *args, **kwargs):
         """Queue an event for the object now; return the future of its outcome."""
         event = event_class(self.socket_id, self.channel_name, *args, name=self.oid.name, **kwargs)
@@ -212,9 +190,9 @@ class DurableObjectConsumer(AsyncConsumer):
         try:
             ok, value = await self._submit(
                 SocketConnect,
-                request=self._request(),
+                request=upgrade_request(self.scope),
                 holder=presence.HOLDER,
-                user=self._user(),
+                user=user_snapshot(self.scope),
                 route=self.scope.get("url_route", {}).get("kwargs", {}),
             )
         except Exception as exc:  # CallTimeout: the object may still accept it later

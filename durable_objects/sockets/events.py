@@ -17,6 +17,38 @@ async def _maybe_await(result):
     return result
 
 
+def upgrade_request(scope):
+    """The upgrade request of a WebSocket scope as plain data (``http.decode_request``)."""
+    headers = {}
+    for name, value in scope.get("headers", ()):
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    query = scope.get("query_string", b"")
+    return {
+        "method": "GET",
+        "path": scope.get("path", "/"),
+        "query": query.decode("latin-1") if isinstance(query, bytes) else query,
+        "headers": headers,
+        "body": b"",
+    }
+
+
+def user_snapshot(scope):
+    """What the object learns of ``scope["user"]``: plain data, or None if anonymous."""
+    user = scope.get("user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return {
+        "pk": user.pk,
+        "username": user.get_username(),
+        "is_authenticated": True,
+        "is_staff": bool(getattr(user, "is_staff", False)),
+        "is_superuser": bool(getattr(user, "is_superuser", False)),
+        "is_active": bool(getattr(user, "is_active", True)),
+    }
+
+
 class SocketUser:
     """``request.user`` on a WebSocket connect: a snapshot of the user in the scope."""
 

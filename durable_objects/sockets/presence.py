@@ -58,10 +58,6 @@ def consumer_on(channel):
     return None
 
 
-def connected_count():
-    return len(_consumers)
-
-
 def record_auto_response(socket_id):
     _auto_response_times[socket_id] = time.time()
 
