@@ -7,6 +7,7 @@ from .exceptions import (
     FencedError,
     ForbiddenQuery,
     ObjectReset,
+    ObjectUnavailable,
     RemoteError,
     StorageLocked,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "FencedError",
     "ForbiddenQuery",
     "ObjectReset",
+    "ObjectUnavailable",
     "RemoteError",
     "StorageLocked",
 ]

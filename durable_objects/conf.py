@@ -44,6 +44,19 @@ DEFAULTS = {
     "WEBSOCKET_MAX_IN_FLIGHT": 64,
     # Most accepted sockets one object may hold.
     "WEBSOCKET_MAX_PER_OBJECT": 32_768,
+    # Cluster (docs/topics/cluster.md). "local": one process, the embedded default;
+    # "redis": leases and host heartbeats in Redis, calls over the channel layer.
+    "PLACEMENT": "local",
+    # Redis for the placement; None means the REDIS_URL environment variable.
+    "REDIS_URL": None,
+    # Seconds a lease lasts unless renewed; a dead holder's objects move after it.
+    "LEASE_TTL": 5.0,
+    # Seconds between a host's heartbeats; three missed ones and it counts as dead.
+    "HOST_HEARTBEAT": 1.0,
+    # "auto": a process whose loop is the main thread's (daphne, runobjects) hosts
+    # objects, others (commands, scripts, RQ jobs) send their calls to a live host;
+    # "host" or "client" to choose.
+    "CLUSTER_ROLE": "auto",
 }
 
 SYNCHRONOUS_CHOICES = ("FULL", "NORMAL", "EXTRA")

@@ -43,3 +43,9 @@ class StorageLocked(DurableObjectError):
 
 class ForbiddenQuery(DurableObjectError):
     """A SQL statement was refused: transaction control, ATTACH, internal tables, PRAGMA."""
+
+
+class ObjectUnavailable(DurableObjectError):
+    """The object's host cannot be reached now (it died, or no host is live); retry."""
+
+    retryable = True

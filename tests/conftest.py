@@ -14,3 +14,14 @@ def storage_root(tmp_path, settings):
     yield root
     reset_host()
     unlock_storage_root(root)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A Redis for the cluster tests: REDIS_URL if set, else a private redis-server."""
+    from tests.redis_server import redis_url_for_tests
+
+    url, server = redis_url_for_tests(tmp_path_factory)
+    yield url
+    if server is not None:
+        server.stop()

@@ -180,3 +180,8 @@ class Plain(DurableObject):
 
     def http(self):
         return HttpResponse("x")
+
+
+# Registered in every test process, including the cluster tests' runobjects hosts,
+# which load no URLconf and no test module.
+from tests import objects_cluster, objects_sockets  # noqa: E402, F401

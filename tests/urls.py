@@ -1,4 +1,10 @@
 from django.contrib import admin
 from django.urls import path
 
-urlpatterns = [path("admin/", admin.site.urls)]
+from tests import views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("tally/<str:name>/increment/", views.tally_increment),
+    path("tally/<str:name>/", views.tally_state),
+]

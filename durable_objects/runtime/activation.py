@@ -98,9 +98,10 @@ class Activation:
         if self.queue or (dirty and self.host.busy > 0):
             self._hand_off(event, outcome)
             return None
-        if shard is not None and shard.in_transaction:
+        if (shard is not None and shard.in_transaction) or self.host.placement is not None:
             try:
-                self._commit_now()
+                if shard is None or not shard.in_transaction or not self._commit_now():
+                    self._check_lease()
             except Exception as exc:
                 cause = ObjectReset(f"Commit failed ({exc}); the object was reset.")
                 self.reset(cause)
@@ -310,14 +311,21 @@ class Activation:
         """
         return not self.shard.dirty or self.host.busy <= 1
 
+    def _check_lease(self):
+        """In a cluster, refuse to commit or answer once this host's lease may have ended."""
+        if not self.host.holds(self.hex):
+            raise FencedError("This host's lease on the object ended; its work is dropped.")
+
     async def _commit(self):
+        """Commit the batch (checking the lease first); return True if it wrote."""
         shard = self.shard
         if shard is None or not shard.in_transaction:
-            return
+            self._check_lease()
+            return False
         if self._commit_on_loop():
-            self._commit_now()
-            return
+            return self._commit_now()
         try:
+            self._check_lease()
             await self.host.run_commit(shard.commit, self.epoch)
         except BaseException:
             if shard.is_open:
@@ -325,11 +333,13 @@ class Activation:
             raise
         self.host.commits += 1
         self.host.catalog.touch(self)
+        return True
 
     def _commit_now(self):
         shard = self.shard
         dirty = shard.dirty
         try:
+            self._check_lease()
             shard.commit(self.epoch)
         except BaseException:
             if shard.is_open:
@@ -338,12 +348,15 @@ class Activation:
         if dirty:
             self.host.commits += 1
             self.host.catalog.touch(self)
+        return dirty
 
     async def _commit_held(self):
         """Commit, then release the held outcomes; on failure fail them and reset."""
         held, self.held = self.held, []
         try:
-            await self._commit()
+            wrote = await self._commit()
+            if not wrote:  # a read in a cluster: answer only while the lease still holds
+                self._check_lease()
         except Exception as exc:
             cause = ObjectReset(f"Commit failed ({exc}); the object was reset.")
             cause.__cause__ = exc

@@ -1,0 +1,178 @@
+"""Which process holds which object, in a cluster: leases and host heartbeats in Redis.
+
+A lease is ``do:lease:<hex id>`` = this host's token, set with ``NX`` and a TTL
+(``LEASE_TTL``). The holder renews its leases every third of the TTL; a lease it fails
+to renew in time is lost, and the activation is dropped at once. The lease says who
+*should* host an object; the fencing epoch in the shard (bumped by every activation,
+checked at every commit) makes sure a host that lost its lease (paused, partitioned,
+slow) can never write again. A host also refuses to hand out a reply once its lease may
+have expired (``lease_valid``), so a stale instance cannot answer even a read.
+
+Hosts register in the sorted set ``do:hosts`` (score: last heartbeat, UNIX seconds) with
+their transport channel in ``do:host:<token>``; a host silent for three heartbeats is
+dead. Processes that cannot host (commands, RQ jobs, WSGI) send their calls to a live
+host.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import time
+
+from durable_objects.conf import get_config
+
+logger = logging.getLogger("durable_objects.placement")
+
+HOSTS = "do:hosts"
+
+_RENEW = """
+local renewed = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    renewed[#renewed + 1] = key
+  end
+end
+return renewed
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def lease_key(hex_id):
+    return f"do:lease:{hex_id}"
+
+
+def host_key(token):
+    return f"do:host:{token}"
+
+
+class RedisPlacement:
+    """This process's view of the cluster: its token, its leases, the live hosts."""
+
+    is_cluster = True
+
+    def __init__(self, url, *, can_host):
+        import redis.asyncio
+
+        config = get_config()
+        self.redis = redis.asyncio.Redis.from_url(url)
+        self.can_host = can_host
+        self.token = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.ttl = float(config["LEASE_TTL"])
+        self.heartbeat = float(config["HOST_HEARTBEAT"])
+        self.leases = {}  # hex id -> monotonic deadline until which the lease is surely ours
+        self._renew = self.redis.register_script(_RENEW)
+        self._release = self.redis.register_script(_RELEASE)
+        self.channel = None
+        self.on_lost = None  # callback(hex id) when a lease could not be renewed
+
+    # -- hosts ---------------------------------------------------------------------------
+
+    async def register(self, channel):
+        self.channel = channel
+        await self._beat()
+
+    async def _beat(self):
+        info = json.dumps(
+            {"channel": self.channel, "pid": os.getpid(), "leases": len(self.leases)}
+        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(host_key(self.token), info, px=int(self.heartbeat * 3000))
+            pipe.zadd(HOSTS, {self.token: time.time()})
+            await pipe.execute()
+
+    async def live_hosts(self):
+        """{token: channel} of the hosts heard from within three heartbeats."""
+        since = time.time() - 3 * self.heartbeat
+        tokens = [t.decode() for t in await self.redis.zrangebyscore(HOSTS, since, "+inf")]
+        if not tokens:
+            return {}
+        infos = await self.redis.mget([host_key(t) for t in tokens])
+        return {
+            token: json.loads(info)["channel"]
+            for token, info in zip(tokens, infos, strict=True)
+            if info is not None
+        }
+
+    async def channel_of(self, token):
+        info = await self.redis.get(host_key(token))
+        return None if info is None else json.loads(info)["channel"]
+
+    # -- leases --------------------------------------------------------------------------
+
+    def lease_valid(self, hex_id):
+        deadline = self.leases.get(hex_id)
+        return deadline is not None and time.monotonic() < deadline
+
+    async def owner(self, hex_id):
+        value = await self.redis.get(lease_key(hex_id))
+        return None if value is None else value.decode()
+
+    async def claim(self, hex_id):
+        """Take the lease if nobody holds it; return the holder's token (ours if taken)."""
+        started = time.monotonic()
+        if await self.redis.set(lease_key(hex_id), self.token, nx=True, px=int(self.ttl * 1000)):
+            self.leases[hex_id] = started + self.ttl * 0.9
+            return self.token
+        holder = await self.owner(hex_id)
+        if holder == self.token:  # ours already (an activation that hibernated)
+            self.leases[hex_id] = max(self.leases.get(hex_id, 0), started)
+            await self._renew_keys([hex_id])
+        return holder
+
+    async def release(self, hex_id):
+        self.leases.pop(hex_id, None)
+        try:
+            await self._release(keys=[lease_key(hex_id)], args=[self.token])
+        except Exception:  # the lease expires by itself
+            logger.warning("Releasing the lease of %s failed.", hex_id, exc_info=True)
+
+    async def _renew_keys(self, hex_ids):
+        started = time.monotonic()
+        keys = [lease_key(h) for h in hex_ids]
+        renewed = await self._renew(keys=keys, args=[self.token, int(self.ttl * 1000)])
+        renewed = {key.decode() if isinstance(key, bytes) else key for key in renewed}
+        for hex_id in hex_ids:
+            if lease_key(hex_id) in renewed:
+                if hex_id in self.leases:
+                    self.leases[hex_id] = started + self.ttl * 0.9
+            elif self.leases.pop(hex_id, None) is not None and self.on_lost is not None:
+                self.on_lost(hex_id)
+
+    async def run(self):
+        """Heartbeat and renew the leases until cancelled."""
+        interval = min(self.heartbeat, self.ttl / 3)
+        while True:
+            try:
+                if self.can_host:
+                    await self._beat()
+                if self.leases:
+                    await self._renew_keys(list(self.leases))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Redis is away: the leases run out by their deadlines, and the instances
+                # stop answering (lease_valid) until Redis is back and they are reclaimed.
+                logger.warning("Heartbeat or lease renewal failed.", exc_info=True)
+                now = time.monotonic()
+                for hex_id, deadline in list(self.leases.items()):
+                    if now >= deadline:
+                        del self.leases[hex_id]
+                        if self.on_lost is not None:
+                            self.on_lost(hex_id)
+            await asyncio.sleep(interval)
+
+    async def close(self):
+        for hex_id in list(self.leases):
+            await self.release(hex_id)
+        try:
+            await self.redis.zrem(HOSTS, self.token)
+            await self.redis.delete(host_key(self.token))
+        finally:
+            await self.redis.aclose()

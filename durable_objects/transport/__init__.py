@@ -1,0 +1,135 @@
+"""Calls and replies between processes, over the channel layer (channels-redis).
+
+Every process of a cluster has one channel. A call for an object held elsewhere goes to
+its holder's channel as plain data (the event's wire form: method and msgpack payload,
+or the fetch request; the call chain; the caller's channel and a request id); the
+holder runs it as any other event and sends ``(ok, value)`` back. Calls from one caller
+to one object arrive in the order they were sent: one channel, one receive loop, and
+the holder queues a call before it awaits anything.
+"""
+
+import asyncio
+import itertools
+import logging
+
+from durable_objects.conf import get_config
+from durable_objects.exceptions import CallTimeout, ObjectUnavailable
+
+from .wire import event_from_wire, event_to_wire
+
+logger = logging.getLogger("durable_objects.transport")
+
+CALL = "do.call"
+REPLY = "do.reply"
+MAX_HOPS = 4
+
+
+class Transport:
+    """This process's channel, its pending calls, and the serving of calls from others."""
+
+    def __init__(self, host):
+        from channels.layers import get_channel_layer
+
+        self.host = host
+        self.layer = get_channel_layer()
+        self.channel = None
+        self.pending = {}
+        self._ids = itertools.count(1)
+        self._tasks = set()
+        self._receiver = None
+
+    async def start(self):
+        self.channel = await self.layer.new_channel("durable-objects.process")
+        self._receiver = asyncio.ensure_future(self._receive())
+
+    def _spawn(self, coroutine):
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _receive(self):
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis is away: try again shortly
+                logger.warning("Receiving on %s failed.", self.channel, exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            kind = message.get("type")
+            if kind == REPLY:
+                future = self.pending.pop(message["id"], None)
+                if future is not None and not future.done():
+                    future.set_result((message["ok"], message["value"]))
+            elif kind == CALL:
+                self._serve(message)
+
+    def _serve(self, message):
+        """Run a call from another process here (or pass it on) and send the outcome back."""
+        from durable_objects.registry import registry
+
+        try:
+            cls = registry.get(message["label"])
+            object_id = cls.objects.id_from_string(message["hex"])
+            object_id.name = message.get("name")
+            event = event_from_wire(message)
+        except Exception as exc:
+            from durable_objects.runtime.errors import encode_exception
+
+            self._spawn(self._reply(message, (False, encode_exception(exc))))
+            return
+        # Queue it now, before any await, so calls keep their order.
+        outcome = self.host.route_call(cls, object_id, event, hops=message.get("hops", 0))
+        self._spawn(self._reply(message, outcome))
+
+    async def _reply(self, message, outcome):
+        from durable_objects.runtime.errors import encode_exception
+
+        try:
+            ok, value = await outcome
+        except Exception as exc:
+            ok, value = False, encode_exception(exc)
+        try:
+            await self.layer.send(
+                message["reply"], {"type": REPLY, "id": message["id"], "ok": ok, "value": value}
+            )
+        except Exception:
+            logger.warning("The reply to %s could not be sent.", message["reply"], exc_info=True)
+
+    async def send_call(self, channel, cls, object_id, event, hops):
+        """Send event to the process reading channel; return its (ok, value)."""
+        if hops >= MAX_HOPS:
+            raise ObjectUnavailable(
+                f"{object_id!r} could not be placed after {hops} hops; retry the call."
+            )
+        request = f"{self.channel}:{next(self._ids)}"
+        future = asyncio.get_running_loop().create_future()
+        self.pending[request] = future
+        message = {
+            "type": CALL,
+            "id": request,
+            "reply": self.channel,
+            "label": cls._meta.label,
+            "hex": str(object_id),
+            "name": object_id.name,
+            "hops": hops + 1,
+            **event_to_wire(event),
+        }
+        timeout = get_config()["CALL_TIMEOUT"]
+        try:
+            await self.layer.send(channel, message)
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise CallTimeout(
+                f"No reply from the process holding {object_id!r} within CALL_TIMEOUT "
+                f"({timeout} s); the call may still run. Retry if the method is idempotent."
+            ) from None
+        finally:
+            self.pending.pop(request, None)
+
+    async def close(self):
+        if self._receiver is not None:
+            self._receiver.cancel()
+        for task in list(self._tasks):
+            task.cancel()

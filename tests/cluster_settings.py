@@ -1,0 +1,22 @@
+"""Settings of the cluster tests' processes: the test settings on Redis, a shared database."""
+
+import os
+
+from tests.settings import *  # noqa: F403
+
+REDIS_URL = os.environ["DO_TEST_REDIS_URL"]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["DO_TEST_DB"]}}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    }
+}
+DURABLE_OBJECTS = {
+    "STORAGE_ROOT": os.environ["DO_TEST_STORAGE_ROOT"],
+    "PLACEMENT": "redis",
+    "REDIS_URL": REDIS_URL,
+    "LEASE_TTL": float(os.environ.get("DO_TEST_LEASE_TTL", "2")),
+    "HOST_HEARTBEAT": 0.3,
+    "CALL_TIMEOUT": 10.0,
+}
