@@ -1,5 +1,6 @@
 """Object classes for the cluster tests."""
 
+import asyncio
 import os
 
 from durable_objects import DurableObject
@@ -26,3 +27,10 @@ class Tally(DurableObject):
             "constructed": self.ctx.storage.get("constructed", []),
             "pid": os.getpid(),
         }
+
+    async def slow_increment(self, seconds):
+        """Read, wait, then write: the write comes after a pause of the whole process."""
+        value = self.ctx.storage.get("value", 0)
+        await asyncio.sleep(seconds)
+        self.ctx.storage.put("value", value + 1)
+        return {"value": value + 1, "pid": os.getpid()}

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -84,3 +85,64 @@ def test_500_increments_over_three_processes_count_500_in_one_instance(cluster):
     assert status == 200 and state["value"] == 500
     assert len(state["constructed"]) == 1  # one activation, in one process
     assert len({body["pid"] for _, body in results}) == 1
+
+
+def increment_until_ok(base, name, deadline):
+    """Increment through base until it succeeds; return (seconds waited, errors seen)."""
+    started = time.monotonic()
+    errors = []
+    while time.monotonic() < deadline:
+        status, body = get_json(f"{base}/tally/{name}/increment/")
+        if status == 200:
+            return time.monotonic() - started, errors, body
+        assert body["retryable"], body
+        errors.append(body["error"])
+        time.sleep(0.05)
+    raise AssertionError(f"no success before the deadline; errors: {errors[-5:]}")
+
+
+def test_a_killed_host_fails_calls_retryably_then_the_object_moves(cluster):
+    first, first_process = cluster.daphne()
+    second, second_process = cluster.daphne()
+    acknowledged = 0
+    for _ in range(20):
+        status, body = get_json(f"{first}/tally/k/increment/")  # first claims the object
+        assert status == 200 and body["pid"] == first_process.pid
+        acknowledged += 1
+    first_process.kill()
+    first_process.wait()
+    waited, errors, body = increment_until_ok(second, "k", time.monotonic() + 15)
+    acknowledged += 1
+    assert waited <= 2.0 + 1.5  # LEASE_TTL (2 s) plus a margin
+    assert errors and set(errors) == {"ObjectUnavailable"}
+    assert body["pid"] == second_process.pid
+    assert body["value"] == acknowledged  # every acknowledged write is there
+    status, state = get_json(f"{second}/tally/k/")
+    assert state["value"] == acknowledged
+    assert state["constructed"] == [first_process.pid, second_process.pid]
+
+
+def test_a_paused_host_loses_the_object_and_its_pending_write_is_refused(cluster):
+    first, first_process = cluster.daphne()
+    second, second_process = cluster.daphne()
+    for i in range(5):
+        assert get_json(f"{first}/tally/p/increment/")[1]["value"] == i + 1
+    with ThreadPoolExecutor(1) as pool:
+        # A call in flight inside the first host: it has read, and will write after 0.5 s.
+        pending = pool.submit(get_json, f"{first}/tally/p/slow-increment/?seconds=0.5", 30)
+        time.sleep(0.2)
+        os.kill(first_process.pid, signal.SIGSTOP)
+        try:
+            _, errors, body = increment_until_ok(second, "p", time.monotonic() + 15)
+            assert errors and set(errors) == {"ObjectUnavailable"}
+            assert body == {"value": 6, "pid": second_process.pid}
+            assert get_json(f"{second}/tally/p/increment/")[1]["value"] == 7
+        finally:
+            os.kill(first_process.pid, signal.SIGCONT)
+        status, refused = pending.result(timeout=30)
+    assert status == 503 and refused["retryable"], refused
+    status, state = get_json(f"{second}/tally/p/")
+    assert state["value"] == 7  # what the callers were told: 5 + 2, not the refused one
+    # The resumed host sends its calls to the new holder instead of answering itself.
+    status, body = get_json(f"{first}/tally/p/increment/")
+    assert status == 200 and body == {"value": 8, "pid": second_process.pid}

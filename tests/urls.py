@@ -6,5 +6,6 @@ from tests import views
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("tally/<str:name>/increment/", views.tally_increment),
+    path("tally/<str:name>/slow-increment/", views.tally_slow_increment),
     path("tally/<str:name>/", views.tally_state),
 ]

@@ -1,4 +1,4 @@
-"""HTTP views of the test processes (daphne in the cluster and WebSocket tests)."""
+"""HTTP views of the cluster tests' daphne processes."""
 
 from django.http import JsonResponse
 
@@ -6,21 +6,23 @@ from durable_objects import DurableObjectError
 from tests.objects_cluster import Tally
 
 
-async def tally_increment(request, name):
+async def _answer(call):
+    """The call's result as JSON, or its error with 503 (and whether it is retryable)."""
     try:
-        return JsonResponse(await Tally.objects.get_by_name(name).increment())
+        return JsonResponse(await call)
     except DurableObjectError as exc:
-        return JsonResponse(
-            {"error": type(exc).__name__, "message": str(exc), "retryable": exc.retryable},
-            status=503,
-        )
+        body = {"error": type(exc).__name__, "message": str(exc), "retryable": exc.retryable}
+        return JsonResponse(body, status=503)
+
+
+async def tally_increment(request, name):
+    return await _answer(Tally.objects.get_by_name(name).increment())
+
+
+async def tally_slow_increment(request, name):
+    seconds = float(request.GET["seconds"])
+    return await _answer(Tally.objects.get_by_name(name).slow_increment(seconds))
 
 
 async def tally_state(request, name):
-    try:
-        return JsonResponse(await Tally.objects.get_by_name(name).state())
-    except DurableObjectError as exc:
-        return JsonResponse(
-            {"error": type(exc).__name__, "message": str(exc), "retryable": exc.retryable},
-            status=503,
-        )
+    return await _answer(Tally.objects.get_by_name(name).state())

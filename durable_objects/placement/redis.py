@@ -71,6 +71,7 @@ class RedisPlacement:
         self._release = self.redis.register_script(_RELEASE)
         self.channel = None
         self.on_lost = None  # callback(hex id) when a lease could not be renewed
+        self.last_beat = time.time()  # when the heartbeat last reached Redis
 
     # -- hosts ---------------------------------------------------------------------------
 
@@ -86,6 +87,17 @@ class RedisPlacement:
             pipe.set(host_key(self.token), info, px=int(self.heartbeat * 3000))
             pipe.zadd(HOSTS, {self.token: time.time()})
             await pipe.execute()
+        self.last_beat = time.time()
+
+    def presumed_dead(self):
+        """True if callers may have given this host up (its heartbeat key has expired).
+
+        A caller that sees the key gone reports ObjectUnavailable, which promises that the
+        call did not run; so a host that was paused that long refuses the calls it finds
+        waiting, rather than run them late. The margin (half a heartbeat) covers the
+        time between this clock and Redis's.
+        """
+        return self.can_host and time.time() - self.last_beat > 2.5 * self.heartbeat
 
     async def live_hosts(self):
         """{token: channel} of the hosts heard from within three heartbeats."""

@@ -154,7 +154,8 @@ class Host:
             hosts = await placement.live_hosts()
             if not hosts:
                 raise ObjectUnavailable("No live host in the cluster; start one and retry.")
-            channel = random.choice(list(hosts.values()))
+            holder = random.choice(list(hosts))
+            channel = hosts[holder]
         else:
             channel = await placement.channel_of(holder)
             if channel is None:
@@ -162,7 +163,7 @@ class Host:
                     f"The host holding {object_id!r} is not answering; the object moves when "
                     f"its lease ends (within LEASE_TTL, {placement.ttl} s). Retry."
                 )
-        return await self.transport.send_call(channel, cls, object_id, event, hops)
+        return await self.transport.send_call(channel, cls, object_id, event, hops, holder)
 
     async def leave_cluster(self):
         """Release the leases, stop heartbeats and the transport (clean shutdown)."""

@@ -79,6 +79,15 @@ class Transport:
 
             self._spawn(self._reply(message, (False, encode_exception(exc))))
             return
+        if self.host.placement.presumed_dead():
+            refused = ObjectUnavailable(
+                "This host was paused past its heartbeat; callers may have given the call "
+                "up, so it was not run. Retry."
+            )
+            from durable_objects.runtime.errors import encode_exception
+
+            self._spawn(self._reply(message, (False, encode_exception(refused))))
+            return
         # Queue it now, before any await, so calls keep their order.
         outcome = self.host.route_call(cls, object_id, event, hops=message.get("hops", 0))
         self._spawn(self._reply(message, outcome))
@@ -97,8 +106,12 @@ class Transport:
         except Exception:
             logger.warning("The reply to %s could not be sent.", message["reply"], exc_info=True)
 
-    async def send_call(self, channel, cls, object_id, event, hops):
-        """Send event to the process reading channel; return its (ok, value)."""
+    async def send_call(self, channel, cls, object_id, event, hops, holder):
+        """Send event to holder's channel; return its (ok, value).
+
+        While it waits, it checks the holder's heartbeat: a holder that died gives an
+        ObjectUnavailable within about three heartbeats, not a CallTimeout.
+        """
         if hops >= MAX_HOPS:
             raise ObjectUnavailable(
                 f"{object_id!r} could not be placed after {hops} hops; retry the call."
@@ -119,7 +132,7 @@ class Transport:
         timeout = get_config()["CALL_TIMEOUT"]
         try:
             await self.layer.send(channel, message)
-            return await asyncio.wait_for(future, timeout)
+            return await asyncio.wait_for(self._wait(future, holder, object_id), timeout)
         except TimeoutError:
             raise CallTimeout(
                 f"No reply from the process holding {object_id!r} within CALL_TIMEOUT "
@@ -127,6 +140,18 @@ class Transport:
             ) from None
         finally:
             self.pending.pop(request, None)
+
+    async def _wait(self, future, holder, object_id):
+        placement = self.host.placement
+        while True:
+            done, _ = await asyncio.wait([future], timeout=placement.heartbeat)
+            if done:
+                return future.result()
+            if await placement.channel_of(holder) is None:
+                raise ObjectUnavailable(
+                    f"The host holding {object_id!r} stopped answering; the object moves "
+                    f"when its lease ends (within LEASE_TTL, {placement.ttl} s). Retry."
+                )
 
     async def close(self):
         if self._receiver is not None:
