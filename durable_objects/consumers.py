@@ -249,7 +249,8 @@ class DurableObjectConsumer(AsyncConsumer):
             await asyncio.wait([self.in_flight[0]])
             if self.closing:
                 return
-        future = asyncio.ensure_future(self._submit(SocketMessage, payload))
+        when = presence.auto_response_time(self.socket_id)
+        future = asyncio.ensure_future(self._submit(SocketMessage, payload, auto_response_at=when))
         self.in_flight.append(future)
         future.add_done_callback(self._message_done)
 

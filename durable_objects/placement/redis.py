@@ -22,6 +22,7 @@ import secrets
 import time
 
 from durable_objects.conf import get_config
+from durable_objects.sockets import presence
 
 logger = logging.getLogger("durable_objects.placement")
 
@@ -57,13 +58,13 @@ class RedisPlacement:
 
     is_cluster = True
 
-    def __init__(self, url, *, can_host):
+    def __init__(self, url, *, can_host, token=None):
         import redis.asyncio
 
         config = get_config()
         self.redis = redis.asyncio.Redis.from_url(url)
         self.can_host = can_host
-        self.token = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.token = token or f"{os.getpid()}-{secrets.token_hex(4)}"
         self.ttl = float(config["LEASE_TTL"])
         self.heartbeat = float(config["HOST_HEARTBEAT"])
         self.leases = {}  # hex id -> monotonic deadline until which the lease is surely ours
@@ -164,6 +165,7 @@ class RedisPlacement:
             try:
                 if self.can_host:
                     await self._beat()
+                    presence.set_live_holders(await self.live_hosts())
                 if self.leases:
                     await self._renew_keys(list(self.leases))
             except asyncio.CancelledError:

@@ -98,7 +98,7 @@ class Activation:
         if self.queue or (dirty and self.host.busy > 0):
             self._hand_off(event, outcome)
             return None
-        if (shard is not None and shard.in_transaction) or self.host.placement is not None:
+        if (shard is not None and shard.in_transaction) or self.host.cluster is not None:
             try:
                 if shard is None or not shard.in_transaction or not self._commit_now():
                     self._check_lease()

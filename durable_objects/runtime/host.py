@@ -16,10 +16,8 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
-from django.core.exceptions import ImproperlyConfigured
-
 from durable_objects.conf import get_config
-from durable_objects.exceptions import CallTimeout, FencedError, ObjectUnavailable
+from durable_objects.exceptions import CallTimeout
 from durable_objects.sockets.outbox import Outbox
 
 from .activation import Activation
@@ -59,10 +57,11 @@ class Host:
         self.loop = loop
         self.thread = thread
         self.root = config["STORAGE_ROOT"]
-        self.placement = None  # a RedisPlacement in a cluster; None in the embedded mode
-        self.transport = None
+        self.cluster = None  # placement/cluster.py's Cluster; None in the embedded mode
         if config["PLACEMENT"] == "redis":
-            self._join_cluster(config, can_host=thread is None)
+            from durable_objects.placement.cluster import Cluster
+
+            self.cluster = Cluster(self, config, can_host=thread is None)
         else:
             lock_storage_root(self.root)
         self.env = Env()
@@ -81,98 +80,17 @@ class Host:
         self.tick_interval = 1.0
         self._tick_handle = None
 
-    # -- the cluster (placement/redis.py, transport/) -------------------------------------
-
-    def _join_cluster(self, config, can_host):
-        import os
-
-        from durable_objects.placement.redis import RedisPlacement
-        from durable_objects.transport import Transport
-
-        url = config["REDIS_URL"] or os.environ.get("REDIS_URL")
-        if not url:
-            raise ImproperlyConfigured(
-                "DURABLE_OBJECTS['PLACEMENT'] is 'redis' but neither "
-                "DURABLE_OBJECTS['REDIS_URL'] nor the REDIS_URL environment variable is set."
-            )
-        role = config["CLUSTER_ROLE"]
-        if role != "auto":
-            can_host = role == "host"
-        self.placement = RedisPlacement(url, can_host=can_host)
-        self.placement.on_lost = self.lease_lost
-        self.transport = Transport(self)
-        self.cluster_ready = self.loop.create_future()
-        self._cluster_task = None
-        self.loop.call_soon_threadsafe(self._start_cluster)
-
-    def _start_cluster(self):
-        self._cluster_task = self.loop.create_task(self._run_cluster())
-
-    async def _run_cluster(self):
-        try:
-            await self.transport.start()
-            if self.placement.can_host:
-                await self.placement.register(self.transport.channel)
-        except BaseException as exc:
-            if not self.cluster_ready.done():
-                self.cluster_ready.set_exception(exc)
-            raise
-        self.cluster_ready.set_result(True)
-        await self.placement.run()
+    # -- the cluster (placement/cluster.py) -------------------------------------------
 
     def holds(self, hex_id):
         """True if this host may answer for the object (always, outside a cluster)."""
-        return self.placement is None or self.placement.lease_valid(hex_id)
-
-    def lease_lost(self, hex_id):
-        """The lease of hex_id ran out: drop its instance (its commits would be fenced)."""
-        for activation in list(self.activations.values()):
-            if activation.hex == hex_id:
-                activation.reset(FencedError("This host lost the object's lease."))
+        return self.cluster is None or self.cluster.placement.lease_valid(hex_id)
 
     def route_call(self, cls, object_id, event, hops=0):
-        """Queue event here if this host holds the object, else route it; return a future.
-
-        Queued at once when the lease is held, so calls keep their order.
-        """
-        if self.holds(str(object_id)):
+        """Queue event here, or send it to the object's holder; return its outcome's future."""
+        if self.cluster is None:
             return self.dispatch(cls, object_id, event)
-        return asyncio.ensure_future(self._route(cls, object_id, event, hops))
-
-    async def _route(self, cls, object_id, event, hops):
-        import random
-
-        await self.cluster_ready
-        placement, hex_id = self.placement, str(object_id)
-        if placement.can_host:
-            holder = await placement.claim(hex_id)
-            if holder == placement.token:
-                return await self.dispatch(cls, object_id, event)
-        else:
-            holder = await placement.owner(hex_id)
-        if holder is None:
-            hosts = await placement.live_hosts()
-            if not hosts:
-                raise ObjectUnavailable("No live host in the cluster; start one and retry.")
-            holder = random.choice(list(hosts))
-            channel = hosts[holder]
-        else:
-            channel = await placement.channel_of(holder)
-            if channel is None:
-                raise ObjectUnavailable(
-                    f"The host holding {object_id!r} is not answering; the object moves when "
-                    f"its lease ends (within LEASE_TTL, {placement.ttl} s). Retry."
-                )
-        return await self.transport.send_call(channel, cls, object_id, event, hops, holder)
-
-    async def leave_cluster(self):
-        """Release the leases, stop heartbeats and the transport (clean shutdown)."""
-        if self.placement is None:
-            return
-        if self._cluster_task is not None:
-            self._cluster_task.cancel()
-        await self.transport.close()
-        await self.placement.close()
+        return self.cluster.route(cls, object_id, event, hops)
 
     @property
     def usable(self):
@@ -245,14 +163,8 @@ class Host:
     def _hibernate(self, activation):
         self.catalog.touch(activation)
         activation.hibernate()
-        if self.placement is not None and self.placement.can_host and not self.closed:
-            self.loop.create_task(self._release(activation.hex))
-
-    async def _release(self, hex_id):
-        """Give the lease of a hibernated object back, unless it is live here again."""
-        if any(a.hex == hex_id for a in self.activations.values()):
-            return
-        await self.placement.release(hex_id)
+        if self.cluster is not None and not self.closed:
+            self.cluster.hibernated(activation.hex)
 
     def forget(self, activation):
         if self.activations.get(activation.key) is activation:
@@ -462,7 +374,7 @@ async def call(cls, object_id, event):
         event.chain = running.call_chain()
         await activation.before_outgoing_call(running)
     host = get_host()
-    if host.placement is not None and not host.holds(str(object_id)):
+    if host.cluster is not None and not host.holds(str(object_id)):
         if host.loop is asyncio.get_running_loop():
             ok, value = await host.route_call(cls, object_id, event)
         else:
@@ -507,8 +419,8 @@ def submit_event(cls, object_id, event):
     except RuntimeError:
         running = None
     if host.loop is running:
-        return host.dispatch(cls, object_id, event)
+        return host.route_call(cls, object_id, event)
     future = asyncio.run_coroutine_threadsafe(
-        host.dispatch_and_wait(cls, object_id, event), host.loop
+        _await(host.route_call, cls, object_id, event), host.loop
     )
     return asyncio.wrap_future(future)

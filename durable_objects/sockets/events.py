@@ -8,6 +8,7 @@ import inspect
 
 from durable_objects.runtime.events import Event
 
+from . import presence
 from .protocol import CLOSE_NOT_ACCEPTED, truncate_reason
 
 
@@ -89,6 +90,16 @@ class SocketEvent(Event):
 
         return encode_exception(exc)
 
+    def wire_fields(self):
+        """The keyword arguments that rebuild this event in another process."""
+        fields = {"socket_id": self.socket_id, "channel": self.channel}
+        for cls in type(self).__mro__:
+            if cls is SocketEvent:
+                break
+            for slot in cls.__dict__.get("__slots__", ()):
+                fields[slot] = getattr(self, slot)
+        return fields
+
 
 class SocketConnect(SocketEvent):
     """A client asks to connect: the object's fetch() sees the upgrade request."""
@@ -151,17 +162,20 @@ class SocketConnect(SocketEvent):
 class SocketMessage(SocketEvent):
     """A frame from the client for websocket_message(ws, message)."""
 
-    __slots__ = ("message",)
+    __slots__ = ("auto_response_at", "message")
 
     kind = "socket_message"
 
-    def __init__(self, socket_id, channel, message, **kwargs):
+    def __init__(self, socket_id, channel, message, *, auto_response_at=None, **kwargs):
         super().__init__(socket_id, channel, **kwargs)
         self.message = message
+        # The consumer's last auto-response, for a consumer in another process.
+        self.auto_response_at = auto_response_at
 
     async def invoke(self, instance):
         registry = instance.ctx._activation.sockets
         sid = self.socket_id
+        presence.note_auto_response(sid, self.auto_response_at)
         if sid in registry.failed or not registry.contains(sid):
             return None  # the socket was closed or failed before this message's turn
         handler = getattr(instance, "websocket_message", None)

@@ -41,9 +41,25 @@ def consumers_of(object_id):
     return [(sid, _consumers[sid]) for sid in _by_object.get(object_id, ()) if sid in _consumers]
 
 
+# In a cluster: the holders (host tokens) heard from lately, kept by the placement's
+# heartbeat loop; None until it has looked, or in the embedded mode.
+_live_holders = None
+
+
+def set_live_holders(tokens):
+    global _live_holders
+    _live_holders = frozenset(tokens)
+
+
 def is_connected(holder, socket_id):
-    """True if the socket's holder is alive and still has the socket's consumer."""
-    return holder == HOLDER and socket_id in _consumers
+    """True if the socket's holder is alive and (if it is this process) has its consumer.
+
+    For a socket held by another process of a cluster, only that process's heartbeat is
+    known here: its sockets count as connected while it is alive.
+    """
+    if holder == HOLDER:
+        return socket_id in _consumers
+    return _live_holders is not None and holder in _live_holders
 
 
 def consumer(socket_id):
@@ -64,3 +80,9 @@ def record_auto_response(socket_id):
 
 def auto_response_time(socket_id):
     return _auto_response_times.get(socket_id)
+
+
+def note_auto_response(socket_id, when):
+    """Record a time another process's consumer reported with the socket's message."""
+    if when is not None and when > _auto_response_times.get(socket_id, 0):
+        _auto_response_times[socket_id] = when

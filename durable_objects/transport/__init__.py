@@ -79,7 +79,7 @@ class Transport:
 
             self._spawn(self._reply(message, (False, encode_exception(exc))))
             return
-        if self.host.placement.presumed_dead():
+        if self.host.cluster.placement.presumed_dead():
             refused = ObjectUnavailable(
                 "This host was paused past its heartbeat; callers may have given the call "
                 "up, so it was not run. Retry."
@@ -106,11 +106,11 @@ class Transport:
         except Exception:
             logger.warning("The reply to %s could not be sent.", message["reply"], exc_info=True)
 
-    async def send_call(self, channel, cls, object_id, event, hops, holder):
-        """Send event to holder's channel; return its (ok, value).
+    async def send(self, channel, cls, object_id, event, hops):
+        """Hand event to the channel layer for the process reading channel.
 
-        While it waits, it checks the holder's heartbeat: a holder that died gives an
-        ObjectUnavailable within about three heartbeats, not a CallTimeout.
+        Returns the future of its reply, once the message has left (so that events sent
+        one after another arrive in that order).
         """
         if hops >= MAX_HOPS:
             raise ObjectUnavailable(
@@ -118,6 +118,7 @@ class Transport:
             )
         request = f"{self.channel}:{next(self._ids)}"
         future = asyncio.get_running_loop().create_future()
+        future.request = request
         self.pending[request] = future
         message = {
             "type": CALL,
@@ -129,9 +130,19 @@ class Transport:
             "hops": hops + 1,
             **event_to_wire(event),
         }
-        timeout = get_config()["CALL_TIMEOUT"]
         try:
             await self.layer.send(channel, message)
+        except BaseException:
+            self.pending.pop(request, None)
+            raise
+        return future
+
+    async def wait(self, future, holder, object_id):
+        """The (ok, value) of a sent event; CallTimeout, or ObjectUnavailable if the holder
+        stops heartbeating while it waits. Either way the call may have run; a holder that
+        was only paused refuses it when it wakes (see _serve), so it does not run late."""
+        timeout = get_config()["CALL_TIMEOUT"]
+        try:
             return await asyncio.wait_for(self._wait(future, holder, object_id), timeout)
         except TimeoutError:
             raise CallTimeout(
@@ -139,18 +150,20 @@ class Transport:
                 f"({timeout} s); the call may still run. Retry if the method is idempotent."
             ) from None
         finally:
-            self.pending.pop(request, None)
+            self.pending.pop(future.request, None)
 
     async def _wait(self, future, holder, object_id):
-        placement = self.host.placement
+        placement = self.host.cluster.placement
         while True:
             done, _ = await asyncio.wait([future], timeout=placement.heartbeat)
             if done:
                 return future.result()
             if await placement.channel_of(holder) is None:
                 raise ObjectUnavailable(
-                    f"The host holding {object_id!r} stopped answering; the object moves "
-                    f"when its lease ends (within LEASE_TTL, {placement.ttl} s). Retry."
+                    f"The host holding {object_id!r} stopped answering before it replied: "
+                    "the call may have run (if it did, its writes are durable). The object "
+                    f"moves when its lease ends (within LEASE_TTL, {placement.ttl} s). "
+                    "Retry if the method is idempotent."
                 )
 
     async def close(self):

@@ -27,8 +27,8 @@ class Command(BaseCommand):
         from durable_objects.runtime.host import get_host
 
         host = get_host()
-        await host.cluster_ready
-        self.stdout.write(f"Hosting objects as {host.placement.token}.")
+        await host.cluster.ready
+        self.stdout.write(f"Hosting objects as {host.cluster.placement.token}.")
         self.stdout.flush()
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -36,5 +36,5 @@ class Command(BaseCommand):
             loop.add_signal_handler(sig, stopping.set)
         await stopping.wait()
         host.stop_objects()
-        await host.leave_cluster()
+        await host.cluster.leave()
         host.shutdown()

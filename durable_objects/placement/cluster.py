@@ -1,0 +1,137 @@
+"""A host's part in a cluster: where each event goes, in order, and the leases behind it.
+
+``route()`` queues an event here when this host holds the object's lease; otherwise it
+claims the lease (a host) or finds the holder (or any live host, for a process that
+cannot host) and sends the event there over the transport. Events for one object leave
+this process in the order ``route()`` was called: each waits until the one before it
+has been queued here or handed to the channel layer. That is what keeps a socket's
+messages in order when its object lives in another process.
+"""
+
+import asyncio
+import os
+import random
+
+from django.core.exceptions import ImproperlyConfigured
+
+from durable_objects.exceptions import FencedError, ObjectUnavailable
+from durable_objects.sockets import presence
+
+from .redis import RedisPlacement
+
+
+class Cluster:
+    def __init__(self, host, config, *, can_host):
+        from durable_objects.transport import Transport
+
+        url = config["REDIS_URL"] or os.environ.get("REDIS_URL")
+        if not url:
+            raise ImproperlyConfigured(
+                "DURABLE_OBJECTS['PLACEMENT'] is 'redis' but neither "
+                "DURABLE_OBJECTS['REDIS_URL'] nor the REDIS_URL environment variable is set."
+            )
+        role = config["CLUSTER_ROLE"]
+        if role != "auto":
+            can_host = role == "host"
+        self.host = host
+        self.placement = RedisPlacement(url, can_host=can_host, token=presence.HOLDER)
+        self.placement.on_lost = self.lease_lost
+        self.transport = Transport(host)
+        self.ready = host.loop.create_future()
+        self._tails = {}  # hex id -> future: the last routed event of it has left
+        self._task = None
+        self._releases = set()
+        host.loop.call_soon_threadsafe(self._start)
+
+    def _start(self):
+        self._task = self.host.loop.create_task(self._run())
+
+    async def _run(self):
+        try:
+            await self.transport.start()
+            if self.placement.can_host:
+                await self.placement.register(self.transport.channel)
+        except BaseException as exc:
+            if not self.ready.done():
+                self.ready.set_exception(exc)
+            raise
+        self.ready.set_result(True)
+        await self.placement.run()
+
+    # -- leases --------------------------------------------------------------------------
+
+    def lease_lost(self, hex_id):
+        """The lease of hex_id ran out: drop its instance (its commits would be fenced)."""
+        for activation in list(self.host.activations.values()):
+            if activation.hex == hex_id:
+                activation.reset(FencedError("This host lost the object's lease."))
+
+    def hibernated(self, hex_id):
+        """Give the lease of a hibernated object back, unless it is live here again first."""
+        if self.placement.can_host:
+            task = self.host.loop.create_task(self._release(hex_id))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
+
+    async def _release(self, hex_id):
+        if hex_id in self._tails or any(a.hex == hex_id for a in self.host.activations.values()):
+            return
+        await self.placement.release(hex_id)
+
+    # -- routing -------------------------------------------------------------------------
+
+    def route(self, cls, object_id, event, hops=0):
+        """Queue event here or send it on, after the events routed before it; a future."""
+        hex_id = str(object_id)
+        before = self._tails.get(hex_id)
+        if before is None and self.placement.lease_valid(hex_id):
+            return self.host.dispatch(cls, object_id, event)
+        gone = self.host.loop.create_future()
+        self._tails[hex_id] = gone
+        return asyncio.ensure_future(self._route(cls, object_id, event, hops, before, gone))
+
+    async def _route(self, cls, object_id, event, hops, before, gone):
+        hex_id = str(object_id)
+        try:
+            if before is not None:
+                await asyncio.wait([before])
+            await self.ready
+            outcome = await self._place(cls, object_id, event, hops)
+        finally:
+            if not gone.done():
+                gone.set_result(None)
+            if self._tails.get(hex_id) is gone:
+                del self._tails[hex_id]
+        return await outcome
+
+    async def _place(self, cls, object_id, event, hops):
+        """Queue event here or hand it to the channel layer; return its outcome's awaitable."""
+        placement, hex_id = self.placement, str(object_id)
+        if placement.can_host:
+            holder = await placement.claim(hex_id)
+            if holder == placement.token:
+                return self.host.dispatch(cls, object_id, event)
+        else:
+            holder = await placement.owner(hex_id)
+        if holder is None:
+            hosts = await placement.live_hosts()
+            if not hosts:
+                raise ObjectUnavailable("No live host in the cluster; start one and retry.")
+            holder = random.choice(list(hosts))
+            channel = hosts[holder]
+        else:
+            channel = await placement.channel_of(holder)
+            if channel is None:
+                raise ObjectUnavailable(
+                    f"The host holding {object_id!r} is not answering; the object moves when "
+                    f"its lease ends (within LEASE_TTL, {placement.ttl} s). Retry."
+                )
+        reply = await self.transport.send(channel, cls, object_id, event, hops)
+        return self.transport.wait(reply, holder, object_id)
+
+    async def leave(self):
+        """Release the leases, stop heartbeats and the transport (clean shutdown)."""
+        if self._task is not None:
+            self._task.cancel()
+        await self.transport.close()
+        await self.placement.close()
