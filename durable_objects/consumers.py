@@ -38,6 +38,7 @@ from durable_objects.sockets.protocol import (
     CLOSE_BAD_ROUTE,
     CLOSE_INTERNAL_ERROR,
     CLOSE_NO_STATUS,
+    CLOSE_OBJECT_MOVED,
     CLOSE_TOO_BIG,
     CLOSE_TOO_SLOW,
     Sequence,
@@ -51,6 +52,16 @@ def _retrieve(future):
     if not future.cancelled():
         future.exception()
 
+
+# Errors that say the object could not be reached (its host died, its lease ended), not
+# that its handler failed: the socket is closed with 1012 and the client reconnects.
+_UNREACHABLE = {
+    f"durable_objects.exceptions.{name}"
+    for name in ("ObjectUnavailable", "CallTimeout", "FencedError")
+}
+
+# Seconds a consumer keeps telling a moving object that its socket closed.
+FAREWELL_PATIENCE = 30.0
 
 # Seconds a client may leave a full backlog unread before it is closed with 4008.
 SLOW_CLIENT_TIMEOUT = 10.0
@@ -170,10 +181,29 @@ class DurableObjectConsumer(AsyncConsumer):
         return future
 
     def _farewell_to_object(self, event_class, *args, **kwargs):
-        """Tell the object the socket is gone; it stays ours (not stale) until it has heard."""
-        self._farewell = self._submit(event_class, *args, **kwargs)
+        """Tell the object the socket is gone; it stays ours (not stale) until it has heard.
+
+        In a cluster the object may be moving: the news is sent again until it arrives
+        (for up to FAREWELL_PATIENCE seconds), or its row would outlive the socket.
+        """
+        self._farewell = asyncio.ensure_future(
+            self._farewell_until_heard(event_class, args, kwargs)
+        )
         socket_id, object_id = self.socket_id, str(self.oid)
         self._farewell.add_done_callback(lambda _: presence.unregister(socket_id, object_id))
+
+    async def _farewell_until_heard(self, event_class, args, kwargs):
+        deadline = asyncio.get_running_loop().time() + FAREWELL_PATIENCE
+        while True:
+            try:
+                ok, value = await self._submit(event_class, *args, **kwargs)
+            except Exception as exc:
+                ok, value = False, encode_exception(exc)
+            if ok or value["type"] not in _UNREACHABLE:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(0.5)
 
     # -- connecting ----------------------------------------------------------------------
 
@@ -261,7 +291,11 @@ class DurableObjectConsumer(AsyncConsumer):
             return
         exc = future.exception()
         ok, value = (False, encode_exception(exc)) if exc is not None else future.result()
-        if not ok and not self.closing:
+        if ok or self.closing:
+            return
+        if value["type"] in _UNREACHABLE:
+            self._spawn(self._close(CLOSE_OBJECT_MOVED, "The object is moving; reconnect."))
+        else:
             self._spawn(self._handler_failed(value))
 
     async def _handler_failed(self, error):

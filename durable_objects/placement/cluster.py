@@ -49,8 +49,9 @@ class Cluster:
     async def _run(self):
         try:
             await self.transport.start()
-            if self.placement.can_host:
-                await self.placement.register(self.transport.channel)
+            # Every process heartbeats: a host so that calls reach it, any other so that
+            # the sockets it holds are not taken for dead.
+            await self.placement.register(self.transport.channel)
         except BaseException as exc:
             if not self.ready.done():
                 self.ready.set_exception(exc)

@@ -82,7 +82,12 @@ class RedisPlacement:
 
     async def _beat(self):
         info = json.dumps(
-            {"channel": self.channel, "pid": os.getpid(), "leases": len(self.leases)}
+            {
+                "channel": self.channel,
+                "pid": os.getpid(),
+                "hosts": self.can_host,
+                "leases": len(self.leases),
+            }
         )
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(host_key(self.token), info, px=int(self.heartbeat * 3000))
@@ -93,25 +98,30 @@ class RedisPlacement:
     def presumed_dead(self):
         """True if callers may have given this host up (its heartbeat key has expired).
 
-        A caller that sees the key gone reports ObjectUnavailable, which promises that the
-        call did not run; so a host that was paused that long refuses the calls it finds
-        waiting, rather than run them late. The margin (half a heartbeat) covers the
+        A caller that sees the key gone reports ObjectUnavailable and may retry elsewhere;
+        so a host that was paused that long refuses the calls it finds waiting, rather
+        than run them late, after their retries. The margin (half a heartbeat) covers the
         time between this clock and Redis's.
         """
-        return self.can_host and time.time() - self.last_beat > 2.5 * self.heartbeat
+        return time.time() - self.last_beat > 2.5 * self.heartbeat
 
-    async def live_hosts(self):
-        """{token: channel} of the hosts heard from within three heartbeats."""
+    async def live_processes(self):
+        """{token: info} of the cluster's processes heard from within three heartbeats."""
         since = time.time() - 3 * self.heartbeat
         tokens = [t.decode() for t in await self.redis.zrangebyscore(HOSTS, since, "+inf")]
         if not tokens:
             return {}
         infos = await self.redis.mget([host_key(t) for t in tokens])
         return {
-            token: json.loads(info)["channel"]
+            token: json.loads(info)
             for token, info in zip(tokens, infos, strict=True)
             if info is not None
         }
+
+    async def live_hosts(self):
+        """{token: channel} of the live processes that host objects."""
+        processes = await self.live_processes()
+        return {token: info["channel"] for token, info in processes.items() if info["hosts"]}
 
     async def channel_of(self, token):
         info = await self.redis.get(host_key(token))
@@ -163,9 +173,8 @@ class RedisPlacement:
         interval = min(self.heartbeat, self.ttl / 3)
         while True:
             try:
-                if self.can_host:
-                    await self._beat()
-                    presence.set_live_holders(await self.live_hosts())
+                await self._beat()
+                presence.set_live_holders(await self.live_processes())
                 if self.leases:
                     await self._renew_keys(list(self.leases))
             except asyncio.CancelledError:

@@ -16,6 +16,7 @@ CLOSE_NO_STATUS = 1005  # the client's close frame had no code
 CLOSE_ABNORMAL = 1006  # no close frame: the connection died
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011  # a handler raised; the object received websocket_error()
+CLOSE_OBJECT_MOVED = 1012  # a cluster's host of the object died or lost it: reconnect
 CLOSE_TOO_SLOW = 4008  # the client did not keep up; the object received websocket_close()
 CLOSE_BAD_ROUTE = 4400  # the route could not name an object (bad name, bad id)
 CLOSE_NOT_ACCEPTED = 4403  # the object did not accept; 4000 + its response's 4xx/5xx status
