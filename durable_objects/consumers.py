@@ -231,7 +231,10 @@ class DurableObjectConsumer(AsyncConsumer):
         if not ok or not value["accepted"]:
             await self._leave()
             if not ok:
-                await self._refuse(CLOSE_INTERNAL_ERROR, value["message"])
+                code = (
+                    CLOSE_OBJECT_MOVED if value["type"] in _UNREACHABLE else CLOSE_INTERNAL_ERROR
+                )
+                await self._refuse(code, value["message"])
             else:
                 await self._refuse(value["code"], value["reason"])
             return
@@ -432,8 +435,10 @@ class DurableObjectConsumer(AsyncConsumer):
         await self._close_frame(code, reason)
 
     async def _close_frame(self, code, reason):
-        frame = {"type": "websocket.close", "code": code, "reason": truncate_reason(reason)}
-        await self.send(frame)
+        reason = truncate_reason(reason)
+        if flow.close_frame(self.base_send, code, reason):
+            return
+        await self.send({"type": "websocket.close", "code": code, "reason": reason})
 
     def _spawn(self, coroutine):
         task = asyncio.ensure_future(coroutine)

@@ -17,6 +17,7 @@ from tests.objects_sockets import Open, Room  # noqa: E402
 
 websocket_urlpatterns = [
     websocket_path("ws/room/<str:room>/", Room, name="room"),
+    websocket_path("ws/lobby/<str:room>/", "tests.Lobby", name="room"),
     websocket_path("ws/open/", Open, object_id=lambda scope: "the-open-one"),
     websocket_path("ws/by-query/", "tests.Room", object_id=lambda s: s["query_string"].decode()),
 ]

@@ -19,4 +19,15 @@ DURABLE_OBJECTS = {
     "LEASE_TTL": float(os.environ.get("DO_TEST_LEASE_TTL", "2")),
     "HOST_HEARTBEAT": 0.3,
     "CALL_TIMEOUT": 10.0,
+    "CLUSTER_ROLE": os.environ.get("DO_TEST_ROLE", "auto"),
+}
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "durable_objects": {"handlers": ["console"], "level": "WARNING"},
+        "durable_objects.catalog": {"level": "ERROR"},
+        "daphne": {"handlers": ["console"], "level": "ERROR"},
+    },
 }

@@ -30,6 +30,12 @@ def wait_for_port(port, process, timeout=20):
     raise RuntimeError("the server did not start")
 
 
+def _log_file():
+    """Where the servers' stderr goes: DO_TEST_LOGS (a path) when set, else nowhere."""
+    path = os.environ.get("DO_TEST_LOGS")
+    return open(path, "a") if path else subprocess.DEVNULL
+
+
 def start_daphne(application, port, env, *options):
     """Start ``daphne [options] application`` on 127.0.0.1:port; wait until it listens."""
     command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
@@ -38,7 +44,7 @@ def start_daphne(application, port, env, *options):
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), **env},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=_log_file(),
     )
     wait_for_port(port, process)
     return process

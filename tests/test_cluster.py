@@ -34,9 +34,12 @@ def cluster(tmp_path, redis_url):
     processes = []
 
     class Cluster:
-        def daphne(self):
+        redis = redis_url
+
+        def daphne(self, role="auto"):
             port = free_port()
-            processes.append(start_daphne("tests.asgi:application", port, env))
+            options = {**env, "DO_TEST_ROLE": role}
+            processes.append(start_daphne("tests.asgi:application", port, options))
             return f"http://127.0.0.1:{port}", processes[-1]
 
         def runobjects(self):
@@ -146,3 +149,102 @@ def test_a_paused_host_loses_the_object_and_its_pending_write_is_refused(cluster
     # The resumed host sends its calls to the new holder instead of answering itself.
     status, body = get_json(f"{first}/tally/p/increment/")
     assert status == 200 and body == {"value": 8, "pid": second_process.pid}
+
+
+class ChatClient:
+    """A browser-like chat client: reconnects when closed and sends again what was lost."""
+
+    def __init__(self, url):
+        self.url = url
+        self.seen = {}  # seq -> mid, from history and broadcasts
+        self.closes = []
+        self.ws = None
+        self.reader = None
+
+    async def connect(self, deadline):
+        import asyncio
+
+        import websockets
+
+        while True:
+            try:
+                self.ws = await websockets.connect(self.url)
+                break
+            except (OSError, websockets.InvalidStatus):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        self.reader = asyncio.ensure_future(self._read(self.ws))
+
+    async def _read(self, ws):
+        import websockets
+
+        try:
+            async for text in ws:
+                row = json.loads(text)
+                self.seen[row["seq"]] = row["mid"]
+        except websockets.ConnectionClosed:
+            pass
+        self.closes.append(ws.close_code)
+
+    async def say(self, mid, deadline):
+        """Send mid until this client has seen it stored (reconnecting as needed)."""
+        import asyncio
+
+        while mid not in self.seen.values():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{mid} never arrived; closes: {self.closes}")
+            if self.reader.done():
+                await self.connect(deadline)
+            try:
+                await self.ws.send(json.dumps({"mid": mid}))
+            except Exception:  # closed under us: reconnect and send again
+                continue
+            for _ in range(20):
+                if mid in self.seen.values() or self.reader.done():
+                    break
+                await asyncio.sleep(0.05)
+
+    async def close(self):
+        await self.ws.close()
+
+
+async def test_a_chat_across_two_daphne_processes_survives_its_host_dying(cluster):
+    import asyncio
+
+    a, _ = cluster.daphne(role="client")  # they hold the sockets, not the objects
+    b, _ = cluster.daphne(role="client")
+    hosts = {p.pid: p for p in (cluster.runobjects(), cluster.runobjects())}
+    ann = ChatClient(a.replace("http", "ws") + "/ws/lobby/main/")
+    bob = ChatClient(b.replace("http", "ws") + "/ws/lobby/main/")
+    deadline = time.monotonic() + 60
+    await ann.connect(deadline)
+    await bob.connect(deadline)
+    for i in range(6):
+        await (ann if i % 2 else bob).say(f"m{i}", deadline)
+    holder = await asyncio.to_thread(lobby_holder, cluster.redis, hosts)
+    hosts[holder].kill()  # the object's host dies; the sockets' processes do not
+    hosts[holder].wait()
+    for i in range(6, 12):
+        await (ann if i % 2 else bob).say(f"m{i}", deadline)
+    while len(ann.seen) < 12 or len(bob.seen) < 12:
+        assert time.monotonic() < deadline, (ann.seen, bob.seen)
+        await asyncio.sleep(0.05)
+    assert ann.seen == bob.seen  # one order for everyone
+    assert sorted(ann.seen) == list(range(1, 13))
+    assert sorted(ann.seen.values()) == sorted(f"m{i}" for i in range(12))
+    await ann.close()
+    await bob.close()
+
+
+def lobby_holder(redis_url, hosts):
+    """The pid of the runobjects process that holds the Lobby 'main'."""
+    import redis as redis_client
+
+    from tests.objects_cluster import Lobby
+
+    client = redis_client.Redis.from_url(redis_url)
+    token = client.get(f"do:lease:{Lobby.objects.id_from_name('main')}").decode()
+    pid = int(json.loads(client.get(f"do:host:{token}"))["pid"])
+    assert pid in hosts
+    return pid

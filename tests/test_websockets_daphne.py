@@ -188,3 +188,18 @@ async def test_a_client_gone_silent_is_dropped_by_daphnes_pings(daphne_server):
             assert await command(alive, "/count") == "1"
         finally:
             gone.close()
+
+
+async def test_daphne_sends_the_standard_codes_and_the_reason(daphne_server):
+    """autobahn refuses 1011 in a server's close; the consumer sends it (and a reason)."""
+    url = daphne_server()
+    async with websockets.connect(f"{url}/ws/room/codes/?user=ann") as ann:
+        await ann.send("/boom now")
+        with pytest.raises(websockets.ConnectionClosedError):
+            await asyncio.wait_for(ann.recv(), 5)
+    assert ann.close_code == 1011
+    assert ann.close_reason == "Internal error"
+    async with websockets.connect(f"{url}/ws/room/codes/?refuse=404") as refused:
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(refused.recv(), 5)
+    assert (refused.close_code, refused.close_reason) == (4404, "go away")

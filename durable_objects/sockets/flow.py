@@ -59,3 +59,20 @@ def attach(send):
     if transport is None or not hasattr(transport, "producerPaused"):
         return None
     return TransportFlow(transport)
+
+
+def close_frame(send, code, reason):
+    """Close a daphne connection with any code and a reason; False if send is not daphne's.
+
+    daphne passes a ``websocket.close`` to autobahn's ``sendClose()``, which refuses the
+    standard codes a server needs (1009, 1011, 1012) and drops the reason. The protocol's
+    ``sendCloseFrame()`` (what daphne itself uses for 1011) sends both.
+    """
+    send = _unwrap(send)
+    if not isinstance(send, functools.partial) or not send.args:
+        return False
+    protocol = send.args[0]
+    if not hasattr(protocol, "sendCloseFrame") or protocol.state != protocol.STATE_OPEN:
+        return False
+    protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode()[:123], isReply=False)
+    return True

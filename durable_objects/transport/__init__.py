@@ -39,7 +39,10 @@ class Transport:
         self._receiver = None
 
     async def start(self):
-        self.channel = await self.layer.new_channel("durable-objects.process")
+        # The default prefix, as the consumers' channels: channels-redis receives all of a
+        # process's channels of one prefix in one BRPOP; a second prefix would wait for
+        # the first's (5 s) timeout before each receive.
+        self.channel = await self.layer.new_channel()
         self._receiver = asyncio.ensure_future(self._receive())
 
     def _spawn(self, coroutine):
