@@ -13,6 +13,7 @@ import os
 import random
 
 from django.core.exceptions import ImproperlyConfigured
+from redis.exceptions import RedisError
 
 from durable_objects.exceptions import FencedError, ObjectUnavailable
 from durable_objects.sockets import presence
@@ -97,13 +98,24 @@ class Cluster:
             if before is not None:
                 await asyncio.wait([before])
             await self.ready
-            outcome = await self._place(cls, object_id, event, hops)
+            try:
+                outcome = await self._place(cls, object_id, event, hops)
+            except (RedisError, OSError) as exc:
+                raise ObjectUnavailable(
+                    f"The cluster's Redis cannot be reached ({exc}); the call was not sent. Retry."
+                ) from exc
         finally:
             if not gone.done():
                 gone.set_result(None)
             if self._tails.get(hex_id) is gone:
                 del self._tails[hex_id]
-        return await outcome
+        try:
+            return await outcome
+        except (RedisError, OSError) as exc:
+            raise ObjectUnavailable(
+                f"The cluster's Redis went away while the call waited ({exc}); the call may "
+                "have run. Retry if the method is idempotent."
+            ) from exc
 
     async def _place(self, cls, object_id, event, hops):
         """Queue event here or hand it to the channel layer; return its outcome's awaitable."""

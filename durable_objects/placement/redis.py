@@ -27,6 +27,11 @@ from durable_objects.sockets import presence
 logger = logging.getLogger("durable_objects.placement")
 
 HOSTS = "do:hosts"
+# When this Redis's lease data began, UNIX seconds. Missing after a restart without
+# persistence or a FLUSHALL: the first process to notice writes it, and no lease is
+# claimed for LEASE_TTL after it, so that every lease taken before has run out in the
+# memory of its holder too (a holder trusts its lease until renewal + 0.9 TTL).
+BOOT = "do:boot"
 
 _RENEW = """
 local renewed = {}
@@ -73,6 +78,7 @@ class RedisPlacement:
         self.channel = None
         self.on_lost = None  # callback(hex id) when a lease could not be renewed
         self.last_beat = time.time()  # when the heartbeat last reached Redis
+        self.boot = None  # the BOOT marker this process has seen
 
     # -- hosts ---------------------------------------------------------------------------
 
@@ -137,8 +143,32 @@ class RedisPlacement:
         value = await self.redis.get(lease_key(hex_id))
         return None if value is None else value.decode()
 
+    async def _check_boot(self):
+        """Notice a Redis that lost its data: drop every lease; return the marker."""
+        marker = await self.redis.get(BOOT)
+        if marker is None:
+            await self.redis.set(BOOT, repr(time.time()), nx=True)
+            marker = await self.redis.get(BOOT)
+        marker = float(marker)
+        if self.boot is not None and marker != self.boot:
+            logger.warning("Redis lost its data (restart or FLUSHALL): leases are dropped.")
+            for hex_id in list(self.leases):
+                del self.leases[hex_id]
+                if self.on_lost is not None:
+                    self.on_lost(hex_id)
+        self.boot = marker
+        return marker
+
     async def claim(self, hex_id):
         """Take the lease if nobody holds it; return the holder's token (ours if taken)."""
+        from durable_objects.exceptions import ObjectUnavailable
+
+        boot = await self._check_boot()
+        if time.time() < boot + self.ttl:
+            raise ObjectUnavailable(
+                "The cluster's Redis lost its data moments ago; no object is placed until "
+                f"every old lease has run out (LEASE_TTL, {self.ttl} s). Retry."
+            )
         started = time.monotonic()
         if await self.redis.set(lease_key(hex_id), self.token, nx=True, px=int(self.ttl * 1000)):
             self.leases[hex_id] = started + self.ttl * 0.9
@@ -173,6 +203,7 @@ class RedisPlacement:
         interval = min(self.heartbeat, self.ttl / 3)
         while True:
             try:
+                await self._check_boot()
                 await self._beat()
                 presence.set_live_holders(await self.live_processes())
                 if self.leases:
