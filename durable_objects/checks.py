@@ -16,6 +16,7 @@ def check_durable_objects(app_configs=None, **kwargs):
     errors.extend(_check_settings())
     errors.extend(_check_storage_root())
     errors.extend(_check_channel_layer())
+    errors.extend(_check_cluster())
     errors.extend(_check_labels())
     for cls in registry.all():
         errors.extend(cls.check(**kwargs))
@@ -53,6 +54,8 @@ def _check_settings():
         "WEBSOCKET_OUTBOUND_BUFFER",
         "WEBSOCKET_MAX_IN_FLIGHT",
         "WEBSOCKET_MAX_PER_OBJECT",
+        "LEASE_TTL",
+        "HOST_HEARTBEAT",
     ):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -86,6 +89,32 @@ def _check_channel_layer():
             "'durable_objects.layers.InProcessChannelLayer'}} for one process, or "
             "channels_redis's RedisChannelLayer for a cluster.",
             id="durable_objects.E004",
+        )
+
+
+def _check_cluster():
+    config = get_config()
+    placement, role = config["PLACEMENT"], config["CLUSTER_ROLE"]
+    if placement not in ("local", "redis") or role not in ("auto", "host", "client"):
+        yield Error(
+            f"DURABLE_OBJECTS has PLACEMENT {placement!r} and CLUSTER_ROLE {role!r}.",
+            hint="PLACEMENT is 'local' or 'redis'; CLUSTER_ROLE is 'auto', 'host' or 'client'.",
+            id="durable_objects.E008",
+        )
+        return
+    if placement != "redis":
+        return
+    backend = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default", {}).get("BACKEND")
+    if not (config["REDIS_URL"] or os.environ.get("REDIS_URL")) or backend in (
+        "channels.layers.InMemoryChannelLayer",
+        "durable_objects.layers.InProcessChannelLayer",
+    ):
+        yield Error(
+            "PLACEMENT is 'redis' but the cluster has no Redis URL, or its default channel "
+            "layer is an in-memory one that cannot reach other processes.",
+            hint="Set DURABLE_OBJECTS['REDIS_URL'] (or REDIS_URL in the environment) and "
+            "use channels_redis.core.RedisChannelLayer as the default channel layer.",
+            id="durable_objects.E009",
         )
 
 

@@ -120,3 +120,18 @@ def test_e006_covers_the_websocket_limits(settings):
     assert [e.msg for e in errors] == [
         "DURABLE_OBJECTS['WEBSOCKET_MAX_IN_FLIGHT'] must be a positive number, not 0."
     ]
+
+
+def test_e008_placement_and_role_are_known_words(settings):
+    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "PLACEMENT": "zookeeper"}
+    assert [e.id for e in check_durable_objects()] == ["durable_objects.E008"]
+
+
+def test_e009_a_cluster_needs_redis_and_a_redis_channel_layer(settings, monkeypatch):
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "PLACEMENT": "redis"}
+    assert [e.id for e in check_durable_objects()] == ["durable_objects.E009"]
+    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "REDIS_URL": "redis://x"}
+    assert [e.id for e in check_durable_objects()] == ["durable_objects.E009"]  # in-memory
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+    assert check_durable_objects() == []

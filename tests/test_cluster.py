@@ -53,6 +53,7 @@ def make_cluster(tmp_path, redis_url):
 
     class Cluster:
         redis = redis_url
+        env = full_env
 
         def daphne(self, role="auto"):
             port = free_port()
@@ -310,3 +311,21 @@ def test_a_redis_restart_is_survived_without_two_live_instances(tmp_path, own_re
         assert len(acknowledged) <= final <= len(acknowledged) + len(unknown)
     finally:
         next(cluster_processes, None)
+
+
+def test_objects_cluster_shows_the_processes_and_their_leases(cluster, tmp_path):
+    first, first_process = cluster.daphne()
+    assert get_json(f"{first}/tally/shown/increment/")[0] == 200
+    output = subprocess.run(
+        [sys.executable, "manage.py", "objects_cluster", "--leases"],
+        cwd=REPO,
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    from tests.objects_cluster import Tally
+
+    line = next(line for line in output.splitlines() if f" {first_process.pid} " in line)
+    assert line.split()[2] == "host" and line.split()[-1] == "1"
+    assert str(Tally.objects.id_from_name("shown")) in output
