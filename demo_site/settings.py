@@ -67,6 +67,22 @@ DURABLE_OBJECTS = {
     "STORAGE_ROOT": VAR_DIR / "durable_objects",
 }
 
+# The cluster shape (./scripts/cluster): the same code, with Redis for the placement
+# and the channel layer. docs/howto/run-a-cluster.md.
+CLUSTER_REDIS_URL = os.environ.get("DEMO_CLUSTER_REDIS_URL")
+if CLUSTER_REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [CLUSTER_REDIS_URL]},
+        }
+    }
+    DURABLE_OBJECTS = {
+        **DURABLE_OBJECTS,
+        "PLACEMENT": "redis",
+        "REDIS_URL": CLUSTER_REDIS_URL,
+    }
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

@@ -119,3 +119,44 @@ async def test_demo_chat_through_runserver(demo_server):
     # A page of another origin is refused by AllowedHostsOriginValidator.
     with pytest.raises(websockets.InvalidStatus):
         await websockets.connect(url, additional_headers={"Origin": "http://evil.example"})
+
+
+async def test_demo_cluster_chat_across_its_two_daphne_processes(tmp_path, redis_url):
+    """./scripts/cluster's launcher: the chat works with clients on both daphne processes."""
+    import json
+    import signal
+    import subprocess
+
+    import redis
+    import websockets
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    client.set("do:boot", repr(time.time() - 3600))
+    ports = [free_port(), free_port()]
+    env = {**os.environ, "REDIS_URL": redis_url, "DEMO_VAR_DIR": str(tmp_path / "var")}
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "demo_site.cluster", "--ports", *map(str, ports)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = await asyncio.to_thread(launcher.stdout.readline)
+        assert "The demo cluster is up" in line
+        origin = {"Origin": f"http://127.0.0.1:{ports[0]}"}
+        ann_url = f"ws://127.0.0.1:{ports[0]}/ws/chat/cl/?user=ann"
+        bob_url = f"ws://127.0.0.1:{ports[1]}/ws/chat/cl/?user=bob"
+        async with (
+            websockets.connect(ann_url, additional_headers=origin) as ann,
+            websockets.connect(bob_url, additional_headers=origin) as bob,
+        ):
+            await ann.send("hello from 8001")
+            expected = {"user": "ann", "text": "hello from 8001"}
+            assert json.loads(await asyncio.wait_for(bob.recv(), 10)) == expected
+            assert json.loads(await asyncio.wait_for(ann.recv(), 10)) == expected
+    finally:
+        launcher.send_signal(signal.SIGINT)
+        launcher.wait(20)

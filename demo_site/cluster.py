@@ -1,0 +1,103 @@
+"""Run the demo site as a three-process cluster: ``python -m demo_site.cluster``.
+
+Two daphne processes serve the site (ports 8001 and 8002 by default) and a
+``runobjects`` process hosts objects; all three share one Redis (REDIS_URL, or a
+private redis-server started here) and one storage root. Ctrl-C stops everything.
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from durable_objects.redis_server import RedisServer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def wait_for_port(port, deadline=20):
+    import socket
+
+    stop_at = time.monotonic() + deadline
+    while time.monotonic() < stop_at:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"daphne did not start on port {port}")
+
+
+def main():
+    parser = argparse.ArgumentParser(prog="python -m demo_site.cluster")
+    parser.add_argument("--ports", type=int, nargs=2, default=[8001, 8002])
+    options = parser.parse_args()
+    server = None
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        server = RedisServer(Path(tempfile.mkdtemp(prefix="demo-redis-")))
+        url = server.url
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "demo_site.settings",
+        "DEMO_CLUSTER_REDIS_URL": url,
+        "PYTHONPATH": str(REPO),
+    }
+    processes = []
+    try:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True
+        )
+        for port in options.ports:
+            processes.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "daphne",
+                        "-b",
+                        "127.0.0.1",
+                        "-p",
+                        str(port),
+                        "demo_site.asgi:application",
+                    ],
+                    cwd=REPO,
+                    env=env,
+                )
+            )
+        processes.append(
+            subprocess.Popen([sys.executable, "manage.py", "runobjects"], cwd=REPO, env=env)
+        )
+        for port in options.ports:
+            wait_for_port(port)
+        sites = " and ".join(f"http://127.0.0.1:{port}/" for port in options.ports)
+        print(
+            f"The demo cluster is up: {sites}, one runobjects host, Redis at {url}. "
+            "Ctrl-C stops it.",
+            flush=True,
+        )
+        signal.signal(signal.SIGTERM, _stop)
+        while all(process.poll() is None for process in processes):
+            time.sleep(0.5)
+        print("A process of the cluster exited; stopping the others.", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(10)
+        if server is not None:
+            server.stop()
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    main()
