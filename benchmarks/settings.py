@@ -31,3 +31,21 @@ LOGGING = {
     "disable_existing_loggers": False,
     "loggers": {"durable_objects.catalog": {"level": "ERROR"}},
 }
+
+# The cluster benchmark (benchmarks/cluster.py) runs its processes on Redis.
+BENCH_REDIS_URL = os.environ.get("BENCH_REDIS_URL")
+if BENCH_REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [BENCH_REDIS_URL]},
+        }
+    }
+    DURABLE_OBJECTS = {
+        **DURABLE_OBJECTS,
+        "PLACEMENT": "redis",
+        "REDIS_URL": BENCH_REDIS_URL,
+        "LEASE_TTL": 2.0,
+        "HOST_HEARTBEAT": 0.3,
+        "CLUSTER_ROLE": os.environ.get("BENCH_ROLE", "auto"),
+    }
