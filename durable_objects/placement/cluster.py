@@ -11,6 +11,8 @@ messages in order when its object lives in another process.
 import asyncio
 import os
 import random
+import time
+from collections import OrderedDict
 
 from django.core.exceptions import ImproperlyConfigured
 from redis.exceptions import RedisError
@@ -19,6 +21,8 @@ from durable_objects.exceptions import FencedError, ObjectUnavailable
 from durable_objects.sockets import presence
 
 from .redis import RedisPlacement
+
+ROUTES_KEPT = 10_000  # objects whose holder this process remembers (for a heartbeat)
 
 
 class Cluster:
@@ -40,6 +44,7 @@ class Cluster:
         self.transport = Transport(host)
         self.ready = host.loop.create_future()
         self._tails = {}  # hex id -> future: the last routed event of it has left
+        self._routes = OrderedDict()  # hex id -> (holder, channel, monotonic expiry)
         self._task = None
         self._releases = set()
         host.loop.call_soon_threadsafe(self._start)
@@ -111,7 +116,11 @@ class Cluster:
                 del self._tails[hex_id]
         try:
             return await outcome
+        except ObjectUnavailable:
+            self.forget_route(hex_id)
+            raise
         except (RedisError, OSError) as exc:
+            self.forget_route(hex_id)
             raise ObjectUnavailable(
                 f"The cluster's Redis went away while the call waited ({exc}); the call may "
                 "have run. Retry if the method is idempotent."
@@ -120,6 +129,13 @@ class Cluster:
     async def _place(self, cls, object_id, event, hops):
         """Queue event here or hand it to the channel layer; return its outcome's awaitable."""
         placement, hex_id = self.placement, str(object_id)
+        known = self._routes.get(hex_id)
+        if known is not None and known[2] > time.monotonic():
+            # Where the object was a heartbeat ago. If it has moved since, its old holder
+            # passes the call on (one more hop); if that holder died, the wait says so.
+            holder, channel, _ = known
+            reply = await self.transport.send(channel, cls, object_id, event, hops)
+            return self.transport.wait(reply, holder, object_id)
         if placement.can_host:
             holder = await placement.claim(hex_id)
             if holder == placement.token:
@@ -139,8 +155,15 @@ class Cluster:
                     f"The host holding {object_id!r} is not answering; the object moves when "
                     f"its lease ends (within LEASE_TTL, {placement.ttl} s). Retry."
                 )
+        self._routes[hex_id] = (holder, channel, time.monotonic() + placement.heartbeat)
+        self._routes.move_to_end(hex_id)
+        while len(self._routes) > ROUTES_KEPT:
+            self._routes.popitem(last=False)
         reply = await self.transport.send(channel, cls, object_id, event, hops)
         return self.transport.wait(reply, holder, object_id)
+
+    def forget_route(self, hex_id):
+        self._routes.pop(hex_id, None)
 
     async def leave(self):
         """Release the leases, stop heartbeats and the transport (clean shutdown)."""

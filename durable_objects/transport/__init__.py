@@ -6,6 +6,11 @@ or the fetch request; the call chain; the caller's channel and a request id); th
 holder runs it as any other event and sends ``(ok, value)`` back. Calls from one caller
 to one object arrive in the order they were sent: one channel, one receive loop, and
 the holder queues a call before it awaits anything.
+
+channels-redis receives one message per Redis round trip, which would cap a process at
+about a thousand calls a second. So what is posted to one channel while a send to it is
+on its way leaves with the next send, as one message (``BATCH``): one caller pays one
+round trip, and many callers share them.
 """
 
 import asyncio
@@ -21,6 +26,7 @@ logger = logging.getLogger("durable_objects.transport")
 
 CALL = "do.call"
 REPLY = "do.reply"
+BATCH = "do.batch"  # calls and replies for one process, sent together
 MAX_HOPS = 4
 
 
@@ -37,6 +43,7 @@ class Transport:
         self._ids = itertools.count(1)
         self._tasks = set()
         self._receiver = None
+        self._outgoing = {}  # channel -> [(message, future set when it has left)]
 
     async def start(self):
         # The default prefix, as the consumers' channels: channels-redis receives all of a
@@ -60,13 +67,44 @@ class Transport:
                 logger.warning("Receiving on %s failed.", self.channel, exc_info=True)
                 await asyncio.sleep(0.5)
                 continue
-            kind = message.get("type")
-            if kind == REPLY:
-                future = self.pending.pop(message["id"], None)
-                if future is not None and not future.done():
-                    future.set_result((message["ok"], message["value"]))
-            elif kind == CALL:
-                self._serve(message)
+            for item in message["messages"] if message.get("type") == BATCH else [message]:
+                kind = item.get("type")
+                if kind == REPLY:
+                    future = self.pending.pop(item["id"], None)
+                    if future is not None and not future.done():
+                        future.set_result((item["ok"], item["value"]))
+                elif kind == CALL:
+                    self._serve(item)
+
+    def _post(self, channel, message):
+        """Queue message for channel; return a future set once it has left, in order."""
+        sent = asyncio.get_running_loop().create_future()
+        queue = self._outgoing.get(channel)
+        if queue is None:
+            queue = self._outgoing[channel] = []
+            self._spawn(self._flush(channel, queue))
+        queue.append((message, sent))
+        return sent
+
+    async def _flush(self, channel, queue):
+        try:
+            while queue:
+                batch = queue[:]
+                del queue[:]
+                try:
+                    await self.layer.send(
+                        channel, {"type": BATCH, "messages": [message for message, _ in batch]}
+                    )
+                except Exception as exc:
+                    for _, sent in batch:
+                        if not sent.done():
+                            sent.set_exception(exc)
+                else:
+                    for _, sent in batch:
+                        if not sent.done():
+                            sent.set_result(None)
+        finally:
+            del self._outgoing[channel]
 
     def _serve(self, message):
         """Run a call from another process here (or pass it on) and send the outcome back."""
@@ -103,17 +141,16 @@ class Transport:
         except Exception as exc:
             ok, value = False, encode_exception(exc)
         try:
-            await self.layer.send(
-                message["reply"], {"type": REPLY, "id": message["id"], "ok": ok, "value": value}
-            )
+            reply = {"type": REPLY, "id": message["id"], "ok": ok, "value": value}
+            await self._post(message["reply"], reply)
         except Exception:
             logger.warning("The reply to %s could not be sent.", message["reply"], exc_info=True)
 
     async def send(self, channel, cls, object_id, event, hops):
-        """Hand event to the channel layer for the process reading channel.
+        """Queue event for the process reading channel; return the future of its reply.
 
-        Returns the future of its reply, once the message has left (so that events sent
-        one after another arrive in that order).
+        Messages to one channel leave in the order they were queued, so a caller need not
+        wait for one to leave before it queues the next. A send that fails fails the reply.
         """
         if hops >= MAX_HOPS:
             raise ObjectUnavailable(
@@ -133,11 +170,9 @@ class Transport:
             "hops": hops + 1,
             **event_to_wire(event),
         }
-        try:
-            await self.layer.send(channel, message)
-        except BaseException:
-            self.pending.pop(request, None)
-            raise
+        self._post(channel, message).add_done_callback(
+            lambda sent: _fail_unsent(sent, future, object_id)
+        )
         return future
 
     async def wait(self, future, holder, object_id):
@@ -174,3 +209,13 @@ class Transport:
             self._receiver.cancel()
         for task in list(self._tasks):
             task.cancel()
+
+
+def _fail_unsent(sent, reply, object_id):
+    if sent.cancelled() or reply.done():
+        return
+    exc = sent.exception()
+    if exc is not None:
+        reply.set_exception(
+            ObjectUnavailable(f"The call to {object_id!r} could not be sent ({exc}). Retry.")
+        )
