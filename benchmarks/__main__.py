@@ -1,4 +1,6 @@
-"""Print the benchmarks: ``python -m benchmarks [--quick]``; (f) alone: ``-m benchmarks.sockets``.
+"""Print the benchmarks: ``python -m benchmarks [--quick]``.
+
+(f) alone: ``python -m benchmarks.sockets``; (g) alone: ``python -m benchmarks.cluster``.
 
 Each figure is printed next to its target. Run on an otherwise idle machine: two cores
 shared with other work give lower and noisier figures.
@@ -397,9 +399,10 @@ def main():
             f"count {'OK' if e32_ok else 'WRONG'}",
         )
     )
-    from benchmarks import sockets
+    from benchmarks import cluster, sockets
 
     sockets.run(quick, emit)
+    cluster.run(quick, emit)
 
 
 if __name__ == "__main__":
