@@ -170,7 +170,7 @@ def child(quick):
 
 def run(quick, emit):
     """Start Redis, run the measuring client in a process of its own, print its lines."""
-    from durable_objects.redis_server import RedisServer
+    from durable_objects.devservers import RedisServer
 
     work = Path(tempfile.mkdtemp(prefix="do-bench-cluster-"))
     server = RedisServer(work)

@@ -12,7 +12,6 @@ import gc
 import os
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -42,8 +41,8 @@ def create_baseline_table():
 
 
 def start_daphne(work_dir):
-    sys.path.insert(0, str(REPO))
-    from tests.servers import free_port, wait_for_port
+    from durable_objects.devservers import free_port
+    from durable_objects.devservers import start_daphne as start
 
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -53,23 +52,14 @@ def start_daphne(work_dir):
         "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
         "BENCH_DIR": str(work_dir),
     }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "benchmarks.asgi:application",
-        ],
+    process = start(
+        "benchmarks.asgi:application",
+        port,
+        env,
         cwd=REPO,
-        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_for_port(port, process)
     return process, f"ws://127.0.0.1:{port}"
 
 

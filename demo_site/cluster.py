@@ -14,22 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from durable_objects.redis_server import RedisServer
+from durable_objects.devservers import RedisServer, start_daphne
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def wait_for_port(port, deadline=20):
-    import socket
-
-    stop_at = time.monotonic() + deadline
-    while time.monotonic() < stop_at:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"daphne did not start on port {port}")
 
 
 def main():
@@ -53,27 +40,10 @@ def main():
             [sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True
         )
         for port in options.ports:
-            processes.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "daphne",
-                        "-b",
-                        "127.0.0.1",
-                        "-p",
-                        str(port),
-                        "demo_site.asgi:application",
-                    ],
-                    cwd=REPO,
-                    env=env,
-                )
-            )
+            processes.append(start_daphne("demo_site.asgi:application", port, env, cwd=REPO))
         processes.append(
             subprocess.Popen([sys.executable, "manage.py", "runobjects"], cwd=REPO, env=env)
         )
-        for port in options.ports:
-            wait_for_port(port)
         sites = " and ".join(f"http://127.0.0.1:{port}/" for port in options.ports)
         print(
             f"The demo cluster is up: {sites}, one runobjects host, Redis at {url}. "

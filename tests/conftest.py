@@ -19,7 +19,7 @@ def storage_root(tmp_path, settings):
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
     """A Redis for the cluster tests: REDIS_URL if set, else a private redis-server."""
-    from durable_objects.redis_server import redis_url_for_tests
+    from durable_objects.devservers import redis_url_for_tests
 
     url, server = redis_url_for_tests(tmp_path_factory)
     yield url

