@@ -74,7 +74,9 @@ if CLUSTER_REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [CLUSTER_REDIS_URL]},
+            # No socket timeout: channels-redis waits for messages with a 5 s blocking
+            # read, which redis-py's default read timeout would break every 5 s.
+            "CONFIG": {"hosts": [{"address": CLUSTER_REDIS_URL, "socket_timeout": None}]},
         }
     }
     DURABLE_OBJECTS = {

@@ -39,6 +39,7 @@ class Cluster:
         if role != "auto":
             can_host = role == "host"
         self.host = host
+        presence.join_cluster()
         self.placement = RedisPlacement(url, can_host=can_host, token=presence.HOLDER)
         self.placement.on_lost = self.lease_lost
         self.transport = Transport(host)

@@ -41,9 +41,16 @@ def consumers_of(object_id):
     return [(sid, _consumers[sid]) for sid in _by_object.get(object_id, ()) if sid in _consumers]
 
 
-# In a cluster: the holders (host tokens) heard from lately, kept by the placement's
-# heartbeat loop; None until it has looked, or in the embedded mode.
+# In a cluster: the holders (process tokens) heard from lately, kept by the placement's
+# heartbeat loop; None until it has looked. In the embedded mode there is no other
+# process, so a socket held by any other is gone.
+_in_cluster = False
 _live_holders = None
+
+
+def join_cluster():
+    global _in_cluster
+    _in_cluster = True
 
 
 def set_live_holders(tokens):
@@ -59,7 +66,9 @@ def is_connected(holder, socket_id):
     """
     if holder == HOLDER:
         return socket_id in _consumers
-    return _live_holders is not None and holder in _live_holders
+    if not _in_cluster:
+        return False
+    return _live_holders is None or holder in _live_holders  # not looked yet: keep it
 
 
 def consumer(socket_id):
