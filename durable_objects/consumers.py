@@ -102,6 +102,7 @@ class DurableObjectConsumer(AsyncConsumer):
         self.backlog_bytes = 0
         self.flushing = False
         self.drained = asyncio.Event()
+        self._settled = asyncio.Event()  # the connect has been accepted or refused
         self.flow = None
         self._refresher = None
         self._tasks = set()
@@ -121,7 +122,7 @@ class DurableObjectConsumer(AsyncConsumer):
         self.channel_name = await self.channel_layer.new_channel()
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         self.base_send = send
-        outbound = asyncio.ensure_future(self._serve(self.channel_receive))
+        outbound = asyncio.ensure_future(self._serve_object())
         try:
             await self._serve(receive)
         except StopConsumer:
@@ -134,6 +135,16 @@ class DurableObjectConsumer(AsyncConsumer):
                 self.closing = True
                 self._farewell_to_object(SocketClose, code=CLOSE_ABNORMAL, was_clean=False)
             await self._leave()
+
+    async def _serve_object(self):
+        """The object's messages, once the connect is settled.
+
+        Until the object has accepted the socket, its messages (the history a connect
+        sends, say) wait in the channel: in a cluster they can arrive before the reply
+        that accepts the socket, and would otherwise be dropped.
+        """
+        await self._settled.wait()
+        await self._serve(self.channel_receive)
 
     async def _serve(self, source):
         while True:
@@ -208,6 +219,12 @@ class DurableObjectConsumer(AsyncConsumer):
     # -- connecting ----------------------------------------------------------------------
 
     async def websocket_connect(self, message):
+        try:
+            await self._connect()
+        finally:
+            self._settled.set()
+
+    async def _connect(self):
         try:
             self.cls, self.oid = self._resolve()
         except Exception as exc:

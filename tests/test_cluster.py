@@ -329,3 +329,23 @@ def test_objects_cluster_shows_the_processes_and_their_leases(cluster, tmp_path)
     line = next(line for line in output.splitlines() if f" {first_process.pid} " in line)
     assert line.split()[2] == "host" and line.split()[-1] == "1"
     assert str(Tally.objects.id_from_name("shown")) in output
+
+
+async def test_history_sent_on_connect_arrives_across_processes(cluster):
+    import asyncio
+
+    import websockets
+
+    a, _ = cluster.daphne(role="client")
+    cluster.runobjects()
+    url = a.replace("http", "ws") + "/ws/lobby/history/"
+    deadline = time.monotonic() + 30
+    writer = ChatClient(url)
+    await writer.connect(deadline)
+    for i in range(30):
+        await writer.say(f"h{i}", deadline)
+    await writer.close()
+    for _ in range(3):  # the history leaves the host before the reply that accepts
+        async with websockets.connect(url) as reader:
+            rows = [json.loads(await asyncio.wait_for(reader.recv(), 5)) for _ in range(30)]
+        assert [row["mid"] for row in rows] == [f"h{i}" for i in range(30)]
