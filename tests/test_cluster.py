@@ -349,3 +349,25 @@ async def test_history_sent_on_connect_arrives_across_processes(cluster):
         async with websockets.connect(url) as reader:
             rows = [json.loads(await asyncio.wait_for(reader.recv(), 5)) for _ in range(30)]
         assert [row["mid"] for row in rows] == [f"h{i}" for i in range(30)]
+
+
+async def test_a_room_that_moves_between_hosts_and_back_keeps_its_sockets(cluster):
+    """The room hibernates (0.3 s) and gives its lease back; each message may place it
+    in another daphne process. Quiet sockets must follow the new numbering each time."""
+    import asyncio
+
+    import websockets
+
+    a, _ = cluster.daphne()
+    b, _ = cluster.daphne()
+    urls = [
+        a.replace("http", "ws") + "/ws/room/moving/?user=ann",
+        b.replace("http", "ws") + "/ws/room/moving/?user=bob",
+    ]
+    async with websockets.connect(urls[0]) as ann, websockets.connect(urls[1]) as bob:
+        for i, sender in enumerate([ann, bob, ann, bob, ann]):
+            await sender.send(f"move {i}")
+            for client in (ann, bob):
+                row = json.loads(await asyncio.wait_for(client.recv(), 10))
+                assert row["text"] == f"move {i}"
+            await asyncio.sleep(1.0)  # past hibernate_after and the lease release

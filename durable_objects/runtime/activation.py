@@ -9,6 +9,7 @@ returns (the output gate). See docs/topics/events-and-transactions.md.
 import asyncio
 import contextvars
 import inspect
+import itertools
 import time
 from collections import deque
 
@@ -20,6 +21,8 @@ from durable_objects.storage.shard import Shard, shard_path
 
 from .events import current_event
 from .state import DurableObjectState
+
+_serials = itertools.count(1)
 
 
 class Activation:
@@ -33,6 +36,7 @@ class Activation:
         self.id = DurableObjectId(object_id.label, str(object_id), object_id.name)
         self.key = object_id.key
         self.hex = str(object_id)
+        self.serial = next(_serials)  # numbers this activation's socket messages
         self.path = shard_path(host.root, cls._meta.label, str(object_id))
         self.hibernate_after = cls._meta.hibernate_after
         self.queue = deque()
@@ -365,7 +369,7 @@ class Activation:
             self.reset(cause)
             return False
         for event, outcome in held:
-            outcome = event.released(outcome, self.host, self.hex)  # before its own messages
+            outcome = event.released(outcome, self)  # before its own messages
             self._release_outbox(event, outcome)
             self.host.deliver(event, outcome)
         if self.abort_cause is not None:
@@ -376,7 +380,7 @@ class Activation:
         """Hand the event's held socket messages to the outbox; its writes are durable."""
         ops, event.outbox = event.outbox, None
         if ops and outcome[0]:
-            self.host.outbox.release(self.hex, ops)
+            self.host.outbox.release(self.hex, ops, self.serial)
 
     async def before_outgoing_call(self, event):
         """Commit the writes so far: an event is atomic between its calls to other objects."""

@@ -56,7 +56,7 @@ class Event:
     def decode(self, value):
         return value
 
-    def released(self, outcome, host, object_hex):
+    def released(self, outcome, activation):
         """The outcome as delivered, after the commit; a hook for socket connects."""
         return outcome
 

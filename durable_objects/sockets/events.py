@@ -150,11 +150,13 @@ class SocketConnect(SocketEvent):
             reason = truncate_reason(content.decode("utf-8", "replace")) or reason
         return {"accepted": False, "code": code, "reason": reason}
 
-    def released(self, outcome, host, object_hex):
+    def released(self, outcome, activation):
         """Add where the socket starts counting its messages, now that it is released."""
         ok, value = outcome
         if ok and value.get("accepted"):
-            gen, b, d = host.outbox.position(object_hex, self.socket_id)
+            gen, b, d = activation.host.outbox.position(
+                activation.hex, activation.serial, self.socket_id
+            )
             value.update(gen=gen, b=b, d=d)
         return outcome
 
@@ -206,7 +208,7 @@ class SocketClose(SocketEvent):
         activation = instance.ctx._activation
         registry = activation.sockets
         registry.failed.discard(self.socket_id)
-        activation.host.outbox.forget_socket(self.socket_id)
+        activation.host.outbox.forget_socket(activation.hex, self.socket_id)
         if not registry.remove(self.socket_id):
             return None  # closed by the object already, or never accepted
         notify(activation, self, "websocket_close", self.code, self.reason, self.was_clean)
@@ -230,7 +232,7 @@ class SocketError(SocketEvent):
         activation = instance.ctx._activation
         registry = activation.sockets
         registry.failed.discard(self.socket_id)
-        activation.host.outbox.forget_socket(self.socket_id)
+        activation.host.outbox.forget_socket(activation.hex, self.socket_id)
         registry.remove(self.socket_id)
         notify(activation, self, "websocket_error", decode_exception(self.error))
         return None

@@ -50,14 +50,25 @@ def emit(activation, op):
     event.outbox.append(op)
 
 
+class Numbering:
+    """One activation's numbers: its broadcasts (b) and each socket's messages (d)."""
+
+    __slots__ = ("activation", "b", "directs", "gen")
+
+    def __init__(self, gen):
+        self.gen = gen
+        self.activation = int(gen.rsplit(".", 1)[1])
+        self.b = 0
+        self.directs = {}
+
+
 class Outbox:
     """Numbers and sends every socket message of this host's objects, in release order."""
 
     def __init__(self, loop):
         self.loop = loop
         self.gen = secrets.token_hex(6)
-        self.broadcasts = {}  # object id (hex) -> number of the last broadcast
-        self.directs = {}  # socket id -> number of the last message sent to it alone
+        self.numbering = {}  # object id (hex) -> its activation's Numbering
         self.queues = {}  # object id -> deque of (channel or None, target, message)
         self._tasks = set()
         self._layer = None
@@ -71,16 +82,31 @@ class Outbox:
             self._layer = get_channel_layer()
         return self._layer
 
-    def position(self, object_id, socket_id=None):
-        """(gen, b, d): where a socket accepted now starts counting."""
-        return self.gen, self.broadcasts.get(object_id, 0), self.directs.get(socket_id, 0)
+    def numbers(self, object_id, activation):
+        """The object's numbering, new for each activation.
 
-    def release(self, object_id, ops):
+        Consumers take a new generation to number from 1 again. An object that moved to
+        another host and back, or woke from hibernation, is a new activation: it must
+        not go on from numbers a consumer has since forgotten.
+        """
+        numbering = self.numbering.get(object_id)
+        if numbering is None or numbering.activation != activation:
+            numbering = Numbering(f"{self.gen}.{activation}")
+            self.numbering[object_id] = numbering
+        return numbering
+
+    def position(self, object_id, activation, socket_id):
+        """(gen, b, d): where a socket accepted now starts counting."""
+        numbering = self.numbers(object_id, activation)
+        return numbering.gen, numbering.b, numbering.directs.get(socket_id, 0)
+
+    def release(self, object_id, ops, activation):
         """Number ops (an event's held messages) and queue them for the channel layer.
 
         Each object has a queue and a sending task of its own, so a consumer that makes
         one object's output wait (``_wait_for_room``) holds up no other object.
         """
+        numbering = self.numbers(object_id, activation)
         queue = self.queues.get(object_id)
         start = queue is None
         if start:
@@ -88,35 +114,36 @@ class Outbox:
         for op in ops:
             kind = op[0]
             if kind in ("broadcast", "auto_response"):
-                b = self.broadcasts.get(object_id, 0) + 1
-                self.broadcasts[object_id] = b
+                numbering.b += 1
+                b = numbering.b
                 if kind == "broadcast":
                     _, key, payload, tag, exclude = op
                     message = {"type": MESSAGE, key: payload, "tag": tag, "exclude": exclude}
                 else:
                     message = {"type": AUTO_RESPONSE, "pair": op[1]}
-                message.update(gen=self.gen, b=b)
+                message.update(gen=numbering.gen, b=b)
                 queue.append((None, object_id, message))
                 self._schedule_sync(object_id)
             else:
                 socket_id, channel = op[1], op[2]
-                d = self.directs.get(socket_id, 0) + 1
-                self.directs[socket_id] = d
+                d = numbering.directs.get(socket_id, 0) + 1
+                numbering.directs[socket_id] = d
                 if kind == "send":
                     message = {"type": MESSAGE, op[3]: op[4]}
                 else:
                     message = {"type": CLOSE, "code": op[3], "reason": op[4]}
-                    self.directs.pop(socket_id, None)
-                b = self.broadcasts.get(object_id, 0)
-                message.update(gen=self.gen, b=b, d=d, socket=socket_id)
+                    numbering.directs.pop(socket_id, None)
+                message.update(gen=numbering.gen, b=numbering.b, d=d, socket=socket_id)
                 queue.append((channel, socket_id, message))
         if start:
             task = self.loop.create_task(self._drain(object_id, queue))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def forget_socket(self, socket_id):
-        self.directs.pop(socket_id, None)
+    def forget_socket(self, object_id, socket_id):
+        numbering = self.numbering.get(object_id)
+        if numbering is not None:
+            numbering.directs.pop(socket_id, None)
 
     async def _drain(self, object_id, queue):
         try:
@@ -189,7 +216,10 @@ class Outbox:
         if object_id in self.queues:  # still sending: try again after the queue drains
             self._schedule_sync(object_id)
             return
-        message = {"type": SYNC, "gen": self.gen, "b": self.broadcasts.get(object_id, 0)}
+        numbering = self.numbering.get(object_id)
+        if numbering is None:
+            return
+        message = {"type": SYNC, "gen": numbering.gen, "b": numbering.b}
         for socket_id, consumer in presence.consumers_of(object_id):
             task = self.loop.create_task(
                 self._send_sync(socket_id, consumer.channel_name, message)

@@ -45,7 +45,7 @@ class SocketRegistry:
             return
         shard.executemany("DELETE FROM _do_sockets WHERE id = ?", [(sid,) for sid, _ in stale])
         for sid, channel in stale:
-            self.activation.host.outbox.forget_socket(sid)
+            self.activation.host.outbox.forget_socket(self.activation.hex, sid)
             self.handles.pop(sid, None)
             notify(
                 self.activation,
