@@ -57,7 +57,7 @@ def _retrieve(future):
 # that its handler failed: the socket is closed with 1012 and the client reconnects.
 _UNREACHABLE = {
     f"durable_objects.exceptions.{name}"
-    for name in ("ObjectUnavailable", "CallTimeout", "FencedError")
+    for name in ("ObjectUnavailable", "CallTimeout", "FencedError", "ObjectReset")
 }
 
 # Seconds a consumer keeps telling a moving object that its socket closed.

@@ -9,6 +9,7 @@ messages in order when its object lives in another process.
 """
 
 import asyncio
+import logging
 import os
 import random
 import time
@@ -21,6 +22,8 @@ from durable_objects.exceptions import FencedError, ObjectUnavailable
 from durable_objects.sockets import presence
 
 from .redis import RedisPlacement
+
+logger = logging.getLogger("durable_objects.placement")
 
 ROUTES_KEPT = 10_000  # objects whose holder this process remembers (for a heartbeat)
 
@@ -54,15 +57,18 @@ class Cluster:
         self._task = self.host.loop.create_task(self._run())
 
     async def _run(self):
-        try:
-            await self.transport.start()
-            # Every process heartbeats: a host so that calls reach it, any other so that
-            # the sockets it holds are not taken for dead.
-            await self.placement.register(self.transport.channel)
-        except BaseException as exc:
-            if not self.ready.done():
-                self.ready.set_exception(exc)
-            raise
+        await self.transport.start()
+        delay = 0.2
+        while True:
+            try:
+                # Every process heartbeats: a host so that calls reach it, any other so
+                # that the sockets it holds are not taken for dead.
+                await self.placement.register(self.transport.channel)
+                break
+            except (RedisError, OSError):
+                logger.warning("Joining the cluster failed; retrying.", exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
         self.ready.set_result(True)
         await self.placement.run()
 
@@ -103,7 +109,15 @@ class Cluster:
         try:
             if before is not None:
                 await asyncio.wait([before])
-            await self.ready
+            if not self.ready.done():
+                try:
+                    await asyncio.wait_for(
+                        asyncio.shield(self.ready), 3 * self.placement.heartbeat
+                    )
+                except TimeoutError:
+                    raise ObjectUnavailable(
+                        "This process has not reached the cluster's Redis yet. Retry."
+                    ) from None
             try:
                 outcome = await self._place(cls, object_id, event, hops)
             except (RedisError, OSError) as exc:
@@ -136,7 +150,7 @@ class Cluster:
             # passes the call on (one more hop); if that holder died, the wait says so.
             holder, channel, _ = known
             reply = await self.transport.send(channel, cls, object_id, event, hops)
-            return self.transport.wait(reply, holder, object_id)
+            return self.transport.wait(reply, holder, object_id, timed=event.timed)
         if placement.can_host:
             holder = await placement.claim(hex_id)
             if holder == placement.token:
@@ -161,7 +175,7 @@ class Cluster:
         while len(self._routes) > ROUTES_KEPT:
             self._routes.popitem(last=False)
         reply = await self.transport.send(channel, cls, object_id, event, hops)
-        return self.transport.wait(reply, holder, object_id)
+        return self.transport.wait(reply, holder, object_id, timed=event.timed)
 
     def forget_route(self, hex_id):
         self._routes.pop(hex_id, None)

@@ -129,7 +129,25 @@ class Host:
         return await self.dispatch(cls, object_id, event)
 
     def resubmit(self, cls, object_id, event):
-        self._activation(cls, object_id).submit(event)
+        """Give a reset instance's queued event to a new activation, or, in a cluster where
+        this host no longer holds the object, to its holder (the caller's future follows)."""
+        if self.cluster is None or self.holds(str(object_id)):
+            self._activation(cls, object_id).submit(event)
+            return
+        waiting = event.future
+        routed = self.cluster.route(cls, object_id, event)
+
+        def follow(done):
+            if waiting.done():
+                return
+            if done.cancelled():
+                waiting.cancel()
+            elif done.exception() is not None:
+                waiting.set_exception(done.exception())
+            else:
+                waiting.set_result(done.result())
+
+        routed.add_done_callback(follow)
 
     def deliver(self, event, outcome):
         if event.timer is not None:

@@ -175,11 +175,11 @@ class Transport:
         )
         return future
 
-    async def wait(self, future, holder, object_id):
+    async def wait(self, future, holder, object_id, timed=True):
         """The (ok, value) of a sent event; CallTimeout, or ObjectUnavailable if the holder
         stops heartbeating while it waits. Either way the call may have run; a holder that
         was only paused refuses it when it wakes (see _serve), so it does not run late."""
-        timeout = get_config()["CALL_TIMEOUT"]
+        timeout = get_config()["CALL_TIMEOUT"] if timed else None  # socket events: untimed
         try:
             return await asyncio.wait_for(self._wait(future, holder, object_id), timeout)
         except TimeoutError:
