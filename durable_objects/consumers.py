@@ -12,6 +12,7 @@ See docs/topics/websockets.md.
 import asyncio
 import contextlib
 import functools
+import logging
 import secrets
 from collections import deque
 
@@ -52,6 +53,8 @@ def _retrieve(future):
     if not future.cancelled():
         future.exception()
 
+
+logger = logging.getLogger("durable_objects.sockets")
 
 # Errors that say the object could not be reached (its host died, its lease ended), not
 # that its handler failed: the socket is closed with 1012 and the client reconnects.
@@ -144,7 +147,16 @@ class DurableObjectConsumer(AsyncConsumer):
         that accepts the socket, and would otherwise be dropped.
         """
         await self._settled.wait()
-        await self._serve(self.channel_receive)
+        while True:
+            try:
+                message = await self.channel_receive()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the channel layer's Redis is away: keep this socket's loop
+                logger.warning("Receiving the object's messages failed.", exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            await self.dispatch(message)
 
     async def _serve(self, source):
         while True:
