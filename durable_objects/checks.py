@@ -113,7 +113,8 @@ def _check_cluster():
             "PLACEMENT is 'redis' but the cluster has no Redis URL, or its default channel "
             "layer is an in-memory one that cannot reach other processes.",
             hint="Set DURABLE_OBJECTS['REDIS_URL'] (or REDIS_URL in the environment) and "
-            "use channels_redis.core.RedisChannelLayer as the default channel layer.",
+            "use channels_redis.core.RedisChannelLayer as the default channel layer, its "
+            "hosts given as {'address': url, 'socket_timeout': None}.",
             id="durable_objects.E009",
         )
 

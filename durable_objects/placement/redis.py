@@ -98,6 +98,7 @@ class RedisPlacement:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(host_key(self.token), info, px=int(self.heartbeat * 3000))
             pipe.zadd(HOSTS, {self.token: time.time()})
+            pipe.zremrangebyscore(HOSTS, 0, time.time() - 3600)  # long gone processes
             await pipe.execute()
         self.last_beat = time.time()
 
