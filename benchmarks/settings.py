@@ -41,11 +41,17 @@ if BENCH_REDIS_URL:
             # No socket timeout: channels-redis waits for messages with a 5 s blocking
             # read, which redis-py's default read timeout would break every 5 s.
             "CONFIG": {"hosts": [{"address": BENCH_REDIS_URL, "socket_timeout": None}]},
-        }
+        },
+        # Calls between processes: Redis pub/sub, one round trip a message.
+        "transport": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": BENCH_REDIS_URL, "socket_timeout": None}]},
+        },
     }
     DURABLE_OBJECTS = {
         **DURABLE_OBJECTS,
         "PLACEMENT": "redis",
+        "TRANSPORT_LAYER": "transport",
         "REDIS_URL": BENCH_REDIS_URL,
         "LEASE_TTL": 2.0,
         "HOST_HEARTBEAT": 0.3,

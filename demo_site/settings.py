@@ -77,11 +77,17 @@ if CLUSTER_REDIS_URL:
             # No socket timeout: channels-redis waits for messages with a 5 s blocking
             # read, which redis-py's default read timeout would break every 5 s.
             "CONFIG": {"hosts": [{"address": CLUSTER_REDIS_URL, "socket_timeout": None}]},
-        }
+        },
+        # Calls between processes: Redis pub/sub, one round trip a message.
+        "transport": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": CLUSTER_REDIS_URL, "socket_timeout": None}]},
+        },
     }
     DURABLE_OBJECTS = {
         **DURABLE_OBJECTS,
         "PLACEMENT": "redis",
+        "TRANSPORT_LAYER": "transport",
         "REDIS_URL": CLUSTER_REDIS_URL,
     }
 

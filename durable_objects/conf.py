@@ -57,6 +57,9 @@ DEFAULTS = {
     # objects, others (commands, scripts, RQ jobs) send their calls to a live host;
     # "host" or "client" to choose.
     "CLUSTER_ROLE": "auto",
+    # The alias in CHANNEL_LAYERS that carries calls between processes. A
+    # channels_redis.pubsub layer is much faster than the core one (docs/topics/cluster.md).
+    "TRANSPORT_LAYER": "default",
 }
 
 SYNCHRONOUS_CHOICES = ("FULL", "NORMAL", "EXTRA")

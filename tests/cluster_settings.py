@@ -12,11 +12,17 @@ CHANNEL_LAYERS = {
         # No socket timeout: channels-redis waits for messages with a 5 s blocking
         # read, which redis-py's default read timeout would break every 5 s.
         "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
-    }
+    },
+    # Calls between processes: Redis pub/sub, one round trip a message.
+    "transport": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
+    },
 }
 DURABLE_OBJECTS = {
     "STORAGE_ROOT": os.environ["DO_TEST_STORAGE_ROOT"],
     "PLACEMENT": "redis",
+    "TRANSPORT_LAYER": "transport",
     "REDIS_URL": REDIS_URL,
     "LEASE_TTL": float(os.environ.get("DO_TEST_LEASE_TTL", "2")),
     "HOST_HEARTBEAT": 0.3,

@@ -37,7 +37,7 @@ class Transport:
         from channels.layers import get_channel_layer
 
         self.host = host
-        self.layer = get_channel_layer()
+        self.layer = get_channel_layer(get_config()["TRANSPORT_LAYER"])
         self.channel = None
         self.pending = {}
         self._ids = itertools.count(1)
