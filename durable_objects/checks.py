@@ -104,14 +104,22 @@ def _check_cluster():
         return
     if placement != "redis":
         return
-    backend = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default", {}).get("BACKEND")
-    if not (config["REDIS_URL"] or os.environ.get("REDIS_URL")) or backend in (
-        "channels.layers.InMemoryChannelLayer",
-        "durable_objects.layers.InProcessChannelLayer",
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    backend = layers.get("default", {}).get("BACKEND")
+    transport = layers.get(config["TRANSPORT_LAYER"], {}).get("BACKEND")
+    if (
+        not (config["REDIS_URL"] or os.environ.get("REDIS_URL"))
+        or transport is None
+        or backend
+        in (
+            "channels.layers.InMemoryChannelLayer",
+            "durable_objects.layers.InProcessChannelLayer",
+        )
     ):
         yield Error(
-            "PLACEMENT is 'redis' but the cluster has no Redis URL, or its default channel "
-            "layer is an in-memory one that cannot reach other processes.",
+            "PLACEMENT is 'redis' but the cluster has no Redis URL, its default channel "
+            "layer is an in-memory one that cannot reach other processes, or "
+            "TRANSPORT_LAYER names no channel layer.",
             hint="Set DURABLE_OBJECTS['REDIS_URL'] (or REDIS_URL in the environment) and "
             "use channels_redis.core.RedisChannelLayer as the default channel layer, its "
             "hosts given as {'address': url, 'socket_timeout': None}.",

@@ -135,3 +135,19 @@ def test_e009_a_cluster_needs_redis_and_a_redis_channel_layer(settings, monkeypa
     assert [e.id for e in check_durable_objects()] == ["durable_objects.E009"]  # in-memory
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
     assert check_durable_objects() == []
+
+
+def test_e009_the_transport_layer_must_exist(settings):
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        "PLACEMENT": "redis",
+        "REDIS_URL": "redis://x",
+        "TRANSPORT_LAYER": "transport",
+    }
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+    assert [e.id for e in check_durable_objects()] == ["durable_objects.E009"]
+    settings.CHANNEL_LAYERS = {
+        **settings.CHANNEL_LAYERS,
+        "transport": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"},
+    }
+    assert check_durable_objects() == []
