@@ -46,10 +46,13 @@ def start_host(env):
 
 
 async def layer_round_trip(count):
-    """ms for a message to this process's channel and back again (two hops), p50/p99."""
+    """ms for a message to this process's channel and back again (two hops), p50/p99,
+    on the channel layer that carries the calls (TRANSPORT_LAYER)."""
     from channels.layers import get_channel_layer
 
-    layer = get_channel_layer()
+    from durable_objects.conf import get_config
+
+    layer = get_channel_layer(get_config()["TRANSPORT_LAYER"])
     channel = await layer.new_channel()
     times = []
     for _ in range(count):
