@@ -376,3 +376,22 @@ async def test_a_room_that_moves_between_hosts_and_back_keeps_its_sockets(cluste
                 row = json.loads(await asyncio.wait_for(client.recv(), 10))
                 assert row["text"] == f"move {i}"
             await asyncio.sleep(1.0)  # past hibernate_after and the lease release
+
+
+def test_a_daphne_that_stops_cleanly_gives_its_leases_back(cluster):
+    import redis
+
+    from tests.objects_cluster import Tally
+
+    first, first_process = cluster.daphne()
+    assert get_json(f"{first}/tally/given-back/increment/")[0] == 200
+    client = redis.Redis.from_url(cluster.redis)
+    lease = f"do:lease:{Tally.objects.id_from_name('given-back')}"
+    assert client.get(lease) is not None
+    stop(first_process)  # SIGTERM: daphne shuts down
+    assert client.get(lease) is None
+    second, _ = cluster.daphne()
+    started = time.monotonic()
+    status, body = get_json(f"{second}/tally/given-back/increment/")
+    assert status == 200 and body["value"] == 2
+    assert time.monotonic() - started < 1.0  # no wait for a lease to run out

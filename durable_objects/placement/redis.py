@@ -67,6 +67,7 @@ class RedisPlacement:
         import redis.asyncio
 
         config = get_config()
+        self.url = url
         self.redis = redis.asyncio.Redis.from_url(url)
         self.can_host = can_host
         self.token = token or f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -222,6 +223,26 @@ class RedisPlacement:
                         if self.on_lost is not None:
                             self.on_lost(hex_id)
             await asyncio.sleep(interval)
+
+    def leave_sync(self):
+        """Give the leases back and stop counting as alive, without the event loop.
+
+        For a process that is exiting (daphne's shutdown runs no coroutine of ours);
+        if Redis cannot be reached, the leases run out by themselves.
+        """
+        import redis
+
+        leases, self.leases = list(self.leases), {}
+        try:
+            client = redis.Redis.from_url(self.url, socket_timeout=1)
+            release = client.register_script(_RELEASE)
+            for hex_id in leases:
+                release(keys=[lease_key(hex_id)], args=[self.token])
+            client.zrem(HOSTS, self.token)
+            client.delete(host_key(self.token))
+            client.close()
+        except redis.RedisError:
+            logger.warning("The leases could not be given back; they run out.", exc_info=True)
 
     async def close(self):
         for hex_id in list(self.leases):

@@ -283,6 +283,8 @@ class Host:
         """Drop every instance and write the catalog; run on the host's loop or after it."""
         if not self.closed:
             self.stop_objects()
+        if self.cluster is not None:
+            self.cluster.placement.leave_sync()  # daphne exits without awaiting anything
         self.catalog.flush_sync()
         self.commit_executor.shutdown(wait=False)
         self.catalog.executor.shutdown(wait=False)
