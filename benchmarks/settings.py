@@ -4,6 +4,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from durable_objects.conf import cluster_channel_layers
+
 WORK_DIR = Path(os.environ.get("BENCH_DIR") or tempfile.mkdtemp(prefix="do-bench-"))
 
 SECRET_KEY = "benchmarks-not-secret"
@@ -35,19 +37,7 @@ LOGGING = {
 # The cluster benchmark (benchmarks/cluster.py) runs its processes on Redis.
 BENCH_REDIS_URL = os.environ.get("BENCH_REDIS_URL")
 if BENCH_REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # No socket timeout: channels-redis waits for messages with a 5 s blocking
-            # read, which redis-py's default read timeout would break every 5 s.
-            "CONFIG": {"hosts": [{"address": BENCH_REDIS_URL, "socket_timeout": None}]},
-        },
-        # Calls between processes: Redis pub/sub, one round trip a message.
-        "transport": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": BENCH_REDIS_URL, "socket_timeout": None}]},
-        },
-    }
+    CHANNEL_LAYERS = cluster_channel_layers(BENCH_REDIS_URL)
     DURABLE_OBJECTS = {
         **DURABLE_OBJECTS,
         "PLACEMENT": "redis",

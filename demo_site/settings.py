@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+from durable_objects.conf import cluster_channel_layers
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Where the demo keeps its database and its objects' shards.
 VAR_DIR = Path(os.environ.get("DEMO_VAR_DIR") or BASE_DIR / "var")
@@ -71,19 +73,7 @@ DURABLE_OBJECTS = {
 # and the channel layer. docs/howto/run-a-cluster.md.
 CLUSTER_REDIS_URL = os.environ.get("DEMO_CLUSTER_REDIS_URL")
 if CLUSTER_REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # No socket timeout: channels-redis waits for messages with a 5 s blocking
-            # read, which redis-py's default read timeout would break every 5 s.
-            "CONFIG": {"hosts": [{"address": CLUSTER_REDIS_URL, "socket_timeout": None}]},
-        },
-        # Calls between processes: Redis pub/sub, one round trip a message.
-        "transport": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": CLUSTER_REDIS_URL, "socket_timeout": None}]},
-        },
-    }
+    CHANNEL_LAYERS = cluster_channel_layers(CLUSTER_REDIS_URL)
     DURABLE_OBJECTS = {
         **DURABLE_OBJECTS,
         "PLACEMENT": "redis",

@@ -90,3 +90,24 @@ def _reset_config(*, setting, **kwargs):
         from durable_objects.runtime.host import reset_host
 
         reset_host()
+
+
+def cluster_channel_layers(redis_url, capacity=100):
+    """CHANNEL_LAYERS for a cluster: channels-redis for sockets, its pub/sub for calls.
+
+    Use with DURABLE_OBJECTS = {..., "PLACEMENT": "redis", "REDIS_URL": redis_url,
+    "TRANSPORT_LAYER": "transport"}. Hosts are given without a socket timeout: channels-
+    redis waits for messages with a 5 s blocking read, which redis-py 8's default read
+    timeout would break.
+    """
+    hosts = [{"address": redis_url, "socket_timeout": None}]
+    return {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": hosts, "capacity": capacity},
+        },
+        "transport": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": hosts},
+        },
+    }

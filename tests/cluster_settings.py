@@ -2,23 +2,12 @@
 
 import os
 
+from durable_objects.conf import cluster_channel_layers
 from tests.settings import *  # noqa: F403
 
 REDIS_URL = os.environ["DO_TEST_REDIS_URL"]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["DO_TEST_DB"]}}
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        # No socket timeout: channels-redis waits for messages with a 5 s blocking
-        # read, which redis-py's default read timeout would break every 5 s.
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
-    },
-    # Calls between processes: Redis pub/sub, one round trip a message.
-    "transport": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
-    },
-}
+CHANNEL_LAYERS = cluster_channel_layers(REDIS_URL)
 DURABLE_OBJECTS = {
     "STORAGE_ROOT": os.environ["DO_TEST_STORAGE_ROOT"],
     "PLACEMENT": "redis",
