@@ -26,6 +26,7 @@ from durable_objects.ids import DurableObjectId
 from durable_objects.runtime.errors import encode_exception
 from durable_objects.runtime.host import submit_event
 from durable_objects.sockets import flow, presence
+from durable_objects.sockets.backlog import Backlog
 from durable_objects.sockets.events import (
     SocketClose,
     SocketConnect,
@@ -66,9 +67,6 @@ _UNREACHABLE = {
 # Seconds a consumer keeps telling a moving object that its socket closed.
 FAREWELL_PATIENCE = 30.0
 
-# Seconds a client may leave a full backlog unread before it is closed with 4008.
-SLOW_CLIENT_TIMEOUT = 10.0
-
 
 class DurableObjectConsumer(AsyncConsumer):
     """One WebSocket connection of an object (see ``durable_objects.routing``).
@@ -101,12 +99,8 @@ class DurableObjectConsumer(AsyncConsumer):
         self.auto_response = None
         self.sequence = Sequence()
         self.in_flight = deque()
-        self.backlog = deque()
-        self.backlog_bytes = 0
-        self.flushing = False
-        self.drained = asyncio.Event()
+        self.backlog = Backlog(self.send, self._spawn, self._too_slow)
         self._settled = asyncio.Event()  # the connect has been accepted or refused
-        self.flow = None
         self._refresher = None
         self._tasks = set()
         self._farewell = None  # the close (or error) event told to the object
@@ -272,7 +266,7 @@ class DurableObjectConsumer(AsyncConsumer):
         self.sequence = Sequence(value["gen"], value["b"], value["d"])
         self.accepted = True
         await self.send({"type": "websocket.accept"})
-        self.flow = flow.attach(self.base_send)
+        self.backlog.watch(self.base_send)
         self._refresher = asyncio.ensure_future(self._refresh_membership())
 
     async def _refuse(self, code, reason):
@@ -402,47 +396,8 @@ class DurableObjectConsumer(AsyncConsumer):
         if not self.closing:
             self._spawn(self._too_slow("The client did not keep up."))
 
-    # -- to the client, with a bounded backlog -------------------------------------------
-
     async def _deliver(self, frame, size):
-        """Send frame, or hold it while the client's TCP buffer is full.
-
-        Past WEBSOCKET_OUTBOUND_BUFFER held bytes this waits for the client to drain, so
-        the consumer stops taking messages from its channel: the object's outbox then
-        waits for room (in-memory layer) and closes the socket with 4008 if none comes,
-        or the channel layer drops a message and the gap closes it. A client that reads
-        nothing for SLOW_CLIENT_TIMEOUT with a full backlog is closed with 4008 too.
-        """
-        if not self.backlog and (self.flow is None or not self.flow.paused):
-            await self.send(frame)
-            return
-        self.backlog.append((frame, size))
-        self.backlog_bytes += size
-        if not self.flushing:
-            self.flushing = True
-            self._spawn(self._flush())
-        if self.backlog_bytes > get_config()["WEBSOCKET_OUTBOUND_BUFFER"]:
-            self.drained.clear()
-            try:
-                await asyncio.wait_for(self.drained.wait(), SLOW_CLIENT_TIMEOUT)
-            except TimeoutError:
-                await self._too_slow("The client did not keep up.")
-
-    async def _flush(self):
-        """Send the backlog as the transport drains, in order, before anything newer."""
-        try:
-            while self.backlog and not self.closing:
-                if self.flow is not None and self.flow.paused:
-                    await asyncio.sleep(flow.POLL_INTERVAL)
-                    continue
-                frame, size = self.backlog.popleft()
-                self.backlog_bytes -= size
-                await self.send(frame)
-                if self.backlog_bytes <= get_config()["WEBSOCKET_OUTBOUND_BUFFER"] // 2:
-                    self.drained.set()
-        finally:
-            self.flushing = False
-            self.drained.set()
+        await self.backlog.deliver(frame, size)
 
     # -- closing -------------------------------------------------------------------------
 
@@ -458,8 +413,7 @@ class DurableObjectConsumer(AsyncConsumer):
         await self._send_close(code, reason)
 
     async def _send_close(self, code, reason):
-        self.backlog.clear()
-        self.backlog_bytes = 0
+        self.backlog.close()
         await self._leave()
         await self._close_frame(code, reason)
 
@@ -478,9 +432,7 @@ class DurableObjectConsumer(AsyncConsumer):
         if self._refresher is not None:
             self._refresher.cancel()
             self._refresher = None
-        if self.flow is not None:
-            self.flow.detach()
-            self.flow = None
+        self.backlog.close()
         if self.socket_id is not None and self._farewell is None:
             presence.unregister(self.socket_id, str(self.oid))
         if self.group is not None:
