@@ -220,12 +220,25 @@ class Outbox:
         if numbering is None:
             return
         message = {"type": SYNC, "gen": numbering.gen, "b": numbering.b}
-        for socket_id, consumer in presence.consumers_of(object_id):
+        local = presence.consumers_of(object_id)
+        for socket_id, consumer in local:
             task = self.loop.create_task(
                 self._send_sync(socket_id, consumer.channel_name, message)
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        if presence.in_cluster():
+            # Consumers in other processes: through the group. A full channel drops it
+            # there, so a lost last message is found this way only when it fits.
+            task = self.loop.create_task(self._group_sync(object_id, message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _group_sync(self, object_id, message):
+        try:
+            await self.layer.group_send(group_name(object_id), dict(message))
+        except Exception:
+            logger.warning("Sending a SYNC to %s's group failed.", object_id, exc_info=True)
 
     async def _send_sync(self, socket_id, channel, message):
         try:

@@ -53,6 +53,10 @@ def join_cluster():
     _in_cluster = True
 
 
+def in_cluster():
+    return _in_cluster
+
+
 def set_live_holders(tokens):
     global _live_holders
     _live_holders = frozenset(tokens)
