@@ -102,9 +102,11 @@ class Activation:
         if self.queue or (dirty and self.host.busy > 0):
             self._hand_off(event, outcome)
             return None
-        if (shard is not None and shard.in_transaction) or self.host.cluster is not None:
+        in_transaction = shard is not None and shard.in_transaction
+        if in_transaction or self.host.cluster is not None:
             try:
-                if shard is None or not shard.in_transaction or not self._commit_now():
+                wrote = self._commit_now() if in_transaction else False
+                if not wrote:  # a read in a cluster: answer only while the lease holds
                     self._check_lease()
             except Exception as exc:
                 cause = ObjectReset(f"Commit failed ({exc}); the object was reset.")
@@ -324,7 +326,6 @@ class Activation:
         """Commit the batch (checking the lease first); return True if it wrote."""
         shard = self.shard
         if shard is None or not shard.in_transaction:
-            self._check_lease()
             return False
         if self._commit_on_loop():
             return self._commit_now()

@@ -125,9 +125,6 @@ class Host:
             self._sync_methods[cls] = names
         return names
 
-    async def dispatch_and_wait(self, cls, object_id, event):
-        return await self.dispatch(cls, object_id, event)
-
     def resubmit(self, cls, object_id, event):
         """Give a reset instance's queued event to a new activation, or, in a cluster where
         this host no longer holds the object, to its holder (the caller's future follows)."""
@@ -394,15 +391,7 @@ async def call(cls, object_id, event):
         event.chain = running.call_chain()
         await activation.before_outgoing_call(running)
     host = get_host()
-    if host.cluster is not None and not host.holds(str(object_id)):
-        if host.loop is asyncio.get_running_loop():
-            ok, value = await host.route_call(cls, object_id, event)
-        else:
-            future = asyncio.run_coroutine_threadsafe(
-                _await(host.route_call, cls, object_id, event), host.loop
-            )
-            ok, value = await asyncio.wrap_future(future)
-    elif host.loop is asyncio.get_running_loop():
+    if host.loop is asyncio.get_running_loop() and host.holds(str(object_id)):
         activation = host._activation(cls, object_id)
         outcome = None
         if activation.can_run_inline(event):
@@ -414,10 +403,7 @@ async def call(cls, object_id, event):
             outcome = await host.submit(activation, event)
         ok, value = outcome
     else:
-        future = asyncio.run_coroutine_threadsafe(
-            host.dispatch_and_wait(cls, object_id, event), host.loop
-        )
-        ok, value = await asyncio.wrap_future(future)
+        ok, value = await _route_from_anywhere(host, cls, object_id, event)
     if ok:
         return event.decode(value)
     if isinstance(value, BaseException):
@@ -433,7 +419,11 @@ def submit_event(cls, object_id, event):
     Returns an awaitable of the outcome, ``(ok, value)``. The WebSocket consumer uses it
     to hand on a socket's messages without waiting for each one's outcome.
     """
-    host = get_host()
+    return _route_from_anywhere(get_host(), cls, object_id, event)
+
+
+def _route_from_anywhere(host, cls, object_id, event):
+    """``host.route_call`` on the host's loop, from it or from another; an awaitable."""
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
