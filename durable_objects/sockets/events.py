@@ -206,10 +206,7 @@ class SocketClose(SocketEvent):
 
     async def invoke(self, instance):
         activation = instance.ctx._activation
-        registry = activation.sockets
-        registry.failed.discard(self.socket_id)
-        activation.host.outbox.forget_socket(activation.hex, self.socket_id)
-        if not registry.remove(self.socket_id):
+        if not activation.sockets.forget(self.socket_id):
             return None  # closed by the object already, or never accepted
         notify(activation, self, "websocket_close", self.code, self.reason, self.was_clean)
         return None
@@ -230,10 +227,7 @@ class SocketError(SocketEvent):
         from durable_objects.runtime.errors import decode_exception
 
         activation = instance.ctx._activation
-        registry = activation.sockets
-        registry.failed.discard(self.socket_id)
-        activation.host.outbox.forget_socket(activation.hex, self.socket_id)
-        registry.remove(self.socket_id)
+        activation.sockets.forget(self.socket_id)
         notify(activation, self, "websocket_error", decode_exception(self.error))
         return None
 

@@ -86,6 +86,15 @@ class SocketRegistry:
         self.handles.pop(socket_id, None)
         return cursor.rowcount > 0
 
+    def forget(self, socket_id):
+        """Everything about a socket that ended: its row, its numbering, its failure mark.
+
+        Returns True if its row was there.
+        """
+        self.failed.discard(socket_id)
+        self.activation.host.outbox.forget_socket(self.activation.hex, socket_id)
+        return self.remove(socket_id)
+
     def contains(self, socket_id):
         shard = self._shard(create=False)
         if shard is None:
