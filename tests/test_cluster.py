@@ -395,3 +395,44 @@ def test_a_daphne_that_stops_cleanly_gives_its_leases_back(cluster):
     status, body = get_json(f"{second}/tally/given-back/increment/")
     assert status == 200 and body["value"] == 2
     assert time.monotonic() - started < 1.0  # no wait for a lease to run out
+
+
+async def test_a_call_the_host_cannot_run_is_answered_with_its_error(cluster):
+    """A call for an unknown class gets LookupError back, not a crash or silence."""
+    import asyncio
+
+    import redis
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    host = cluster.runobjects()
+    client = redis.Redis.from_url(cluster.redis)
+    token = next(
+        t.decode()
+        for t in client.zrange("do:hosts", 0, -1)
+        if json.loads(client.get(f"do:host:{t.decode()}"))["pid"] == host.pid
+    )
+    host_channel = json.loads(client.get(f"do:host:{token}"))["channel"]
+    layer = RedisPubSubChannelLayer(hosts=[{"address": cluster.redis, "socket_timeout": None}])
+    mine = await layer.new_channel()
+    receiving = asyncio.ensure_future(layer.receive(mine))
+    await asyncio.sleep(0.2)  # subscribed before the reply is published
+    call = {
+        "type": "do.call",
+        "id": "t-1",
+        "reply": mine,
+        "label": "nope.Nope",
+        "hex": "00" * 32,
+        "name": None,
+        "hops": 1,
+        "kind": "call",
+        "method": "m",
+        "payload": b"",
+        "chain": [],
+    }
+    await layer.send(host_channel, {"type": "do.batch", "messages": [call]})
+    reply = await asyncio.wait_for(receiving, 10)
+    await layer.flush()
+    item = reply["messages"][0]
+    assert (item["id"], item["ok"]) == ("t-1", False)
+    assert item["value"]["type"] == "builtins.LookupError"
+    assert "nope.Nope" in item["value"]["message"]

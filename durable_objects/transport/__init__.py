@@ -19,6 +19,7 @@ import logging
 
 from durable_objects.conf import get_config
 from durable_objects.exceptions import CallTimeout, ObjectUnavailable
+from durable_objects.runtime.errors import encode_exception
 
 from .wire import event_from_wire, event_to_wire
 
@@ -116,30 +117,33 @@ class Transport:
             object_id.name = message.get("name")
             event = event_from_wire(message)
         except Exception as exc:
-            from durable_objects.runtime.errors import encode_exception
-
-            self._spawn(self._reply(message, (False, encode_exception(exc))))
+            self._refuse(message, exc)
             return
         if self.host.cluster.placement.presumed_dead():
-            refused = ObjectUnavailable(
-                "This host was paused past its heartbeat; callers may have given the call "
-                "up, so it was not run. Retry."
+            self._refuse(
+                message,
+                ObjectUnavailable(
+                    "This host was paused past its heartbeat; callers may have given the "
+                    "call up, so it was not run. Retry."
+                ),
             )
-            from durable_objects.runtime.errors import encode_exception
-
-            self._spawn(self._reply(message, (False, encode_exception(refused))))
             return
         # Queue it now, before any await, so calls keep their order.
         outcome = self.host.route_call(cls, object_id, event, hops=message.get("hops", 0))
         self._spawn(self._reply(message, outcome))
 
-    async def _reply(self, message, outcome):
-        from durable_objects.runtime.errors import encode_exception
+    def _refuse(self, message, exc):
+        """Answer a call that will not run with exc."""
+        self._spawn(self._send_reply(message, False, encode_exception(exc)))
 
+    async def _reply(self, message, outcome):
         try:
             ok, value = await outcome
         except Exception as exc:
             ok, value = False, encode_exception(exc)
+        await self._send_reply(message, ok, value)
+
+    async def _send_reply(self, message, ok, value):
         try:
             reply = {"type": REPLY, "id": message["id"], "ok": ok, "value": value}
             await self._post(message["reply"], reply)
