@@ -4,6 +4,7 @@ import pytest
 
 from durable_objects.runtime.host import reset_host
 from durable_objects.runtime.lock import unlock_storage_root
+from tests.browser import browser, browser_context  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ socket's messages reach ``websocket_message`` in the order the client sent them.
 import inspect
 
 from durable_objects.runtime.events import Event
+from durable_objects.transport.wire import register
 
 from . import presence
 from .protocol import CLOSE_NOT_ACCEPTED, truncate_reason
@@ -101,6 +102,7 @@ class SocketEvent(Event):
         return fields
 
 
+@register
 class SocketConnect(SocketEvent):
     """A client asks to connect: the object's fetch() sees the upgrade request."""
 
@@ -161,6 +163,7 @@ class SocketConnect(SocketEvent):
         return outcome
 
 
+@register
 class SocketMessage(SocketEvent):
     """A frame from the client for websocket_message(ws, message)."""
 
@@ -191,6 +194,7 @@ class SocketMessage(SocketEvent):
         return None
 
 
+@register
 class SocketClose(SocketEvent):
     """The connection ended (the client closed it, it died, or it was too slow)."""
 
@@ -212,6 +216,7 @@ class SocketClose(SocketEvent):
         return None
 
 
+@register
 class SocketError(SocketEvent):
     """websocket_message raised: the socket is closed with 1011 and the object is told."""
 

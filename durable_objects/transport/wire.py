@@ -1,20 +1,33 @@
-"""Events as plain data for the transport, and back."""
+"""Events as plain data for the transport, and back.
+
+An event kind that may cross processes registers here with ``register()``: its class
+has a ``kind``, a ``wire_fields()`` method giving the keyword arguments that rebuild it,
+and a constructor taking those plus ``chain`` and ``name``.
+"""
 
 from durable_objects.runtime.events import Fetch, MethodCall
 
+_kinds = {}
 
-def _socket_kinds():
-    from durable_objects.sockets import events
 
-    return {
-        cls.kind: cls
-        for cls in (
-            events.SocketConnect,
-            events.SocketMessage,
-            events.SocketClose,
-            events.SocketError,
-        )
-    }
+def register(cls):
+    """Let events of cls cross processes (a class decorator)."""
+    _kinds[cls.kind] = cls
+    return cls
+
+
+def _load_kinds():
+    # Modules whose events cross processes register them when they are imported.
+    from durable_objects.alarms import events as _alarm_events  # noqa: F401
+    from durable_objects.sockets import events as _socket_events  # noqa: F401
+
+
+def _kind(name):
+    cls = _kinds.get(name)
+    if cls is None:
+        _load_kinds()
+        cls = _kinds.get(name)
+    return cls
 
 
 def event_to_wire(event):
@@ -23,7 +36,7 @@ def event_to_wire(event):
         data = {"kind": "call", "method": event.method, "payload": event.payload}
     elif isinstance(event, Fetch):
         data = {"kind": "fetch", "request": event.request}
-    elif event.kind in _socket_kinds():
+    elif _kind(event.kind) is type(event):
         data = {"kind": event.kind, "fields": event.wire_fields()}
     else:
         raise TypeError(
@@ -42,7 +55,7 @@ def event_from_wire(message):
         return MethodCall(message["method"], message["payload"], chain=chain, name=name)
     if kind == "fetch":
         return Fetch(message["request"], chain=chain, name=name)
-    socket_event = _socket_kinds().get(kind)
-    if socket_event is not None:
-        return socket_event(**message["fields"], chain=chain, name=name)
+    cls = _kind(kind)
+    if cls is not None:
+        return cls(**message["fields"], chain=chain, name=name)
     raise ValueError(f"Unknown event kind {kind!r}.")

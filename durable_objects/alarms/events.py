@@ -1,0 +1,1 @@
+"""Alarm events (delivery and retry bookkeeping); registered for the wire."""
