@@ -5,7 +5,7 @@ import os
 from django.conf import settings
 from django.core.checks import Error, register
 
-from .conf import DEFAULTS, SYNCHRONOUS_CHOICES, get_config, unknown_keys
+from .conf import DEFAULTS, SYNCHRONOUS_CHOICES, alarm_backend_path, get_config, unknown_keys
 from .registry import registry
 
 
@@ -17,6 +17,7 @@ def check_durable_objects(app_configs=None, **kwargs):
     errors.extend(_check_storage_root())
     errors.extend(_check_channel_layer())
     errors.extend(_check_cluster())
+    errors.extend(_check_alarms())
     errors.extend(_check_labels())
     for cls in registry.all():
         errors.extend(cls.check(**kwargs))
@@ -56,6 +57,8 @@ def _check_settings():
         "WEBSOCKET_MAX_PER_OBJECT",
         "LEASE_TTL",
         "HOST_HEARTBEAT",
+        "ALARM_RETRY_BASE",
+        "ALARM_SWEEP_INTERVAL",
     ):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -125,6 +128,40 @@ def _check_cluster():
             "hosts given as {'address': url, 'socket_timeout': None}.",
             id="durable_objects.E009",
         )
+
+
+def _check_alarms():
+    from django.utils.module_loading import import_string
+
+    config = get_config()
+    retries = config["ALARM_MAX_RETRIES"]
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        yield Error(
+            f"DURABLE_OBJECTS['ALARM_MAX_RETRIES'] must be a whole number >= 0, not {retries!r}.",
+            hint="Remove it to use the default, 6.",
+            id="durable_objects.E010",
+        )
+    path = alarm_backend_path(config)
+    try:
+        import_string(path)
+    except ImportError as exc:
+        yield Error(
+            f"DURABLE_OBJECTS['ALARM_BACKEND'] {path!r} cannot be imported: {exc}.",
+            hint="Use durable_objects.alarms.local.LocalAlarms or "
+            "durable_objects.alarms.rq.RQAlarms.",
+            id="durable_objects.E011",
+        )
+        return
+    if path.endswith(".RQAlarms"):
+        queues = getattr(settings, "RQ_QUEUES", None) or {}
+        if config["PLACEMENT"] != "redis" or config["ALARM_QUEUE"] not in queues:
+            yield Error(
+                "The RQ alarm backend needs PLACEMENT 'redis' (its jobs run in rqworker, a "
+                f"process apart) and RQ_QUEUES[{config['ALARM_QUEUE']!r}] (ALARM_QUEUE).",
+                hint="Add 'django_rq' to INSTALLED_APPS and RQ_QUEUES = {'default': {'URL': "
+                "<your Redis URL>}}, or use the local backend with PLACEMENT 'local'.",
+                id="durable_objects.E011",
+            )
 
 
 def _check_labels():

@@ -60,6 +60,17 @@ DEFAULTS = {
     # The alias in CHANNEL_LAYERS that carries calls between processes. A
     # channels_redis.pubsub layer is much faster than the core one (docs/topics/cluster.md).
     "TRANSPORT_LAYER": "default",
+    # Alarms (docs/topics/alarms.md). The backend, a dotted path; None picks
+    # "durable_objects.alarms.local.LocalAlarms" (a timer in the host process) with the
+    # local placement and "durable_objects.alarms.rq.RQAlarms" (django-rq) with "redis".
+    "ALARM_BACKEND": None,
+    # The django-rq queue (a key of RQ_QUEUES) that carries alarm jobs.
+    "ALARM_QUEUE": "default",
+    # Retries of a handler that raised, and the first retry's delay (doubled each time).
+    "ALARM_MAX_RETRIES": 6,
+    "ALARM_RETRY_BASE": 2.0,
+    # Seconds between the sweeps that re-create lost alarm jobs from the catalog (RQ).
+    "ALARM_SWEEP_INTERVAL": 60.0,
 }
 
 SYNCHRONOUS_CHOICES = ("FULL", "NORMAL", "EXTRA")
@@ -75,6 +86,16 @@ def get_config():
         config["STORAGE_ROOT"] = Path(base or ".") / "var" / "durable_objects"
     config["STORAGE_ROOT"] = Path(config["STORAGE_ROOT"]).resolve()
     return config
+
+
+def alarm_backend_path(config=None):
+    """The dotted path of the alarm backend in use."""
+    config = config or get_config()
+    if config["ALARM_BACKEND"]:
+        return config["ALARM_BACKEND"]
+    if config["PLACEMENT"] == "redis":
+        return "durable_objects.alarms.rq.RQAlarms"
+    return "durable_objects.alarms.local.LocalAlarms"
 
 
 def unknown_keys():

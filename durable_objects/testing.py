@@ -8,7 +8,14 @@ from .runtime.activation import wait_idle
 from .runtime.events import RunInObject
 from .runtime.host import call, current_host, get_host
 
-__all__ = ["evict", "evict_all", "is_active", "list_ids", "run_in_durable_object"]
+__all__ = [
+    "evict",
+    "evict_all",
+    "is_active",
+    "list_ids",
+    "run_durable_object_alarm",
+    "run_in_durable_object",
+]
 
 
 async def run_in_durable_object(stub, fn):
@@ -18,6 +25,25 @@ async def run_in_durable_object(stub, fn):
     exceptions are raised as they are.
     """
     return await call(stub._namespace.model, stub.id, RunInObject(fn, name=stub.id.name))
+
+
+async def run_durable_object_alarm(stub):
+    """Run the object's alarm now if one is set, whatever its time; True if one ran.
+
+    Like Cloudflare's ``runDurableObjectAlarm()``. The alarm is consumed as a delivery
+    would: inside the handler ``get_alarm()`` is None unless the handler sets a new one.
+    If the handler raises, the failure is recorded and retried like any alarm's, and the
+    exception is raised here.
+    """
+    from .alarms.events import AlarmDelivery
+    from .runtime.errors import decode_exception
+
+    result = await call(
+        stub._namespace.model, stub.id, AlarmDelivery(force=True, name=stub.id.name)
+    )
+    if result["ran"] and not result["ok"]:
+        raise decode_exception(result["error"])
+    return result["ran"]
 
 
 async def evict(stub):

@@ -17,7 +17,13 @@ DURABLE_OBJECTS = {
     "HOST_HEARTBEAT": 0.3,
     "CALL_TIMEOUT": 10.0,
     "CLUSTER_ROLE": os.environ.get("DO_TEST_ROLE", "auto"),
+    "ALARM_RETRY_BASE": float(os.environ.get("DO_TEST_ALARM_RETRY_BASE", "2")),
+    "ALARM_MAX_RETRIES": int(os.environ.get("DO_TEST_ALARM_MAX_RETRIES", "6")),
+    "ALARM_SWEEP_INTERVAL": float(os.environ.get("DO_TEST_ALARM_SWEEP_INTERVAL", "60")),
 }
+RQ_QUEUES = {"default": {"URL": REDIS_URL}}
+# One process runs every job (no fork per job): its connection to the cluster stays up.
+RQ = {"WORKER_CLASS": os.environ.get("DO_TEST_RQ_WORKER_CLASS", "rq.worker.SimpleWorker")}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

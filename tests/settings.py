@@ -17,6 +17,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "channels",
+    "django_rq",
     "durable_objects",
     "tests",
 ]
@@ -46,6 +47,8 @@ DURABLE_OBJECTS = {
     or tempfile.mkdtemp(prefix="durable-objects-tests-"),
     "CATALOG_FLUSH_INTERVAL": 0.1,
 }
+# django_rq needs its queues named; the embedded tests never reach this Redis.
+RQ_QUEUES = {"default": {"URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Tests without database access make the catalog's writes fail by design; keep them quiet.

@@ -37,7 +37,7 @@ def test_e002_unknown_settings_keys(settings):
     errors = [e for e in check_durable_objects() if e.id == "durable_objects.E002"]
     assert len(errors) == 1
     assert errors[0].msg == "DURABLE_OBJECTS has unknown keys: STORAGE_RUT, ZZZ."
-    assert errors[0].hint.startswith("Known keys: BLOCK_CONCURRENCY_TIMEOUT, CALL_TIMEOUT,")
+    assert errors[0].hint.startswith("Known keys: ALARM_BACKEND, ALARM_MAX_RETRIES,")
 
 
 def test_e003_labels_that_differ_only_in_case():
@@ -151,3 +151,21 @@ def test_e009_the_transport_layer_must_exist(settings):
         "transport": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"},
     }
     assert check_durable_objects() == []
+
+
+def test_e010_alarm_retries_must_be_a_whole_number(settings):
+    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "ALARM_MAX_RETRIES": -1}
+    errors = [e for e in check_durable_objects() if e.id == "durable_objects.E010"]
+    assert len(errors) == 1 and "-1" in errors[0].msg
+
+
+def test_e011_alarm_backend_importable_and_rq_needs_the_cluster(settings):
+    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "ALARM_BACKEND": "no.such.Backend"}
+    [error] = [e for e in check_durable_objects() if e.id == "durable_objects.E011"]
+    assert "cannot be imported" in error.msg
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        "ALARM_BACKEND": "durable_objects.alarms.rq.RQAlarms",
+    }
+    [error] = [e for e in check_durable_objects() if e.id == "durable_objects.E011"]
+    assert "PLACEMENT 'redis'" in error.msg

@@ -17,8 +17,10 @@ from durable_objects.conf import get_config
 from durable_objects.exceptions import FencedError, ObjectReset
 from durable_objects.ids import DurableObjectId
 from durable_objects.sockets.registry import SocketRegistry
+from durable_objects.storage import alarm as alarm_row
 from durable_objects.storage.shard import Shard, shard_path
 
+from .catalog import UNKNOWN
 from .events import current_event
 from .state import DurableObjectState
 
@@ -53,6 +55,8 @@ class Activation:
         self.closed = False
         self.abort_cause = None
         self.created_at = None  # from the shard's meta once it is open
+        self.alarm_changed = False  # an event wrote the alarm row since the last commit
+        self.alarm_due = UNKNOWN  # the committed alarm's due time, read when the shard opens
         self.sockets = SocketRegistry(self)
 
     # -- arrival -------------------------------------------------------------------------
@@ -299,6 +303,8 @@ class Activation:
             raise
         self.shard = shard
         self.created_at = meta["created_at"]
+        if self.alarm_due is UNKNOWN:
+            self.alarm_due = alarm_row.due_at(shard)
         self.host.shard_opened(self, created)
         return shard
 
@@ -337,7 +343,7 @@ class Activation:
                 shard.rollback()
             raise
         self.host.commits += 1
-        self.host.catalog.touch(self)
+        self._committed()
         return True
 
     def _commit_now(self):
@@ -352,8 +358,16 @@ class Activation:
             raise
         if dirty:
             self.host.commits += 1
-            self.host.catalog.touch(self)
+            self._committed()
         return dirty
+
+    def _committed(self):
+        """After a commit that wrote: a changed alarm goes to the backend, then the catalog."""
+        if self.alarm_changed:
+            self.alarm_changed = False
+            self.alarm_due = alarm_row.due_at(self.shard)
+            self.host.alarms.schedule(self.cls._meta.label, self.hex, self.alarm_due)
+        self.host.catalog.touch(self)
 
     async def _commit_held(self):
         """Commit, then release the held outcomes; on failure fail them and reset."""

@@ -11,6 +11,15 @@ from durable_objects.conf import get_config
 from durable_objects.storage.shard import file_size
 
 logger = logging.getLogger("durable_objects.catalog")
+UNKNOWN = object()  # the activation's alarm_due before it opened the shard
+
+
+def _aware(seconds):
+    """A UTC datetime for UNIX seconds, clamped to what a DateTimeField can hold."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return datetime.fromtimestamp(0, UTC) if seconds < 0 else datetime.max.replace(tzinfo=UTC)
 
 
 class CatalogWriter:
@@ -30,6 +39,7 @@ class CatalogWriter:
         if activation.shard is None and not activation.path.exists():
             return
         now = time.time()
+        alarm_due = activation.alarm_due  # UNKNOWN if this activation never opened the shard
         with self.guard:
             record = self.pending.get(activation.key)
             if record is None:
@@ -40,10 +50,13 @@ class CatalogWriter:
                     "path": activation.path,
                     "created_at": activation.created_at or now,
                     "last_active_at": now,
+                    "alarm_due": alarm_due,
                 }
             else:
                 record["last_active_at"] = now
                 record["name"] = record["name"] or activation.id.name
+                if alarm_due is not UNKNOWN:
+                    record["alarm_due"] = alarm_due
 
     def pending_for(self, label):
         with self.guard:
@@ -84,30 +97,38 @@ class CatalogWriter:
 
         from durable_objects.models import ObjectRecord
 
-        rows = [
-            ObjectRecord(
-                label=record["label"],
-                object_id=record["object_id"],
-                name=record["name"],
-                created_at=datetime.fromtimestamp(record["created_at"], UTC),
-                last_active_at=datetime.fromtimestamp(record["last_active_at"], UTC),
-                size_bytes=file_size(record["path"]),
+        # Rows whose alarm this host knows update alarm_at; the others leave it as it is.
+        rows = {True: [], False: []}
+        for record in batch.values():
+            alarm_due = record["alarm_due"]
+            known = alarm_due is not UNKNOWN
+            rows[known].append(
+                ObjectRecord(
+                    label=record["label"],
+                    object_id=record["object_id"],
+                    name=record["name"],
+                    created_at=datetime.fromtimestamp(record["created_at"], UTC),
+                    last_active_at=datetime.fromtimestamp(record["last_active_at"], UTC),
+                    size_bytes=file_size(record["path"]),
+                    alarm_at=None if not known or alarm_due is None else _aware(alarm_due),
+                )
             )
-            for record in batch.values()
-        ]
         try:
-            ObjectRecord.objects.bulk_create(
-                rows,
-                update_conflicts=True,
-                unique_fields=["label", "object_id"],
-                update_fields=["name", "last_active_at", "size_bytes"],
-            )
+            for known, group in rows.items():
+                if group:
+                    ObjectRecord.objects.bulk_create(
+                        group,
+                        update_conflicts=True,
+                        unique_fields=["label", "object_id"],
+                        update_fields=["name", "last_active_at", "size_bytes"]
+                        + (["alarm_at"] if known else []),
+                    )
             self.failed = False
         except Exception as exc:
             # Not migrated yet, or the database is down: keep the rows for the next flush
             # and say so once, not at every tick.
             log = logger.debug if self.failed else logger.warning
-            log("Writing %d catalog rows failed (%s); retrying later.", len(rows), exc)
+            log("Writing %d catalog rows failed (%s); retrying later.", len(batch), exc)
             self.failed = True
             with self.guard:
                 for key, record in batch.items():

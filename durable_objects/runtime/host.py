@@ -11,12 +11,15 @@ import atexit
 import contextlib
 import contextvars
 import inspect
+import os
 import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
-from durable_objects.conf import get_config
+from django.utils.module_loading import import_string
+
+from durable_objects.conf import alarm_backend_path, get_config
 from durable_objects.exceptions import CallTimeout
 from durable_objects.sockets.outbox import Outbox
 
@@ -79,6 +82,9 @@ class Host:
         self.closed = False
         self.tick_interval = 1.0
         self._tick_handle = None
+        self.alarms = import_string(alarm_backend_path(config))(self)
+        if thread is None:  # a server process: re-arm the alarms pending under the root
+            loop.call_soon_threadsafe(self.alarms.start)
 
     # -- the cluster (placement/cluster.py) -------------------------------------------
 
@@ -269,6 +275,7 @@ class Host:
         """Drop every instance; run on the host's loop or after it stopped."""
         self.closed = True
         self.outbox.close()
+        self.alarms.close()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         for activation in list(self.activations.values()):
@@ -348,6 +355,17 @@ def _run_loop(loop, started):
         loop.run_forever()
     finally:
         loop.close()
+
+
+def _forget_host_in_child():
+    # A forked child (an RQ work horse) has the parent's host object but not its threads:
+    # it makes a host of its own when it first needs one.
+    global _host, _host_guard
+    _host = None
+    _host_guard = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_forget_host_in_child)
 
 
 @atexit.register

@@ -2,13 +2,14 @@
 
 from contextlib import contextmanager
 
+from .alarm import AlarmMixin
 from .kv import KeyValueMixin
 from .sql import SqlStorage
 
 __all__ = ["DurableObjectStorage"]
 
 
-class DurableObjectStorage(KeyValueMixin):
+class DurableObjectStorage(KeyValueMixin, AlarmMixin):
     """Synchronous access to one object's database, inside the current event's transaction.
 
     The shard is opened on first use; an object that never touches storage has no file.
@@ -37,10 +38,14 @@ class DurableObjectStorage(KeyValueMixin):
             return fn()
 
     def delete_all(self):
-        """Delete every key-value entry and every table, view, index and trigger."""
+        """Delete every key-value entry, every table, view, index and trigger, and the alarm."""
         shard = self._shard()
         with shard.savepoint():
             shard.execute("DELETE FROM _do_kv")
+            shard.execute(
+                "UPDATE _do_alarm SET scheduled_at = NULL, due_at = NULL, retry_count = 0"
+            )
+            self._activation.alarm_changed = True
             objects = shard.execute(
                 "SELECT type, name FROM sqlite_schema WHERE name NOT LIKE '\\_do\\_%' ESCAPE '\\' "
                 "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND type IN ('view', 'table') "

@@ -12,6 +12,7 @@ from contextlib import contextmanager, suppress
 
 from durable_objects.exceptions import FencedError
 
+from .alarm import ALARM_SCHEMA
 from .authorizer import Authorizer
 
 SOCKETS_SCHEMA = (
@@ -24,12 +25,13 @@ SOCKETS_SCHEMA = (
 # sqlite3's statement cache (a cached statement is not authorized again).
 INTERNAL = f"/* do:{secrets.token_hex(8)} */ "
 
-# Version 2 added _do_sockets; opening an older shard adds what it lacks.
-SCHEMA_VERSION = 2
+# Version 2 added _do_sockets, 3 _do_alarm; opening an older shard adds what it lacks.
+SCHEMA_VERSION = 3
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS _do_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS _do_kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
     SOCKETS_SCHEMA,
+    ALARM_SCHEMA,
 ]
 
 

@@ -1,0 +1,187 @@
+"""Alarms in a cluster: one RQ job per object, run by ``manage.py rqworker --with-scheduler``.
+
+After a commit that changed an object's alarm, its host replaces the object's job: the
+hash ``do:alarm-jobs`` maps the object's hex ID to its current job, so the old job is
+deleted and a new one scheduled at the new time (or none, for a deleted alarm). Job IDs
+are unique per scheduling, so a job that is running never shares an ID with its
+successor. The job (``jobs.deliver``) wakes the object wherever it lives; the object runs
+``alarm()`` only if its stored alarm is due, so stale and duplicate jobs are harmless.
+
+Redis may lose the jobs (FLUSHALL, a restart without persistence) and a worker may die
+mid-job. ``ensure_jobs`` re-creates the job of every pending alarm that has none live;
+the hosts run it at start and every ALARM_SWEEP_INTERVAL (one host at a time, under a
+lock), and ``manage.py sweep_alarms`` runs it on demand.
+"""
+
+import asyncio
+import logging
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from durable_objects.conf import get_config
+
+logger = logging.getLogger("durable_objects.alarms")
+
+JOBS = "do:alarm-jobs"  # hash: hex id -> the id of the object's current job
+RUNNING = "do:alarm-run:"  # + job id: set by a job while it delivers (a short TTL, renewed)
+SWEEP_LOCK = "do:alarm-sweep"
+RUNNING_TTL_MS = 5000
+LIVE_STATUSES = {b"queued", b"scheduled", b"deferred"}
+# Retries of a job that could not reach its object (no live host, a timeout); the sweep
+# re-creates a job that ran out of them while the alarm is still pending.
+DELIVERY_RETRY_INTERVALS = [1, 2, 4, 8, 16, 30, 60, 60, 60, 60]
+
+
+def get_queue():
+    import django_rq
+
+    return django_rq.get_queue(get_config()["ALARM_QUEUE"])
+
+
+def schedule_job(queue, label, hex_id, due, pipeline=None):
+    """Delete the object's current job and schedule one for due (None: none). Blocking."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job, JobStatus
+
+    connection = queue.connection
+    old = connection.hget(JOBS, hex_id)
+    if old is not None:
+        try:
+            job = Job.fetch(old.decode(), connection=connection)
+        except NoSuchJobError:
+            job = None
+        if job is not None and job.get_status(refresh=False) != JobStatus.STARTED:
+            job.delete()  # a running job finishes on its own; its object decides
+    if due is None:
+        connection.hdel(JOBS, hex_id)
+        return None
+    job = _enqueue(queue, label, hex_id, due)
+    connection.hset(JOBS, hex_id, job.id)
+    return job
+
+
+def _enqueue(queue, label, hex_id, due):
+    from rq import Retry
+
+    from .jobs import deliver
+
+    options = {
+        "job_id": f"do-alarm-{hex_id}-{secrets.token_hex(4)}",
+        "description": f"alarm of {label} {hex_id}",
+        "result_ttl": 600,
+        "failure_ttl": 7 * 24 * 3600,
+        "job_timeout": int(get_config()["CALL_TIMEOUT"] + 60),
+        "retry": Retry(max=len(DELIVERY_RETRY_INTERVALS), interval=DELIVERY_RETRY_INTERVALS),
+    }
+    if due <= time.time():
+        return queue.enqueue(deliver, label, hex_id, due, **options)
+    # RQ's scheduler works in whole seconds and may enqueue a job up to a second early;
+    # the job then waits until due itself.
+    return queue.enqueue_at(
+        datetime.fromtimestamp(due, UTC), deliver, label, hex_id, due, **options
+    )
+
+
+def ensure_jobs(queue, alarms):
+    """Schedule a job for each pending alarm whose job is missing, finished or dead.
+
+    alarms maps (label, hex) to due UNIX seconds. Returns how many jobs were created.
+    """
+    keys = list(alarms)
+    connection = queue.connection
+    created = 0
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start : start + 1000]
+        with connection.pipeline(transaction=False) as pipe:
+            for _, hex_id in chunk:
+                pipe.hget(JOBS, hex_id)
+            job_ids = pipe.execute()
+        with connection.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                name = (job_id or b"-").decode()
+                pipe.hget(f"rq:job:{name}", "status")
+                pipe.exists(RUNNING + name)
+            states = pipe.execute()
+        for index, (label, hex_id) in enumerate(chunk):
+            status, running = states[2 * index], states[2 * index + 1]
+            if job_ids[index] is not None and (
+                status in LIVE_STATUSES or (status == b"started" and running)
+            ):
+                continue
+            schedule_job(queue, label, hex_id, alarms[(label, hex_id)])
+            created += 1
+    return created
+
+
+def sweep(scan="changed"):
+    """Re-create the missing jobs of every pending alarm; return (pending, created)."""
+    from .sweep import pending_alarms
+
+    alarms = pending_alarms(scan=scan)
+    return len(alarms), ensure_jobs(get_queue(), alarms)
+
+
+class RQAlarms:
+    """A cluster host's alarm backend: schedules RQ jobs off the loop, sweeps periodically."""
+
+    def __init__(self, host):
+        self.host = host
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="durable-objects-alarms")
+        self.task = None
+        self.closed = False
+
+    def schedule(self, label, hex_id, due):
+        """Replace the object's job; in order, on this backend's one thread."""
+        if not self.closed:
+            self.executor.submit(self._schedule, label, hex_id, due)
+
+    def _schedule(self, label, hex_id, due):
+        try:
+            schedule_job(get_queue(), label, hex_id, due)
+        except Exception:
+            logger.warning(
+                "Scheduling the alarm job of %s %s failed; the sweep will re-create it.",
+                label,
+                hex_id,
+                exc_info=True,
+            )
+
+    def start(self):
+        cluster = self.host.cluster
+        if cluster is not None and cluster.placement.can_host:
+            self.task = self.host.loop.create_task(self._sweeper(cluster))
+
+    async def _sweeper(self, cluster):
+        await cluster.ready
+        interval = get_config()["ALARM_SWEEP_INTERVAL"]
+        while not self.closed:
+            await self.host.loop.run_in_executor(self.executor, self.sweep_once, interval)
+            await asyncio.sleep(interval)
+
+    def sweep_once(self, interval):
+        """Sweep unless another process swept within the interval (a lock in Redis)."""
+        from django.db import connection
+
+        try:
+            queue = get_queue()
+            ttl = max(1, int(interval * 900))  # ms: a little under the interval
+            if queue.connection.set(
+                SWEEP_LOCK, self.host.cluster.placement.token, nx=True, px=ttl
+            ):
+                pending, created = sweep()
+                if created:
+                    logger.warning(
+                        "The alarm sweep re-created %d of %d pending alarm jobs.", created, pending
+                    )
+        except Exception as exc:
+            logger.info("The alarm sweep failed (%s); it runs again later.", exc)
+        finally:
+            connection.close()
+
+    def close(self):
+        self.closed = True
+        if self.task is not None:
+            self.task.cancel()
+        self.executor.shutdown(wait=False)

@@ -1,0 +1,187 @@
+"""Alarms on the embedded default: the contract with the local timer, the API, bad input."""
+
+import asyncio
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from durable_objects.testing import evict, run_durable_object_alarm, run_in_durable_object
+from tests import alarm_contract
+from tests.alarm_contract import fired_rows, wait_for
+from tests.objects_alarms import Alarmed, NoHandler
+
+RETRY_BASE = 0.2
+MAX_RETRIES = 3
+
+
+class LocalDriver:
+    slack = 0.0
+    retry_base = RETRY_BASE
+    max_retries = MAX_RETRIES
+
+    def stub(self, name):
+        return Alarmed.objects.get_by_name(name)
+
+
+@pytest.fixture
+def alarms(settings):
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        "ALARM_RETRY_BASE": RETRY_BASE,
+        "ALARM_MAX_RETRIES": MAX_RETRIES,
+    }
+    return LocalDriver()
+
+
+test_fires_on_time = alarm_contract.test_fires_on_time
+test_cancelled_and_replaced_alarms_never_fire = (
+    alarm_contract.test_cancelled_and_replaced_alarms_never_fire
+)
+test_retried_with_backoff_until_success = alarm_contract.test_retried_with_backoff_until_success
+test_abandoned_after_the_last_retry = alarm_contract.test_abandoned_after_the_last_retry
+test_a_handler_that_rearms_fires_again = alarm_contract.test_a_handler_that_rearms_fires_again
+test_a_time_in_the_past_fires_at_once = alarm_contract.test_a_time_in_the_past_fires_at_once
+test_a_thousand_alarms_due_in_the_same_second_all_fire = (
+    alarm_contract.test_a_thousand_alarms_due_in_the_same_second_all_fire
+)
+
+
+# -- the API ------------------------------------------------------------------------------
+
+
+async def test_set_alarm_takes_a_datetime_and_get_alarm_returns_unix_seconds():
+    stub = Alarmed.objects.get_by_name("datetime")
+    when = datetime.now(UTC) + timedelta(hours=1)
+    await run_in_durable_object(stub, lambda obj, ctx: ctx.storage.set_alarm(when))
+    assert await stub.alarm_time() == pytest.approx(when.timestamp())
+    assert await Alarmed.objects.get_by_name("never-set").alarm_time() is None
+
+
+async def test_an_event_that_rolls_back_leaves_the_old_alarm():
+    stub = Alarmed.objects.get_by_name("rolled-back")
+    first = time.time() + 3600
+    await stub.arm(first)
+    with pytest.raises(RuntimeError, match="rolled back"):
+        await stub.arm_and_fail(time.time() + 0.1)
+    assert await stub.alarm_time() == first
+    await asyncio.sleep(0.4)
+    assert await stub.fired() == []  # the rolled-back time never fired
+
+
+async def test_delete_all_clears_the_alarm():
+    stub = Alarmed.objects.get_by_name("wiped")
+    await stub.arm(time.time() + 0.3)
+    await stub.wipe()  # drops the fired table too
+    assert await stub.alarm_time() is None
+    await asyncio.sleep(0.6)
+    assert (await stub.status())["last_fired_at"] is None
+
+
+async def test_alarms_wake_a_hibernated_object():
+    stub = Alarmed.objects.get_by_name("asleep")
+    await stub.arm(time.time() + 0.3)
+    await evict(stub)
+    [row] = await wait_for(lambda: fired_rows(stub), 10)
+    assert row["retry_count"] == 0
+
+
+def test_alarms_set_from_sync_code_fire():
+    stub = Alarmed.objects.get_by_name("from-sync")
+    async_to_sync(stub.arm)(time.time() + 0.2)
+    deadline = time.monotonic() + 10
+    while not async_to_sync(stub.fired)():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+async def test_run_durable_object_alarm_runs_a_set_alarm_now():
+    stub = Alarmed.objects.get_by_name("run-now")
+    assert await run_durable_object_alarm(stub) is False  # none set
+    await stub.arm(time.time() + 3600)
+    assert await run_durable_object_alarm(stub) is True
+    [row] = await stub.fired()
+    assert row["alarm_inside"] is None
+    assert await stub.alarm_time() is None
+    assert await run_durable_object_alarm(stub) is False  # consumed
+
+
+async def test_run_durable_object_alarm_raises_the_handlers_error_and_records_it(alarms):
+    stub = Alarmed.objects.get_by_name("run-now-fails")
+    await stub.configure(fail_times=1)
+    due = time.time() + 3600
+    await stub.arm(due)
+    with pytest.raises(RuntimeError, match="failing on purpose") as caught:
+        await run_durable_object_alarm(stub)
+    assert caught.value.remote is True
+    status = await wait_for(stub.status, 5)
+    assert status["retry_count"] == 1 and status["scheduled_at"] == due
+    # The retry comes after the backoff, not at the original time.
+    [row] = await wait_for(lambda: fired_rows(stub), 10)
+    assert row["retry_count"] == 1
+
+
+# -- bad input ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("when", "error", "match"),
+    [
+        (datetime(2030, 1, 1), ValueError, "aware datetime"),
+        (math.nan, ValueError, "finite"),
+        (math.inf, ValueError, "finite"),
+        (-math.inf, ValueError, "finite"),
+        ("2030-01-01", TypeError, "not str"),
+        (True, TypeError, "not bool"),
+        (None, TypeError, "not NoneType"),
+        (timedelta(seconds=5), TypeError, "not timedelta"),
+        (time.time() * 1000, ValueError, "not milliseconds"),
+    ],
+)
+async def test_bad_alarm_times_are_refused_and_leave_the_alarm(when, error, match):
+    stub = Alarmed.objects.get_by_name("bad-input")
+    kept = time.time() + 3600
+    await stub.arm(kept)
+    with pytest.raises(error, match=match):
+        await run_in_durable_object(stub, lambda obj, ctx: ctx.storage.set_alarm(when))
+    assert await stub.alarm_time() == kept
+
+
+async def test_set_alarm_needs_an_alarm_handler():
+    stub = NoHandler.objects.get_by_name("no-handler")
+    with pytest.raises(TypeError, match="defines no alarm"):
+        await stub.arm(time.time())
+
+
+# -- durability ---------------------------------------------------------------------------
+
+SCRIPT = Path(__file__).resolve().parent / "alarm_process.py"
+
+
+def test_a_server_restart_rearms_pending_alarms(tmp_path):
+    """A process sets alarms and is killed; the next server process delivers them."""
+    root = tmp_path / "root"
+
+    def start(mode):
+        return subprocess.Popen(
+            [sys.executable, str(SCRIPT), str(root), mode],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    setter = start("set")
+    assert setter.stdout.readline().strip() == "armed", setter.stderr.read()
+    os.kill(setter.pid, signal.SIGKILL)  # no clean shutdown, the catalog never flushed
+    setter.wait()
+    checker = start("check")
+    out, err = checker.communicate(timeout=60)
+    assert checker.returncode == 0, err
+    assert out.split() == ["fired", "3", "not-yet", "1"]
