@@ -14,6 +14,8 @@ class ObjectRecord(models.Model):
     last_active_at = models.DateTimeField(db_index=True)
     size_bytes = models.BigIntegerField(default=0)
     alarm_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Accepted sockets as of the object's last activity (they stay through hibernation).
+    socket_count = models.PositiveIntegerField("sockets", default=0)
 
     class Meta:
         verbose_name = "durable object"

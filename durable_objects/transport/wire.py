@@ -18,6 +18,7 @@ def register(cls):
 
 def _load_kinds():
     # Modules whose events cross processes register them when they are imported.
+    from durable_objects import inspection as _admin_events  # noqa: F401
     from durable_objects.alarms import events as _alarm_events  # noqa: F401
     from durable_objects.sockets import events as _socket_events  # noqa: F401
 
