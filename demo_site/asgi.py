@@ -1,4 +1,4 @@
-"""ASGI entry point of the demo site (daphne serves it): HTTP, and the rooms' WebSockets."""
+"""ASGI entry point of the demo site (daphne serves it): HTTP, and the demos' WebSockets."""
 
 import gc
 import os
@@ -16,6 +16,10 @@ from durable_objects.routing import websocket_path  # noqa: E402
 
 websocket_urlpatterns = [
     websocket_path("ws/chat/<str:room>/", "chat.ChatRoom", name="room"),
+    websocket_path("ws/board/<str:board>/", "board.DrawingBoard", name="board"),
+    websocket_path("ws/poll/<str:poll>/", "poll.Poll", name="poll"),
+    websocket_path("ws/flights/<str:code>/", "flights.Flight", name="code"),
+    websocket_path("ws/trial/<str:account>/", "trial.Subscription", name="account"),
 ]
 
 application = ProtocolTypeRouter(

@@ -1,8 +1,9 @@
-"""Run the demo site as a three-process cluster: ``python -m demo_site.cluster``.
+"""Run the demo site as a cluster on this machine: ``python -m demo_site.cluster``.
 
-Two daphne processes serve the site (ports 8001 and 8002 by default) and a
-``runobjects`` process hosts objects; all three share one Redis (REDIS_URL, or a
-private redis-server started here) and one storage root. Ctrl-C stops everything.
+Two daphne processes serve the site (ports 8001 and 8002 by default), a ``runobjects``
+process hosts objects and ``rqworker --with-scheduler`` delivers alarms. All share one
+Redis (REDIS_URL, or a private redis-server started here) and one storage root. Ctrl-C
+stops everything.
 """
 
 import argparse
@@ -48,10 +49,15 @@ def main():
         processes.append(
             subprocess.Popen([sys.executable, "manage.py", "runobjects"], cwd=REPO, env=env)
         )
+        processes.append(  # delivers the alarms (the trial demo's)
+            subprocess.Popen(
+                [sys.executable, "manage.py", "rqworker", "--with-scheduler"], cwd=REPO, env=env
+            )
+        )
         sites = " and ".join(f"http://127.0.0.1:{port}/" for port in options.ports)
         print(
-            f"The demo cluster is up: {sites}, one runobjects host, Redis at {url}. "
-            "Ctrl-C stops it.",
+            f"The demo cluster is up: {sites}, one runobjects host, an rqworker for "
+            f"alarms, Redis at {url}. Ctrl-C stops it.",
             flush=True,
         )
         signal.signal(signal.SIGTERM, _stop)

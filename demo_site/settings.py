@@ -25,6 +25,11 @@ INSTALLED_APPS = [
     "durable_objects",
     "demo_site.counter",
     "demo_site.chat",
+    "demo_site.board",
+    "demo_site.poll",
+    "demo_site.flights",
+    "demo_site.trial",
+    "demo_site.ratelimit",
 ]
 
 MIDDLEWARE = [
@@ -80,6 +85,16 @@ if CLUSTER_REDIS_URL:
         "TRANSPORT_LAYER": "transport",
         "REDIS_URL": CLUSTER_REDIS_URL,
     }
+    # Alarms (the trial demo) are RQ jobs, run by `manage.py rqworker --with-scheduler`.
+    INSTALLED_APPS = [*INSTALLED_APPS, "django_rq"]
+    RQ_QUEUES = {"default": {"URL": CLUSTER_REDIS_URL}}
+    # One worker process runs every job, without a fork per job, so its connection to
+    # the cluster stays up between alarms.
+    RQ = {"WORKER_CLASS": "rq.worker.SimpleWorker"}
+
+# How long the trial subscription demo's trials last by default, in seconds (the page
+# lets each trial choose, from 3 seconds to a day).
+DEMO_TRIAL_SECONDS = int(os.environ.get("DEMO_TRIAL_SECONDS", "20"))
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -1,12 +1,14 @@
 """The demo site served by daphne through ``manage.py runserver``, as the README runs it."""
 
 import asyncio
+import json
 import os
 import re
-import socket
+import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from http.cookiejar import CookieJar
@@ -14,56 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from durable_objects.devservers import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def demo_server(tmp_path):
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "demo_site.settings",
-        "DEMO_VAR_DIR": str(tmp_path / "var"),
-        "PYTHONPATH": str(REPO),
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True
-    )
-    port = free_port()
-
-    def start():
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return process
-            except OSError:
-                time.sleep(0.1)
-        process.kill()
-        raise RuntimeError("the demo server did not start")
-
-    servers = []
-
-    def launch():
-        servers.append(start())
-        return f"http://127.0.0.1:{port}", servers[-1]
-
-    yield launch
-    for process in servers:
-        process.kill()
-        process.wait()
+pytest_plugins = ["tests.demo_server"]  # the demo_server fixture
 
 
 def post_increment(opener, url):
@@ -75,58 +32,146 @@ def post_increment(opener, url):
 
 
 def shown_value(page):
-    return int(re.search(r'<p id="value">(\d+)</p>', page).group(1))
+    return int(re.search(r'<p id="value" class="count">(\d+)</p>', page).group(1))
 
 
 def test_demo_counter_counts_and_survives_a_restart(demo_server):
-    base, server = demo_server()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
-    assert "django-durable-objects" in opener.open(base + "/").read().decode()
-    url = base + "/counter/home/"
+    assert "django-durable-objects" in opener.open(demo_server.url + "/").read().decode()
+    url = demo_server.url + "/counter/home/"
     assert shown_value(opener.open(url).read().decode()) == 0
     assert shown_value(post_increment(opener, url)) == 1
     assert shown_value(post_increment(opener, url)) == 2
-    server.terminate()
-    server.wait(timeout=10)
-    base, _ = demo_server()
-    page = opener.open(base + "/counter/home/").read().decode()
+    demo_server.restart()
+    page = opener.open(url).read().decode()
     assert shown_value(page) == 2
     assert "a5c9922c0d32b69a8d8a58ebd55a8a14037b10e9fd81678f274df0782f94bfce" in page
 
 
+def test_demo_pages_refuse_names_that_are_not_slugs(demo_server):
+    for path in ("/chat/a%20b/", "/board/%3Cscript%3E/", "/poll/" + "x" * 41 + "/"):
+        with pytest.raises(urllib.error.HTTPError) as raised:
+            urllib.request.urlopen(demo_server.url + path)
+        assert raised.value.code == 404
+
+
+async def recv_json(ws, timeout=5):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
 async def test_demo_chat_through_runserver(demo_server):
     """The README's command serves the chat room's WebSockets (daphne's runserver)."""
-    import json
-
     import websockets
 
-    base, _ = demo_server()
+    base = demo_server.url
     page = urllib.request.urlopen(base + "/chat/lobby/").read().decode()
     assert "Chat room" in page
     url = base.replace("http", "ws") + "/ws/chat/lobby/"
     origin = {"Origin": base}
-    expected = {"user": "ann", "text": "<script>alert(1)</script>"}
-    ann_url, bob_url = url + "?user=ann", url + "?user=bob"
+    hostile = "<script>alert(1)</script>"
     async with (
-        websockets.connect(ann_url, additional_headers=origin) as ann,
-        websockets.connect(bob_url, additional_headers=origin) as bob,
+        websockets.connect(url + "?user=ann", additional_headers=origin) as ann,
+        websockets.connect(url + "?user=bob", additional_headers=origin) as bob,
     ):
-        await ann.send("<script>alert(1)</script>")
-        assert json.loads(await asyncio.wait_for(bob.recv(), 5)) == expected
-        assert json.loads(await asyncio.wait_for(ann.recv(), 5)) == expected
+        assert await recv_json(ann) == {"type": "history", "messages": []}
+        assert await recv_json(bob) == {"type": "history", "messages": []}
+        await ann.send(json.dumps({"type": "message", "text": hostile}))
+        seen = await recv_json(bob)
+        assert (seen["type"], seen["user"], seen["text"]) == ("message", "ann", hostile)
+        assert (await recv_json(ann))["text"] == hostile
+        # Refused, to the sender alone, and nothing stored: too long, wrong type, not JSON.
+        for bad in (
+            json.dumps({"type": "message", "text": "x" * 501}),
+            json.dumps({"type": "message", "text": ["a"]}),
+            "not json",
+            json.dumps({"type": "message", "text": "x" * 100_000}),
+        ):
+            await ann.send(bad)
+            assert (await recv_json(ann))["type"] == "error"
     async with websockets.connect(url + "?user=cat", additional_headers=origin) as cat:
-        assert json.loads(await asyncio.wait_for(cat.recv(), 5)) == expected  # history
+        history = await recv_json(cat)
+        assert [(m["user"], m["text"]) for m in history["messages"]] == [("ann", hostile)]
     # A page of another origin is refused by AllowedHostsOriginValidator.
     with pytest.raises(websockets.InvalidStatus):
         await websockets.connect(url, additional_headers={"Origin": "http://evil.example"})
 
 
-async def test_demo_cluster_chat_across_its_two_daphne_processes(tmp_path, redis_url):
-    """./scripts/cluster's launcher: the chat works with clients on both daphne processes."""
-    import json
-    import signal
-    import subprocess
+async def test_demo_chat_limits_how_fast_one_socket_may_post(demo_server):
+    import websockets
 
+    url = demo_server.url.replace("http", "ws") + "/ws/chat/fast/?user=ann"
+    async with websockets.connect(url, additional_headers={"Origin": demo_server.url}) as ann:
+        await recv_json(ann)
+        for n in range(20):
+            await ann.send(json.dumps({"type": "message", "text": f"m{n}"}))
+        kinds = [(await recv_json(ann))["type"] for _ in range(20)]
+    assert "error" in kinds
+    assert 0 < kinds.count("message") < 20
+
+
+async def test_demo_poll_counts_one_vote_per_voter(demo_server):
+    import websockets
+
+    ws_url = demo_server.url.replace("http", "ws") + "/ws/poll/coffee/"
+    voters = []
+    for _ in range(2):
+        jar = CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        opener.open(demo_server.url + "/poll/coffee/").read()
+        voters.append("; ".join(f"{c.name}={c.value}" for c in jar))
+    headers = [{"Origin": demo_server.url, "Cookie": cookie} for cookie in voters]
+    async with (
+        websockets.connect(ws_url, additional_headers=headers[0]) as ann,
+        websockets.connect(ws_url, additional_headers=headers[1]) as bob,
+    ):
+        for ws in (ann, bob):
+            assert (await recv_json(ws))["total"] == 0
+            assert await recv_json(ws) == {"type": "yours", "choice": None}
+        await ann.send(json.dumps({"type": "vote", "choice": "espresso"}))
+        await ann.send(json.dumps({"type": "vote", "choice": "filter"}))  # changes it
+        await bob.send(json.dumps({"type": "vote", "choice": "filter"}))
+        await bob.send(json.dumps({"type": "vote", "choice": "<b>decaf</b>"}))
+        while (message := await recv_json(bob))["type"] != "error":
+            pass
+        assert "Choose one of" in message["message"]
+        while (await recv_json(ann)) != {"type": "yours", "choice": "filter"}:
+            pass
+    async with websockets.connect(ws_url, additional_headers=headers[0]) as again:
+        counts = await recv_json(again)
+        assert counts["total"] == 2
+        assert counts["counts"]["filter"] == 2
+        assert await recv_json(again) == {"type": "yours", "choice": "filter"}
+    # Without the page's signed cookie there is no vote: refused with 4403.
+    async with websockets.connect(ws_url, additional_headers={"Origin": demo_server.url}) as ws:
+        with pytest.raises(websockets.ConnectionClosed):
+            await recv_json(ws)
+        assert ws.close_code == 4403
+
+
+def test_demo_rate_limiter_allows_a_burst_then_refuses(demo_server):
+    jar = CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    page = opener.open(demo_server.url + "/ratelimit/").read().decode()
+    assert "ip:127.0.0.1" in page
+    token = next(c.value for c in jar if c.name == "csrftoken")
+    statuses = []
+    for _ in range(8):
+        request = urllib.request.Request(
+            demo_server.url + "/ratelimit/api/",
+            data=b"{}",
+            headers={"X-CSRFToken": token, "Content-Type": "application/json"},
+        )
+        try:
+            statuses.append(opener.open(request).status)
+        except urllib.error.HTTPError as error:
+            statuses.append(error.code)
+            assert "Too many requests" in json.loads(error.read())["error"]
+    assert statuses[:5] == [200] * 5
+    assert 429 in statuses[5:]
+
+
+async def test_demo_cluster_runs_the_demos_across_its_two_daphne_processes(tmp_path, redis_url):
+    """./scripts/cluster's launcher: clients on both daphne processes share each object."""
     import redis
     import websockets
 
@@ -155,10 +200,36 @@ async def test_demo_cluster_chat_across_its_two_daphne_processes(tmp_path, redis
             websockets.connect(ann_url, additional_headers=origin) as ann,
             websockets.connect(bob_url, additional_headers=origin) as bob,
         ):
-            await ann.send("hello from 8001")
-            expected = {"user": "ann", "text": "hello from 8001"}
-            assert json.loads(await asyncio.wait_for(bob.recv(), 10)) == expected
-            assert json.loads(await asyncio.wait_for(ann.recv(), 10)) == expected
+            await recv_json(ann, 10)
+            await recv_json(bob, 10)
+            await ann.send(json.dumps({"type": "message", "text": "hello from 8001"}))
+            assert (await recv_json(bob, 10))["text"] == "hello from 8001"
+            assert (await recv_json(ann, 10))["text"] == "hello from 8001"
+        board = [f"ws://127.0.0.1:{port}/ws/board/cl/" for port in ports]
+        async with (
+            websockets.connect(board[0], additional_headers=origin) as one,
+            websockets.connect(board[1], additional_headers=origin) as two,
+        ):
+            await recv_json(one, 10)
+            await recv_json(two, 10)
+            stroke = {"type": "stroke", "colour": "#0b63ce", "width": 3, "points": [[1, 2]]}
+            await one.send(json.dumps(stroke))
+            assert (await recv_json(two, 10))["points"] == [[1, 2]]
+        # The page's object panel reads the lease: the board is awake in some process.
+        hex_id = await asyncio.to_thread(_board_id, ports[1])
+        state_url = f"http://127.0.0.1:{ports[1]}/objects/board.DrawingBoard/{hex_id}/state/"
+        state = json.loads(await asyncio.to_thread(_read, state_url))
+        assert state["state"] == "active"
+        assert state["where"].startswith("process ")
     finally:
         launcher.send_signal(signal.SIGINT)
         launcher.wait(20)
+
+
+def _read(url):
+    return urllib.request.urlopen(url, timeout=10).read().decode()
+
+
+def _board_id(port):
+    page = _read(f"http://127.0.0.1:{port}/board/cl/")
+    return re.search(r'<code id="object-id" class="id">([0-9a-f]{64})</code>', page).group(1)

@@ -1,17 +1,21 @@
+from asgiref.sync import sync_to_async
+from django.http import Http404
 from django.shortcuts import render
+
+from demo_site.objectinfo import object_panel
+from demo_site.protocol import is_valid_name
 
 from .objects import Counter
 
 
 async def counter(request, name):
     """Show a counter; POST increments it inside the counter's one live instance."""
+    if not is_valid_name(name):
+        raise Http404("Counter names are 1 to 40 letters, digits, '-' or '_'.")
     stub = Counter.objects.get_by_name(name)
-    if request.method == "POST":
-        value = await stub.increment()
-    else:
-        value = await stub.value()
+    value = await (stub.increment() if request.method == "POST" else stub.value())
     return render(
         request,
         "counter/counter.html",
-        {"name": name, "value": value, "object_id": str(stub.id), "label": "counter.Counter"},
+        {"name": name, "value": value, "obj": await sync_to_async(object_panel)(Counter, name)},
     )

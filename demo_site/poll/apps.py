@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PollConfig(AppConfig):
+    name = "demo_site.poll"
+    label = "poll"

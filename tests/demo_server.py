@@ -1,0 +1,98 @@
+"""The demo site as the README runs it: ``manage.py runserver`` (daphne's), a real process.
+
+Each server has a DEMO_VAR_DIR of its own (its database and its objects' shards), so a
+restart on the same directory finds everything the last one stored.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class DemoServer:
+    """One demo site: start(), stop(), restart() on the same port and storage."""
+
+    def __init__(self, var_dir, **environ):
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "demo_site.settings",
+            "DEMO_VAR_DIR": str(var_dir),
+            "PYTHONPATH": str(REPO),
+            **environ,
+        }
+        self.env.pop("DEMO_CLUSTER_REDIS_URL", None)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = None
+        self.log = Path(var_dir).with_suffix(".log")
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+            cwd=REPO,
+            env=self.env,
+            check=True,
+        )
+
+    def start(self):
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"The demo server exited; see {self.log}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        self.process.kill()
+        raise RuntimeError(f"The demo server did not start; see {self.log}")
+
+    def stop(self):
+        """Stop as Ctrl-C would (the host writes its catalog and gives its lock back)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+
+@pytest.fixture
+def demo_server(tmp_path):
+    """A demo site of this test's own, started."""
+    server = DemoServer(tmp_path / "var").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_demo_server(tmp_path_factory):
+    """One demo site for a module's tests that do not restart it."""
+    server = DemoServer(tmp_path_factory.mktemp("demo") / "var").start()
+    yield server
+    server.stop()
