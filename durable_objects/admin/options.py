@@ -37,6 +37,7 @@ class ObjectRecordAdmin(admin.ModelAdmin):
     list_per_page = 100
     # No COUNT(*) of the whole catalog on every page; the filtered count remains.
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # a COUNT per filter choice, over the whole catalog
     actions = None
 
     # -- columns ---------------------------------------------------------------------
