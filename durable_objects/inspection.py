@@ -156,11 +156,9 @@ def _quote(name):
 
 
 def alarm_of(ctx):
-    """The alarm row (time, retries, last failure) as a dict, or None if none is set."""
-    try:
-        from durable_objects.alarms.state import alarm_status
-    except ImportError:  # the alarms part is not installed in this build
-        return None
+    """The alarm row (time, retries, last failure) as a dict, or None if never set."""
+    from durable_objects.alarms.state import alarm_status
+
     status = alarm_status(ctx)
     return None if status is None else dict(status)
 

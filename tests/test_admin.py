@@ -492,3 +492,108 @@ def test_a_busy_object_gives_a_clear_message(admin_client, settings):
         with contextlib.suppress(CallTimeout):  # the holding call has CALL_TIMEOUT too
             holding.result(5)
     assert logged(record) == []
+
+
+# -- alarms ------------------------------------------------------------------------------
+
+
+def make_alarmed(name, when=None, **options):
+    from tests.objects_alarms import Alarmed
+
+    stub = Alarmed.objects.get_by_name(name)
+    if options:
+        async_to_sync(stub.configure)(**options)
+    async_to_sync(stub.arm)(when if when is not None else time.time() + 3600)
+    return stub, catalogued(stub)
+
+
+def test_detail_shows_the_alarm_and_the_list_filters_on_it(admin_client):
+    when = time.time() + 3600
+    _stub, record = make_alarmed("alarm-shown", when)
+    assert record.alarm_at is not None and abs(record.alarm_at.timestamp() - when) < 1
+    alarm = admin_client.get(url("change", record)).context["alarm"]
+    assert abs(alarm["scheduled_at"] - when) < 0.001 and alarm["retry_count"] == 0
+    assert alarm["last_error"] is None
+    changelist = reverse("admin:durable_objects_objectrecord_changelist")
+    found = admin_client.get(changelist, {"alarm": "yes"}).context["cl"].result_list
+    assert [r.pk for r in found] == [record.pk]
+
+
+def test_run_the_alarm_now(admin_client):
+    stub, record = make_alarmed("alarm-run")
+    response = admin_client.post(url("alarm_run", record), follow=True)
+    assert "The alarm ran." in response.text
+    assert len(async_to_sync(stub.fired)()) == 1
+    assert async_to_sync(stub.alarm_time)() is None
+    again = admin_client.post(url("alarm_run", record), follow=True)
+    assert "no alarm set; nothing ran" in again.text
+    assert logged(record) == ["Ran the alarm now."]
+
+
+def test_a_failing_alarm_shows_its_error_and_retry_count(admin_client):
+    _stub, record = make_alarmed("alarm-fails", fail_times=10)
+    response = admin_client.post(url("alarm_run", record), follow=True)
+    assert "The alarm ran and failed" in response.text and "failing on purpose" in response.text
+    alarm = response.context["alarm"]
+    assert alarm["retry_count"] == 1 and "failing on purpose" in alarm["last_error"]
+    assert alarm["last_error_at_time"] is not None
+    assert logged(record)[0].startswith("Ran the alarm now; it failed")
+
+
+def test_cancel_the_alarm(admin_client):
+    stub, record = make_alarmed("alarm-cancelled")
+    response = admin_client.post(url("alarm_cancel", record), follow=True)
+    assert "The alarm was cancelled." in response.text
+    assert async_to_sync(stub.alarm_time)() is None
+    assert async_to_sync(stub.fired)() == []
+    assert logged(record) == ["Cancelled the alarm."]
+    assert catalogued(stub).alarm_at is None
+
+
+def test_delete_all_storage_removes_the_alarm_too(admin_client):
+    stub, record = make_alarmed("alarm-wiped")
+    admin_client.post(url("delete_storage", record))
+    assert async_to_sync(stub.alarm_time)() is None
+
+
+# -- sockets -----------------------------------------------------------------------------
+
+
+async def test_detail_and_list_show_connected_sockets(admin_client):
+    from asgiref.sync import sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from tests.asgi import application
+
+    sockets = []
+    for user, tag in (("ann", "red"), ("bob", "blue")):
+        communicator = WebsocketCommunicator(
+            application, f"/ws/room/admin-sockets/?user={user}&tag={tag}"
+        )
+        connected, _ = await communicator.connect()
+        assert connected
+        sockets.append(communicator)
+    try:
+        await sync_to_async(get_host().catalog.flush_sync)()
+        record = await ObjectRecord.objects.aget(name="admin-sockets")
+        assert record.socket_count == 2
+        detail = await sync_to_async(admin_client.get)(url("change", record))
+        assert "WebSockets (2 connected)" in detail.text
+        shown = detail.context["overview"]["sockets"]
+        assert sorted(s["tags"][0] for s in shown) == ["blue", "red"]
+        assert any('"user": "ann"' in s["attachment"] for s in shown)
+        listed = await sync_to_async(admin_client.get)(
+            reverse("admin:durable_objects_objectrecord_changelist")
+        )
+        assert [r.socket_count for r in listed.context["cl"].result_list] == [2]
+        await sockets.pop().disconnect()
+        for _ in range(100):
+            await sync_to_async(get_host().catalog.flush_sync)()
+            record = await ObjectRecord.objects.aget(name="admin-sockets")
+            if record.socket_count == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert record.socket_count == 1
+    finally:
+        for communicator in sockets:
+            await communicator.disconnect()

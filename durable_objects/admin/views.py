@@ -271,8 +271,12 @@ def alarm_run(model_admin, request, object_id):
 
     try:
         ran = calls.run_unreachable_safe(run_durable_object_alarm, calls.stub_of(record))
-    except (ObjectUnreachable, OperationFailed) as exc:
+    except ObjectUnreachable as exc:
         messages.error(request, str(exc))
+        return redirect(_detail_url(record))
+    except OperationFailed as exc:  # the handler raised: recorded, and retried as usual
+        model_admin.log_change(request, record, f"Ran the alarm now; it failed: {exc}")
+        messages.error(request, f"The alarm ran and failed ({exc}); it will be retried.")
         return redirect(_detail_url(record))
     if ran:
         model_admin.log_change(request, record, "Ran the alarm now.")

@@ -40,6 +40,7 @@ class CatalogWriter:
             return
         now = time.time()
         alarm_due = activation.alarm_due  # UNKNOWN if this activation never opened the shard
+        sockets = _socket_count(activation)
         with self.guard:
             record = self.pending.get(activation.key)
             if record is None:
@@ -51,12 +52,15 @@ class CatalogWriter:
                     "created_at": activation.created_at or now,
                     "last_active_at": now,
                     "alarm_due": alarm_due,
+                    "socket_count": sockets,
                 }
             else:
                 record["last_active_at"] = now
                 record["name"] = record["name"] or activation.id.name
                 if alarm_due is not UNKNOWN:
                     record["alarm_due"] = alarm_due
+                if sockets is not None:
+                    record["socket_count"] = sockets
 
     def pending_for(self, label):
         with self.guard:
@@ -97,12 +101,14 @@ class CatalogWriter:
 
         from durable_objects.models import ObjectRecord
 
-        # Rows whose alarm this host knows update alarm_at; the others leave it as it is.
-        rows = {True: [], False: []}
+        # Rows whose alarm (socket count) this host knows update alarm_at (socket_count);
+        # the others leave it as it is.
+        rows = {}
         for record in batch.values():
             alarm_due = record["alarm_due"]
             known = alarm_due is not UNKNOWN
-            rows[known].append(
+            sockets = record.get("socket_count")
+            rows.setdefault((known, sockets is not None), []).append(
                 ObjectRecord(
                     label=record["label"],
                     object_id=record["object_id"],
@@ -111,18 +117,19 @@ class CatalogWriter:
                     last_active_at=datetime.fromtimestamp(record["last_active_at"], UTC),
                     size_bytes=file_size(record["path"]),
                     alarm_at=None if not known or alarm_due is None else _aware(alarm_due),
+                    socket_count=sockets or 0,
                 )
             )
         try:
-            for known, group in rows.items():
-                if group:
-                    ObjectRecord.objects.bulk_create(
-                        group,
-                        update_conflicts=True,
-                        unique_fields=["label", "object_id"],
-                        update_fields=["name", "last_active_at", "size_bytes"]
-                        + (["alarm_at"] if known else []),
-                    )
+            for (known, sockets_known), group in rows.items():
+                ObjectRecord.objects.bulk_create(
+                    group,
+                    update_conflicts=True,
+                    unique_fields=["label", "object_id"],
+                    update_fields=["name", "last_active_at", "size_bytes"]
+                    + (["alarm_at"] if known else [])
+                    + (["socket_count"] if sockets_known else []),
+                )
             self.failed = False
         except Exception as exc:
             # Not migrated yet, or the database is down: keep the rows for the next flush
@@ -136,3 +143,16 @@ class CatalogWriter:
         finally:
             if own_thread:  # the catalog thread's connection; never the caller's
                 connection.close()
+
+
+def _socket_count(activation):
+    """The object's accepted sockets, or None if unknown here.
+
+    Unknown when this activation never looked at its sockets (so they did not change
+    since the count last written) or its shard is closed; rows change only through the
+    socket registry, and each change commits, which touches the catalog with the shard open.
+    """
+    shard = activation.shard
+    if not activation.sockets._swept or shard is None or not shard.is_open:
+        return None
+    return shard.execute("SELECT count(*) FROM _do_sockets").fetchone()[0]
