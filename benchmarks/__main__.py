@@ -1,6 +1,7 @@
 """Print the benchmarks: ``python -m benchmarks [--quick]``.
 
-(f) alone: ``python -m benchmarks.sockets``; (g) alone: ``python -m benchmarks.cluster``.
+(f) alone: ``python -m benchmarks.sockets``; (g) alone: ``python -m benchmarks.cluster``;
+(h) alone: ``python -m benchmarks.admin``.
 
 Each figure is printed next to its target. Run on an otherwise idle machine: two cores
 shared with other work give lower and noisier figures.
@@ -399,10 +400,11 @@ def main():
             f"count {'OK' if e32_ok else 'WRONG'}",
         )
     )
-    from benchmarks import cluster, sockets
+    from benchmarks import admin, cluster, sockets
 
     sockets.run(quick, emit)
     cluster.run(quick, emit)
+    admin.run(quick, emit)
 
 
 if __name__ == "__main__":
