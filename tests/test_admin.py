@@ -597,3 +597,19 @@ async def test_detail_and_list_show_connected_sockets(admin_client):
     finally:
         for communicator in sockets:
             await communicator.disconnect()
+
+
+def test_an_object_of_a_class_not_installed_is_listed_and_explained(admin_client):
+    record = ObjectRecord.objects.create(
+        label="gone.Missing",
+        object_id="cd" * 32,
+        name="orphan",
+        created_at="2026-01-01T00:00:00Z",
+        last_active_at="2026-01-01T00:00:00Z",
+    )
+    listed = admin_client.get(reverse("admin:durable_objects_objectrecord_changelist"))
+    assert listed.status_code == 200 and "orphan" in listed.text
+    detail = admin_client.get(url("change", record))
+    assert detail.status_code == 400
+    assert "The class gone.Missing is not installed in this process" in detail.text
+    assert "Evict the instance" not in detail.text
