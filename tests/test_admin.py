@@ -321,6 +321,8 @@ def test_delete_an_entry_after_confirming(admin_client):
     assert response.status_code == 302
     assert stored(stub, "doomed") == "<missing>" and stored(stub, "kept") == 2
     assert logged(record) == ["Deleted key-value entry 'doomed'."]
+    history = admin_client.get(url("history", record))
+    assert history.status_code == 200 and "Deleted key-value entry" in html.unescape(history.text)
 
 
 def test_evict_drops_the_live_instance(admin_client):
