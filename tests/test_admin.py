@@ -321,6 +321,9 @@ def test_delete_an_entry_after_confirming(admin_client):
     assert response.status_code == 302
     assert stored(stub, "doomed") == "<missing>" and stored(stub, "kept") == 2
     assert logged(record) == ["Deleted key-value entry 'doomed'."]
+    missing = admin_client.post(url("kv_delete", record), {"key": "doomed"}, follow=True)
+    assert "There was no entry &#x27;doomed&#x27;; nothing was deleted." in missing.text
+    assert logged(record) == ["Deleted key-value entry 'doomed'."]
     history = admin_client.get(url("history", record))
     assert history.status_code == 200 and "Deleted key-value entry" in html.unescape(history.text)
 
@@ -550,6 +553,9 @@ def test_cancel_the_alarm(admin_client):
     assert async_to_sync(stub.fired)() == []
     assert logged(record) == ["Cancelled the alarm."]
     assert catalogued(stub).alarm_at is None
+    again = admin_client.post(url("alarm_cancel", record), follow=True)
+    assert "There was no alarm to cancel." in again.text
+    assert logged(record) == ["Cancelled the alarm."]  # nothing changed, nothing logged
 
 
 def test_delete_all_storage_removes_the_alarm_too(admin_client):

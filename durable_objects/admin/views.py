@@ -72,15 +72,20 @@ def _post_only(request):
 
 
 def _act(model_admin, request, record, op, log, done, **args):
-    """Run a changing operation, log it, say how it went, and go back to the object."""
+    """Run a changing operation, log it, and say how it went.
+
+    log and done are messages, or functions of the result giving them; a log of None
+    (nothing changed) is not written.
+    """
     try:
         result = calls.run(record, op, write=True, **args)
     except (ObjectUnreachable, OperationFailed) as exc:
         messages.error(request, str(exc))
-        return None, False
-    model_admin.log_change(request, record, log)
+        return
+    log = log(result) if callable(log) else log
+    if log is not None:
+        model_admin.log_change(request, record, log)
     messages.success(request, done(result) if callable(done) else done)
-    return result, True
 
 
 # -- pages -------------------------------------------------------------------------------
@@ -193,7 +198,7 @@ def kv_delete(model_admin, request, object_id):
             request,
             record,
             "kv_delete",
-            f"Deleted key-value entry {key!r}.",
+            lambda existed: f"Deleted key-value entry {key!r}." if existed else None,
             lambda existed: (
                 f"Deleted the entry {key!r}."
                 if existed
@@ -295,7 +300,7 @@ def alarm_cancel(model_admin, request, object_id):
         request,
         record,
         "cancel_alarm",
-        "Cancelled the alarm.",
+        lambda when: "Cancelled the alarm." if when is not None else None,
         lambda when: "The alarm was cancelled." if when else "There was no alarm to cancel.",
     )
     return redirect(_detail_url(record))
