@@ -10,9 +10,12 @@ reaches the object in whichever process of a cluster holds it. Results are plain
 import asyncio
 import json
 import math
+import sqlite3
 import time
 
+from durable_objects import serialization
 from durable_objects.runtime.events import Event
+from durable_objects.storage.kv import _prefix_end
 from durable_objects.transport.wire import register
 
 from .sql_console import run_read_only
@@ -120,15 +123,17 @@ def overview(instance, ctx, kv_after=None, kv_limit=50, kv_prefix=None):
         clauses.append("key > ?")
         params.append(kv_after)
     if kv_prefix:
-        # substr() compares exactly: no LIKE wildcards to escape, case-sensitive like keys.
-        clauses.append("substr(key, 1, ?) = ?")
-        params += [len(kv_prefix), kv_prefix]
+        # A key range, as storage.list(prefix=) uses: exact and served by the key index.
+        clauses.append("key >= ?")
+        params.append(kv_prefix)
+        upper = _prefix_end(kv_prefix)
+        if upper is not None:
+            clauses.append("key < ?")
+            params.append(upper)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     rows = shard.execute(
         f"SELECT key, value FROM _do_kv {where} ORDER BY key LIMIT ?", (*params, kv_limit + 1)
     ).fetchall()
-    from durable_objects import serialization
-
     entries = [_entry(k, serialization.loads(v), len(v)) for k, v in rows[:kv_limit]]
     result["kv"] = entries
     if len(rows) > kv_limit:
@@ -145,9 +150,11 @@ def tables_of(ctx):
         "ORDER BY name"
     ).to_array()
     for row in rows:
-        row["rows"] = ctx.storage.sql.exec(
-            f"SELECT count(*) AS n FROM {_quote(row['name'])}"
-        ).one()["n"]
+        try:
+            count = ctx.storage.sql.exec(f"SELECT count(*) AS n FROM {_quote(row['name'])}")
+            row["rows"] = count.one()["n"]
+        except sqlite3.Error:  # a view whose tables are gone, say: list it all the same
+            row["rows"] = None
     return rows
 
 
@@ -193,8 +200,6 @@ def kv_value(instance, ctx, key):
         row = shard.execute("SELECT value FROM _do_kv WHERE key = ?", (key,)).fetchone()
     if row is None:
         return {"key": key, "found": False}
-    from durable_objects import serialization
-
     value = serialization.loads(row[0])
     text, editable = render_value(value)
     return {

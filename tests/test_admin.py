@@ -621,3 +621,18 @@ def test_an_object_of_a_class_not_installed_is_listed_and_explained(admin_client
     assert detail.status_code == 400
     assert "The class gone.Missing is not installed in this process" in detail.text
     assert "Evict the instance" not in detail.text
+
+
+def test_a_broken_view_is_listed_and_its_page_explains(admin_client):
+    stub, record = make_object("broken-view")
+
+    def break_view(instance, ctx):
+        ctx.storage.sql.exec("CREATE TABLE base(x)")
+        ctx.storage.sql.exec("CREATE VIEW shown AS SELECT x FROM base")
+        ctx.storage.sql.exec("DROP TABLE base")
+
+    in_object(stub, break_view)
+    detail = admin_client.get(url("change", record))
+    assert detail.status_code == 200 and "rows not countable" in detail.text
+    page = admin_client.get(url("table", record, name="shown"))
+    assert page.status_code == 404 and "no such table" in page.text
