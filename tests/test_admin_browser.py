@@ -12,6 +12,7 @@ usual background one; without that the host would bind itself to Playwright's lo
 import mimetypes
 import os
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from durable_objects.models import ObjectRecord
 from durable_objects.runtime.host import get_host
 from durable_objects.testing import run_in_durable_object
 from tests.objects import Counter
+from tests.objects_alarms import Alarmed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -77,12 +79,13 @@ def shot(page, name):
 def test_staff_user_finds_an_object_reads_it_queries_it_and_deletes_a_key(
     live_server, admin_user, browser_context
 ):
-    stub = Counter.objects.get_by_name("browser-room")
+    stub = Alarmed.objects.get_by_name("browser-room")
 
     def write(instance, ctx):
         ctx.storage.put("greeting", "Hello from inside the object")
         ctx.storage.put("visits", 3)
         ctx.storage.put("settings", {"theme": "dark", "limits": [10, 20]})
+        ctx.storage.set_alarm(time.time() + 3600)
         ctx.storage.sql.exec(
             "CREATE TABLE messages(id INTEGER PRIMARY KEY, author TEXT, body TEXT)"
         )
@@ -124,6 +127,7 @@ def test_staff_user_finds_an_object_reads_it_queries_it_and_deletes_a_key(
     row = page.locator("#do-kv-table tr", has_text="greeting")
     assert "Hello from inside the object" in row.inner_text()
     assert "active in this process" in page.inner_text("#do-where")
+    assert page.inner_text("#do-alarm-time") != "not set"
     shot(page, "detail")
 
     page.click("text=Open the read-only SQL console")
