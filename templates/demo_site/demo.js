@@ -51,6 +51,7 @@ const Demo = (() => {
     const status = document.getElementById("connection");
     let ws = null;
     let delay = 500;
+    let reconnecting = false;  // closed by reconnect(): connect again at once
     function show(text, kind) {
       if (status) {
         status.textContent = text;
@@ -76,6 +77,11 @@ const Demo = (() => {
         else onMessage(message);
       };
       ws.onclose = (event) => {
+        if (reconnecting) {
+          reconnecting = false;
+          connect();
+          return;
+        }
         show(`disconnected (${event.code}); reconnecting…`, "bad");
         setTimeout(connect, delay);
         delay = Math.min(delay * 2, 5000);
@@ -92,7 +98,9 @@ const Demo = (() => {
         return true;
       },
       reconnect() {
-        if (ws) ws.close(1000);
+        reconnecting = true;
+        show("reconnecting…", "");
+        ws.close(1000);
       },
     };
   }
