@@ -32,15 +32,40 @@ IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 ADMIN_STATIC = Path(django.__file__).parent / "contrib" / "admin" / "static"
 
 
-@pytest.fixture(autouse=True, scope="session")
-def static_url():
-    """A STATIC_URL before live_server starts: its static handler reads it once, and
-    the test settings have none. The browser answers /static/ itself (serve_admin_static).
+@pytest.fixture
+def live_server():
+    """pytest-django's live server, for this test only, with a STATIC_URL.
+
+    The test settings have no STATIC_URL, and the live server's static handler cannot
+    start without one; the browser answers /static/ itself (serve_admin_static).
     """
     from django.test import override_settings
+    from pytest_django.live_server_helper import LiveServer
 
     with override_settings(STATIC_URL="/static/"):
-        yield
+        server = LiveServer("localhost")
+        yield server
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Chromium for this module only (it overrides the session's ``tests.browser`` one).
+
+    Playwright's sync API marks an event loop as running in the main thread for as long
+    as it is open; closed at the end of this module, it cannot make later tests' sync
+    code (``async_to_sync``, the ORM) believe it runs inside a loop.
+    """
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM_ARGS, chromium_path
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True
+        )
+        yield instance
+        instance.close()
 
 
 @pytest.fixture(autouse=True, scope="module")
