@@ -215,6 +215,20 @@ async def test_demo_cluster_runs_the_demos_across_its_two_daphne_processes(tmp_p
             stroke = {"type": "stroke", "colour": "#0b63ce", "width": 3, "points": [[1, 2]]}
             await one.send(json.dumps(stroke))
             assert (await recv_json(two, 10))["points"] == [[1, 2]]
+        # The trial's alarm is an RQ job of the launcher's rqworker; its broadcast reaches
+        # the page's socket on the other daphne process.
+        trial_url = f"ws://127.0.0.1:{ports[1]}/ws/trial/cl/"
+        async with websockets.connect(trial_url, additional_headers=origin) as trial:
+            assert (await recv_json(trial, 10))["plan"] == "none"
+            await trial.send(json.dumps({"type": "start", "seconds": 3}))
+            assert (await recv_json(trial, 10))["plan"] == "trial"
+            assert (await recv_json(trial, 30))["plan"] == "expired"
+        # Two bookers of one seat, one on each daphne process: one gets it.
+        bookers = [Booker(f"http://127.0.0.1:{port}", "CL-1") for port in ports]
+        results = await asyncio.gather(
+            *(asyncio.to_thread(booker.book, "4D", f"P{n}") for n, booker in enumerate(bookers))
+        )
+        assert sorted(status for status, _ in results) == [200, 409]
         # The page's object panel reads the lease: the board is awake in some process.
         hex_id = await asyncio.to_thread(_board_id, ports[1])
         state_url = f"http://127.0.0.1:{ports[1]}/objects/board.DrawingBoard/{hex_id}/state/"
@@ -226,6 +240,45 @@ async def test_demo_cluster_runs_the_demos_across_its_two_daphne_processes(tmp_p
         launcher.wait(20)
 
 
+class Booker:
+    """A browser's cookies on one flight's page, without the browser."""
+
+    def __init__(self, base, flight):
+        self.jar = CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+        self.url = f"{base}/flights/{flight}/"
+        self.opener.open(self.url).read()
+
+    def book(self, seat, passenger):
+        token = next(c.value for c in self.jar if c.name == "csrftoken")
+        request = urllib.request.Request(
+            self.url + "book/",
+            data=json.dumps({"seat": seat, "passenger": passenger}).encode(),
+            headers={"X-CSRFToken": token, "Content-Type": "application/json"},
+        )
+        try:
+            with self.opener.open(request, timeout=20) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+
+def test_demo_flight_refuses_bad_bookings_clearly(demo_server):
+    booker = Booker(demo_server.url, "DO-7")
+    assert booker.book("7C", "Ann")[0] == 200
+    assert booker.book("7C", "Ann") == (409, {"ok": False, "error": "Seat 7C is already yours."})
+    other = Booker(demo_server.url, "DO-7")
+    status, body = other.book("7C", "Bob")
+    assert (status, body["error"]) == (409, "Sorry, seat 7C has just been booked by someone else.")
+    for seat, passenger in (("7G", "Bob"), ("21A", "Bob"), (["7A"], "Bob"), ("8A", "")):
+        assert other.book(seat, passenger)[0] == 400
+    assert other.book("8A", "<b>" + "x" * 40)[0] == 400
+    assert other.book("8A", "<b>Bob</b>") == (
+        200,
+        {"ok": True, "seat": "8A", "passenger": "<b>Bob</b>"},
+    )
+
+
 def _read(url):
     return urllib.request.urlopen(url, timeout=10).read().decode()
 
@@ -233,3 +286,98 @@ def _read(url):
 def _board_id(port):
     page = _read(f"http://127.0.0.1:{port}/board/cl/")
     return re.search(r'<code id="object-id" class="id">([0-9a-f]{64})</code>', page).group(1)
+
+
+async def test_demo_chat_room_sleeps_between_messages_with_its_sockets_open(demo_server):
+    """The page's state URL says asleep after hibernate_after; the next message wakes it."""
+    import websockets
+
+    page = await asyncio.to_thread(_read, demo_server.url + "/chat/naps/")
+    state_url = (
+        demo_server.url + re.search(r'"(/objects/chat\.ChatRoom/[0-9a-f]+/state/)"', page)[1]
+    )
+    url = demo_server.url.replace("http", "ws") + "/ws/chat/naps/?user=ann"
+    async with websockets.connect(url, additional_headers={"Origin": demo_server.url}) as ann:
+        await recv_json(ann)
+        await ann.send(json.dumps({"type": "message", "text": "before the nap"}))
+        await recv_json(ann)
+        assert json.loads(await asyncio.to_thread(_read, state_url))["state"] == "active"
+        deadline = time.monotonic() + 30
+        while json.loads(await asyncio.to_thread(_read, state_url))["state"] != "asleep":
+            assert time.monotonic() < deadline, "the room never fell asleep"
+            await asyncio.sleep(0.5)
+        await ann.send(json.dumps({"type": "message", "text": "after the nap"}))
+        assert (await recv_json(ann))["text"] == "after the nap"
+        assert json.loads(await asyncio.to_thread(_read, state_url))["state"] == "active"
+
+
+async def test_demo_board_refuses_bad_strokes_and_keeps_the_last_thousand(demo_server):
+    import websockets
+
+    url = demo_server.url.replace("http", "ws") + "/ws/board/keep/"
+    origin = {"Origin": demo_server.url}
+    good = {"type": "stroke", "colour": "#1d2330", "width": 3, "points": [[0, 0], [10, 10]]}
+    async with websockets.connect(url, additional_headers=origin) as ws:
+        assert await recv_json(ws) == {"type": "history", "strokes": [], "first": True}
+        for bad in (
+            {**good, "colour": "red"},
+            {**good, "colour": "#FFFFFF"},
+            {**good, "width": 0},
+            {**good, "width": 2.5},
+            {**good, "points": []},
+            {**good, "points": [[0, 0]] * 257},
+            {**good, "points": [[1001, 0]]},
+            {**good, "points": [["1", 0]]},
+            {**good, "points": [[True, 0]]},
+            {"type": "erase"},
+        ):
+            await ws.send(json.dumps(bad))
+            assert (await recv_json(ws))["type"] == "error", bad
+        await ws.send("x" * 200_000)
+        assert "too large" in (await recv_json(ws))["message"]
+    # Seventeen viewers in turn draw sixty strokes each (a socket's burst): 1,020 strokes.
+    for n in range(17):
+        async with websockets.connect(url, additional_headers=origin) as ws:
+            for i in range(60):
+                await ws.send(json.dumps({**good, "points": [[n, i]]}))
+            while (await recv_json(ws, 30)).get("id") != 60 * (n + 1):
+                pass  # the replayed history, then this socket's own strokes
+    async with websockets.connect(url, additional_headers=origin) as newcomer:
+        replayed = []
+        while len(replayed) < 1000:
+            replayed += (await recv_json(newcomer, 10))["strokes"]
+        assert [s["id"] for s in replayed] == list(range(21, 1021))
+        await newcomer.send(json.dumps({"type": "clear"}))
+        assert await recv_json(newcomer) == {"type": "clear"}
+    async with websockets.connect(url, additional_headers=origin) as ws:
+        assert await recv_json(ws) == {"type": "history", "strokes": [], "first": True}
+
+
+async def test_demo_trial_validates_its_messages_and_subscribing_deletes_the_alarm(demo_server):
+    import websockets
+
+    url = demo_server.url.replace("http", "ws") + "/ws/trial/checks/"
+    async with websockets.connect(url, additional_headers={"Origin": demo_server.url}) as ws:
+        state = await recv_json(ws)
+        assert (state["plan"], state["alarm"]) == ("none", None)
+        for bad in (
+            {"type": "start", "seconds": "3"},
+            {"type": "start", "seconds": 2},
+            {"type": "start", "seconds": 10**9},
+            {"type": "start"},
+            {"type": "_log"},
+        ):
+            await ws.send(json.dumps(bad))
+            assert (await recv_json(ws))["type"] == "error", bad
+    # A socket of its own: each socket's messages count against its own rate (5 at once).
+    async with websockets.connect(url, additional_headers={"Origin": demo_server.url}) as ws:
+        await recv_json(ws)
+        await ws.send(json.dumps({"type": "start", "seconds": 600}))
+        state = await recv_json(ws)
+        assert state["plan"] == "trial"
+        assert state["alarm"] == pytest.approx(state["ends_at"])
+        await ws.send(json.dumps({"type": "start", "seconds": 600}))
+        assert "on the trial plan already" in (await recv_json(ws))["message"]
+        await ws.send(json.dumps({"type": "subscribe"}))
+        state = await recv_json(ws)
+        assert (state["plan"], state["alarm"]) == ("paid", None)
