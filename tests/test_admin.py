@@ -361,6 +361,12 @@ def test_delete_all_storage_after_confirming(admin_client):
     assert default_delete.url == url("delete_storage", record)
 
 
+def test_an_unknown_or_malformed_object_number_is_a_404(admin_client):
+    changelist = reverse("admin:durable_objects_objectrecord_changelist")
+    assert admin_client.get(f"{changelist}999999/change/").status_code == 404
+    assert admin_client.get(f"{changelist}not-a-number/change/").status_code == 404
+
+
 def test_actions_refuse_get(admin_client):
     stub, record = make_object("posted")
     for name in ("alarm_run", "alarm_cancel", "evict"):

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseNotAllowed
+from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -31,7 +31,10 @@ TEMPLATES = "admin/durable_objects/"
 
 
 def _record(model_admin, request, object_id, permission):
-    record = get_object_or_404(ObjectRecord, pk=object_id)
+    try:
+        record = get_object_or_404(ObjectRecord, pk=int(object_id))
+    except ValueError:
+        raise Http404(f"No durable object with catalog number {object_id!r}.") from None
     check = {
         "view": model_admin.has_view_or_change_permission,
         "change": model_admin.has_change_permission,
