@@ -20,8 +20,12 @@ def admin_url(hex_id):
     """The admin's catalog page searched for this ID, or the admin's index without it."""
     try:
         return reverse("admin:durable_objects_objectrecord_changelist") + f"?q={hex_id}"
-    except NoReverseMatch:  # the catalog has no admin page in this build
+    except NoReverseMatch:  # the catalog has no admin page (not registered)
+        pass
+    try:
         return reverse("admin:index")
+    except NoReverseMatch:  # no admin in the URLconf
+        return "/admin/"
 
 
 def object_panel(cls, name):

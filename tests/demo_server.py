@@ -1,14 +1,22 @@
 """The demo site as the README runs it: ``manage.py runserver`` (daphne's), a real process.
 
 Each server has a DEMO_VAR_DIR of its own (its database and its objects' shards), so a
-restart on the same directory finds everything the last one stored.
+restart on the same directory finds everything the last one stored. Test modules import
+the fixtures (``demo_server``, ``shared_demo_server``) under their function names::
+
+    from tests.demo_server import demo_server_fixture  # noqa: F401 (fixture)
 """
 
+import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from http.cookiejar import CookieJar
 from pathlib import Path
 
 import pytest
@@ -82,16 +90,50 @@ class DemoServer:
         return self.start()
 
 
-@pytest.fixture
-def demo_server(tmp_path):
+async def recv_json(ws, timeout=5):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+class Booker:
+    """A browser's cookies on one flight's page, without the browser."""
+
+    def __init__(self, base, flight):
+        self.jar = CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+        self.url = f"{base}/flights/{flight}/"
+        self.opener.open(self.url).read()
+
+    def book(self, seat, passenger):
+        return self._post("book/", {"seat": seat, "passenger": passenger})
+
+    def cancel(self, seat):
+        return self._post("cancel/", {"seat": seat})
+
+    def _post(self, action, data):
+        """(status, JSON body) of a POST as the page's script makes it."""
+        token = next(c.value for c in self.jar if c.name == "csrftoken")
+        request = urllib.request.Request(
+            self.url + action,
+            data=json.dumps(data).encode(),
+            headers={"X-CSRFToken": token, "Content-Type": "application/json"},
+        )
+        try:
+            with self.opener.open(request, timeout=20) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+
+@pytest.fixture(name="demo_server")
+def demo_server_fixture(tmp_path):
     """A demo site of this test's own, started."""
     server = DemoServer(tmp_path / "var").start()
     yield server
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def shared_demo_server(tmp_path_factory):
+@pytest.fixture(name="shared_demo_server", scope="module")
+def shared_demo_server_fixture(tmp_path_factory):
     """One demo site for a module's tests that do not restart it."""
     server = DemoServer(tmp_path_factory.mktemp("demo") / "var").start()
     yield server

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.demo_server"]  # demo_server, shared_demo_server
+from tests.demo_server import demo_server_fixture, shared_demo_server_fixture  # noqa: F401
 
 IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 VIEWPORT = {"width": 1100, "height": 800}

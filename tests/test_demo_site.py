@@ -2,25 +2,16 @@
 
 import asyncio
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from http.cookiejar import CookieJar
-from pathlib import Path
 
 import pytest
 
-from durable_objects.devservers import free_port
-
-REPO = Path(__file__).resolve().parent.parent
-
-pytest_plugins = ["tests.demo_server"]  # the demo_server fixture
+from tests.demo_server import Booker, demo_server_fixture, recv_json  # noqa: F401
 
 
 def post_increment(opener, url):
@@ -53,10 +44,6 @@ def test_demo_pages_refuse_names_that_are_not_slugs(demo_server):
         with pytest.raises(urllib.error.HTTPError) as raised:
             urllib.request.urlopen(demo_server.url + path)
         assert raised.value.code == 404
-
-
-async def recv_json(ws, timeout=5):
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
 async def test_demo_chat_through_runserver(demo_server):
@@ -170,97 +157,8 @@ def test_demo_rate_limiter_allows_a_burst_then_refuses(demo_server):
     assert 429 in statuses[5:]
 
 
-async def test_demo_cluster_runs_the_demos_across_its_two_daphne_processes(tmp_path, redis_url):
-    """./scripts/cluster's launcher: clients on both daphne processes share each object."""
-    import redis
-    import websockets
-
-    client = redis.Redis.from_url(redis_url)
-    client.flushall()
-    client.set("do:boot", repr(time.time() - 3600))
-    ports = [free_port(), free_port()]
-    env = {**os.environ, "REDIS_URL": redis_url, "DEMO_VAR_DIR": str(tmp_path / "var")}
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "demo_site.cluster", "--ports", *map(str, ports)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        line = ""
-        while "The demo cluster is up" not in line:  # runobjects prints a line too
-            line = await asyncio.to_thread(launcher.stdout.readline)
-            assert line, "the launcher exited"
-        origin = {"Origin": f"http://127.0.0.1:{ports[0]}"}
-        ann_url = f"ws://127.0.0.1:{ports[0]}/ws/chat/cl/?user=ann"
-        bob_url = f"ws://127.0.0.1:{ports[1]}/ws/chat/cl/?user=bob"
-        async with (
-            websockets.connect(ann_url, additional_headers=origin) as ann,
-            websockets.connect(bob_url, additional_headers=origin) as bob,
-        ):
-            await recv_json(ann, 10)
-            await recv_json(bob, 10)
-            await ann.send(json.dumps({"type": "message", "text": "hello from 8001"}))
-            assert (await recv_json(bob, 10))["text"] == "hello from 8001"
-            assert (await recv_json(ann, 10))["text"] == "hello from 8001"
-        board = [f"ws://127.0.0.1:{port}/ws/board/cl/" for port in ports]
-        async with (
-            websockets.connect(board[0], additional_headers=origin) as one,
-            websockets.connect(board[1], additional_headers=origin) as two,
-        ):
-            await recv_json(one, 10)
-            await recv_json(two, 10)
-            stroke = {"type": "stroke", "colour": "#0b63ce", "width": 3, "points": [[1, 2]]}
-            await one.send(json.dumps(stroke))
-            assert (await recv_json(two, 10))["points"] == [[1, 2]]
-        # The trial's alarm is an RQ job of the launcher's rqworker; its broadcast reaches
-        # the page's socket on the other daphne process.
-        trial_url = f"ws://127.0.0.1:{ports[1]}/ws/trial/cl/"
-        async with websockets.connect(trial_url, additional_headers=origin) as trial:
-            assert (await recv_json(trial, 10))["plan"] == "none"
-            await trial.send(json.dumps({"type": "start", "seconds": 3}))
-            assert (await recv_json(trial, 10))["plan"] == "trial"
-            assert (await recv_json(trial, 30))["plan"] == "expired"
-        # Two bookers of one seat, one on each daphne process: one gets it.
-        bookers = [Booker(f"http://127.0.0.1:{port}", "CL-1") for port in ports]
-        results = await asyncio.gather(
-            *(asyncio.to_thread(booker.book, "4D", f"P{n}") for n, booker in enumerate(bookers))
-        )
-        assert sorted(status for status, _ in results) == [200, 409]
-        # The page's object panel reads the lease: the board is awake in some process.
-        hex_id = await asyncio.to_thread(_board_id, ports[1])
-        state_url = f"http://127.0.0.1:{ports[1]}/objects/board.DrawingBoard/{hex_id}/state/"
-        state = json.loads(await asyncio.to_thread(_read, state_url))
-        assert state["state"] == "active"
-        assert state["where"].startswith("process ")
-    finally:
-        launcher.send_signal(signal.SIGINT)
-        launcher.wait(20)
-
-
-class Booker:
-    """A browser's cookies on one flight's page, without the browser."""
-
-    def __init__(self, base, flight):
-        self.jar = CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
-        self.url = f"{base}/flights/{flight}/"
-        self.opener.open(self.url).read()
-
-    def book(self, seat, passenger):
-        token = next(c.value for c in self.jar if c.name == "csrftoken")
-        request = urllib.request.Request(
-            self.url + "book/",
-            data=json.dumps({"seat": seat, "passenger": passenger}).encode(),
-            headers={"X-CSRFToken": token, "Content-Type": "application/json"},
-        )
-        try:
-            with self.opener.open(request, timeout=20) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
+def _read(url):
+    return urllib.request.urlopen(url, timeout=10).read().decode()
 
 
 def test_demo_flight_refuses_bad_bookings_clearly(demo_server):
@@ -270,6 +168,9 @@ def test_demo_flight_refuses_bad_bookings_clearly(demo_server):
     other = Booker(demo_server.url, "DO-7")
     status, body = other.book("7C", "Bob")
     assert (status, body["error"]) == (409, "Sorry, seat 7C has just been booked by someone else.")
+    assert other.cancel("7C") == (409, {"ok": False, "error": "Seat 7C is not one of yours."})
+    assert booker.cancel("7C") == (200, {"ok": True, "seat": "7C"})
+    assert other.book("7C", "Bob")[0] == 200
     for seat, passenger in (("7G", "Bob"), ("21A", "Bob"), (["7A"], "Bob"), ("8A", "")):
         assert other.book(seat, passenger)[0] == 400
     assert other.book("8A", "<b>" + "x" * 40)[0] == 400
@@ -277,15 +178,6 @@ def test_demo_flight_refuses_bad_bookings_clearly(demo_server):
         200,
         {"ok": True, "seat": "8A", "passenger": "<b>Bob</b>"},
     )
-
-
-def _read(url):
-    return urllib.request.urlopen(url, timeout=10).read().decode()
-
-
-def _board_id(port):
-    page = _read(f"http://127.0.0.1:{port}/board/cl/")
-    return re.search(r'<code id="object-id" class="id">([0-9a-f]{64})</code>', page).group(1)
 
 
 async def test_demo_chat_room_sleeps_between_messages_with_its_sockets_open(demo_server):

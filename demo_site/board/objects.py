@@ -62,6 +62,3 @@ class DrawingBoard(DurableObject):
 
     def websocket_close(self, ws, code, reason, was_clean):
         self.rates.forget(ws)
-
-    def stroke_count(self):
-        return self.ctx.storage.sql.exec("SELECT count(*) AS n FROM strokes").one()["n"]
