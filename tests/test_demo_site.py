@@ -78,6 +78,13 @@ async def test_demo_chat_through_runserver(demo_server):
     async with websockets.connect(url + "?user=cat", additional_headers=origin) as cat:
         history = await recv_json(cat)
         assert [(m["user"], m["text"]) for m in history["messages"]] == [("ann", hostile)]
+    # A room whose name no page can have (not 1-40 letters, digits, - or _) is refused.
+    async with websockets.connect(
+        base.replace("http", "ws") + "/ws/chat/%3Cb%3E/", additional_headers=origin
+    ) as odd:
+        with pytest.raises(websockets.ConnectionClosed):
+            await recv_json(odd)
+        assert odd.close_code == 4404
     # A page of another origin is refused by AllowedHostsOriginValidator.
     with pytest.raises(websockets.InvalidStatus):
         await websockets.connect(url, additional_headers={"Origin": "http://evil.example"})
