@@ -8,6 +8,7 @@ reaches the object in whichever process of a cluster holds it. Results are plain
 """
 
 import asyncio
+import functools
 import json
 import math
 import sqlite3
@@ -248,12 +249,17 @@ def _cell(value):
 
 
 @operation
-def console(instance, ctx, sql, max_rows=500):
-    """Run sql on a read-only connection of its own to the object's file."""
+async def console(instance, ctx, sql, max_rows=500):
+    """Run sql on a read-only connection of its own to the object's file, on a thread.
+
+    The object's other events wait their turn as for any event; the host's other
+    objects do not, since the statement does not run on the event loop.
+    """
     shard = _shard(ctx)
     if shard is None:
         raise LookupError("The object has no storage yet.")
-    result = run_read_only(shard.path, sql, max_rows=max_rows)
+    query = functools.partial(run_read_only, shard.path, sql, max_rows=max_rows)
+    result = await asyncio.get_running_loop().run_in_executor(None, query)
     result["rows"] = [[_cell(v) for v in row] for row in result["rows"]]
     return result
 

@@ -5,7 +5,8 @@ Three locks, each enough on its own for writes: the file is opened with
 authorizer allows only reading (SELECT, reads of non-internal tables, functions other
 than ``load_extension``, and a few read-only PRAGMAs). ATTACH is refused by the
 authorizer and by a limit of zero attached databases. A progress handler stops a
-statement after ``TIME_LIMIT`` seconds, since it runs on the host's event loop.
+statement after ``TIME_LIMIT`` seconds (the object's other events wait for it), and no
+string or blob it makes may exceed ``MAX_LENGTH``.
 """
 
 import sqlite3
@@ -15,6 +16,7 @@ from urllib.parse import quote
 from durable_objects.exceptions import ForbiddenQuery
 
 TIME_LIMIT = 2.0  # seconds one console statement may run
+MAX_LENGTH = 16 * 1024 * 1024  # bytes of the largest string or blob a statement may make
 READ_ONLY_PRAGMAS = frozenset(
     {
         "table_info",
@@ -98,6 +100,7 @@ def run_read_only(path, sql, *, max_rows=500, time_limit=TIME_LIMIT):
     )
     try:
         conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_LENGTH)  # printf('%.*c', 1e9, 'x')
         conn.execute("PRAGMA query_only = ON")
         authorizer = ReadOnlyAuthorizer()
         conn.set_authorizer(authorizer)

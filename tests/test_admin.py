@@ -247,6 +247,7 @@ def test_console_runs_a_select(admin_client):
         ("BEGIN", "TRANSACTION is not allowed"),
         ("SELECT 1; DELETE FROM notes", "one statement at a time"),
         ("VACUUM", "not allowed"),
+        ("SELECT zeroblob(100000000)", "string or blob too big"),
     ],
 )
 def test_console_refuses_anything_but_reading(admin_client, sql, refusal):
