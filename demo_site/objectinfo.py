@@ -35,7 +35,6 @@ def object_panel(cls, name):
     label = cls._meta.label
     return {
         "label": label,
-        "class_name": cls.__name__,
         "name": name,
         "id": hex_id,
         "hibernate_after": cls._meta.hibernate_after,
@@ -46,13 +45,18 @@ def object_panel(cls, name):
 
 
 def object_state(stub):
-    """{"state": "active" or "asleep", "where": which process holds it, or ""}."""
+    """{"state": "active", "asleep" or "unknown", "where": which process holds it, or ""}."""
     config = get_config()
     if config["PLACEMENT"] == "redis":
+        import redis
+
         from durable_objects.placement.redis import lease_key
 
         url = config["REDIS_URL"] or os.environ["REDIS_URL"]
-        owner = _redis(url).get(lease_key(str(stub.id)))
+        try:
+            owner = _redis(url).get(lease_key(str(stub.id)))
+        except redis.RedisError:
+            return {"state": "unknown", "where": "Redis cannot be reached"}
         if owner is None:
             return {"state": "asleep", "where": ""}
         return {"state": "active", "where": f"process {owner.decode()}"}

@@ -7,7 +7,7 @@ BOOKING_RATE, BOOKING_BURST = 2.0, 20  # seat bookings and cancellations per cli
 
 
 def client_key(request):
-    """ "user:<username>" for a logged-in user, else "ip:<address>"."""
+    """Name the client: user:<username> when logged in, else ip:<address>."""
     if request.user.is_authenticated:
         return f"user:{request.user.get_username()}"
     return f"ip:{request.META.get('REMOTE_ADDR') or 'unknown'}"

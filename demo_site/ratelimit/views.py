@@ -31,8 +31,7 @@ async def api(request):
     """POST: one request counted by the client's limiter: 200 if allowed, else 429."""
     if request.method != "POST":
         return JsonResponse({"error": "POST only."}, status=405)
-    user = await request.auser()  # the key reads request.user
-    request.user = user
+    request.user = await request.auser()  # client_key() reads it; no sync access here
     verdict = await limiter_for(request).take(DEMO_RATE, DEMO_BURST)
     if verdict["allowed"]:
         return JsonResponse(verdict)

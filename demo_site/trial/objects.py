@@ -46,7 +46,11 @@ class Subscription(DurableObject):
     def websocket_message(self, ws, message):
         try:
             data = protocol.parse(message, max_bytes=200)
-            action = getattr(self, f"_on_{data['type']}", None)
+            action = {
+                "start": self._start,
+                "subscribe": self._subscribe,
+                "reset": self._reset,
+            }.get(data["type"])
             if action is None:
                 raise protocol.Refused(f"Unknown message type {data['type'][:20]!r}.")
             if not self.rates.allow(ws):
@@ -60,7 +64,7 @@ class Subscription(DurableObject):
     def websocket_close(self, ws, code, reason, was_clean):
         self.rates.forget(ws)
 
-    def _on_start(self, data):
+    def _start(self, data):
         seconds = data.get("seconds")
         if type(seconds) is not int or not MIN_SECONDS <= seconds <= MAX_SECONDS:
             raise protocol.Refused(
@@ -74,14 +78,14 @@ class Subscription(DurableObject):
         self.ctx.storage.set_alarm(ends_at)
         self._log(f"Trial started for {seconds} s; the alarm is set for its end.")
 
-    def _on_subscribe(self, data):
+    def _subscribe(self, data):
         if self.ctx.storage.get("plan", "none") == "paid":
             raise protocol.Refused("This account is on the paid plan already.")
         self.ctx.storage.put_many({"plan": "paid", "ends_at": None})
         self.ctx.storage.delete_alarm()
         self._log("Subscribed: the alarm is deleted.")
 
-    def _on_reset(self, data):
+    def _reset(self, data):
         self.ctx.storage.put_many({"plan": "none", "ends_at": None})
         self.ctx.storage.delete_alarm()
         self._log("Account reset.")
