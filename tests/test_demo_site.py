@@ -11,7 +11,12 @@ from http.cookiejar import CookieJar
 
 import pytest
 
-from tests.demo_server import Booker, demo_server_fixture, recv_json  # noqa: F401
+from tests.demo_server import (  # noqa: F401 (fixtures)
+    Booker,
+    demo_server_fixture,
+    recv_json,
+    shared_demo_server_fixture,
+)
 
 
 def post_increment(opener, url):
@@ -39,18 +44,18 @@ def test_demo_counter_counts_and_survives_a_restart(demo_server):
     assert "a5c9922c0d32b69a8d8a58ebd55a8a14037b10e9fd81678f274df0782f94bfce" in page
 
 
-def test_demo_pages_refuse_names_that_are_not_slugs(demo_server):
+def test_demo_pages_refuse_names_that_are_not_slugs(shared_demo_server):
     for path in ("/chat/a%20b/", "/board/%3Cscript%3E/", "/poll/" + "x" * 41 + "/"):
         with pytest.raises(urllib.error.HTTPError) as raised:
-            urllib.request.urlopen(demo_server.url + path)
+            urllib.request.urlopen(shared_demo_server.url + path)
         assert raised.value.code == 404
 
 
-async def test_demo_chat_through_runserver(demo_server):
+async def test_demo_chat_through_runserver(shared_demo_server):
     """The README's command serves the chat room's WebSockets (daphne's runserver)."""
     import websockets
 
-    base = demo_server.url
+    base = shared_demo_server.url
     page = urllib.request.urlopen(base + "/chat/lobby/").read().decode()
     assert "Chat room" in page
     url = base.replace("http", "ws") + "/ws/chat/lobby/"
@@ -90,11 +95,13 @@ async def test_demo_chat_through_runserver(demo_server):
         await websockets.connect(url, additional_headers={"Origin": "http://evil.example"})
 
 
-async def test_demo_chat_limits_how_fast_one_socket_may_post(demo_server):
+async def test_demo_chat_limits_how_fast_one_socket_may_post(shared_demo_server):
     import websockets
 
-    url = demo_server.url.replace("http", "ws") + "/ws/chat/fast/?user=ann"
-    async with websockets.connect(url, additional_headers={"Origin": demo_server.url}) as ann:
+    url = shared_demo_server.url.replace("http", "ws") + "/ws/chat/fast/?user=ann"
+    async with websockets.connect(
+        url, additional_headers={"Origin": shared_demo_server.url}
+    ) as ann:
         await recv_json(ann)
         for n in range(20):
             await ann.send(json.dumps({"type": "message", "text": f"m{n}"}))
@@ -103,17 +110,17 @@ async def test_demo_chat_limits_how_fast_one_socket_may_post(demo_server):
     assert 0 < kinds.count("message") < 20
 
 
-async def test_demo_poll_counts_one_vote_per_voter(demo_server):
+async def test_demo_poll_counts_one_vote_per_voter(shared_demo_server):
     import websockets
 
-    ws_url = demo_server.url.replace("http", "ws") + "/ws/poll/coffee/"
+    ws_url = shared_demo_server.url.replace("http", "ws") + "/ws/poll/coffee/"
     voters = []
     for _ in range(2):
         jar = CookieJar()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-        opener.open(demo_server.url + "/poll/coffee/").read()
+        opener.open(shared_demo_server.url + "/poll/coffee/").read()
         voters.append("; ".join(f"{c.name}={c.value}" for c in jar))
-    headers = [{"Origin": demo_server.url, "Cookie": cookie} for cookie in voters]
+    headers = [{"Origin": shared_demo_server.url, "Cookie": cookie} for cookie in voters]
     async with (
         websockets.connect(ws_url, additional_headers=headers[0]) as ann,
         websockets.connect(ws_url, additional_headers=headers[1]) as bob,
@@ -136,22 +143,24 @@ async def test_demo_poll_counts_one_vote_per_voter(demo_server):
         assert counts["counts"]["filter"] == 2
         assert await recv_json(again) == {"type": "yours", "choice": "filter"}
     # Without the page's signed cookie there is no vote: refused with 4403.
-    async with websockets.connect(ws_url, additional_headers={"Origin": demo_server.url}) as ws:
+    async with websockets.connect(
+        ws_url, additional_headers={"Origin": shared_demo_server.url}
+    ) as ws:
         with pytest.raises(websockets.ConnectionClosed):
             await recv_json(ws)
         assert ws.close_code == 4403
 
 
-def test_demo_rate_limiter_allows_a_burst_then_refuses(demo_server):
+def test_demo_rate_limiter_allows_a_burst_then_refuses(shared_demo_server):
     jar = CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    page = opener.open(demo_server.url + "/ratelimit/").read().decode()
+    page = opener.open(shared_demo_server.url + "/ratelimit/").read().decode()
     assert "ip:127.0.0.1" in page
     token = next(c.value for c in jar if c.name == "csrftoken")
     statuses = []
     for _ in range(8):
         request = urllib.request.Request(
-            demo_server.url + "/ratelimit/api/",
+            shared_demo_server.url + "/ratelimit/api/",
             data=b"{}",
             headers={"X-CSRFToken": token, "Content-Type": "application/json"},
         )
@@ -168,11 +177,11 @@ def _read(url):
     return urllib.request.urlopen(url, timeout=10).read().decode()
 
 
-def test_demo_flight_refuses_bad_bookings_clearly(demo_server):
-    booker = Booker(demo_server.url, "DO-7")
+def test_demo_flight_refuses_bad_bookings_clearly(shared_demo_server):
+    booker = Booker(shared_demo_server.url, "DO-7")
     assert booker.book("7C", "Ann")[0] == 200
     assert booker.book("7C", "Ann") == (409, {"ok": False, "error": "Seat 7C is already yours."})
-    other = Booker(demo_server.url, "DO-7")
+    other = Booker(shared_demo_server.url, "DO-7")
     status, body = other.book("7C", "Bob")
     assert (status, body["error"]) == (409, "Sorry, seat 7C has just been booked by someone else.")
     assert other.cancel("7C") == (409, {"ok": False, "error": "Seat 7C is not one of yours."})
@@ -187,16 +196,19 @@ def test_demo_flight_refuses_bad_bookings_clearly(demo_server):
     )
 
 
-async def test_demo_chat_room_sleeps_between_messages_with_its_sockets_open(demo_server):
+async def test_demo_chat_room_sleeps_between_messages_with_its_sockets_open(shared_demo_server):
     """The page's state URL says asleep after hibernate_after; the next message wakes it."""
     import websockets
 
-    page = await asyncio.to_thread(_read, demo_server.url + "/chat/naps/")
+    page = await asyncio.to_thread(_read, shared_demo_server.url + "/chat/naps/")
     state_url = (
-        demo_server.url + re.search(r'"(/objects/chat\.ChatRoom/[0-9a-f]+/state/)"', page)[1]
+        shared_demo_server.url
+        + re.search(r'"(/objects/chat\.ChatRoom/[0-9a-f]+/state/)"', page)[1]
     )
-    url = demo_server.url.replace("http", "ws") + "/ws/chat/naps/?user=ann"
-    async with websockets.connect(url, additional_headers={"Origin": demo_server.url}) as ann:
+    url = shared_demo_server.url.replace("http", "ws") + "/ws/chat/naps/?user=ann"
+    async with websockets.connect(
+        url, additional_headers={"Origin": shared_demo_server.url}
+    ) as ann:
         await recv_json(ann)
         await ann.send(json.dumps({"type": "message", "text": "before the nap"}))
         await recv_json(ann)
@@ -210,11 +222,11 @@ async def test_demo_chat_room_sleeps_between_messages_with_its_sockets_open(demo
         assert json.loads(await asyncio.to_thread(_read, state_url))["state"] == "active"
 
 
-async def test_demo_board_refuses_bad_strokes_and_keeps_the_last_thousand(demo_server):
+async def test_demo_board_refuses_bad_strokes_and_keeps_the_last_thousand(shared_demo_server):
     import websockets
 
-    url = demo_server.url.replace("http", "ws") + "/ws/board/keep/"
-    origin = {"Origin": demo_server.url}
+    url = shared_demo_server.url.replace("http", "ws") + "/ws/board/keep/"
+    origin = {"Origin": shared_demo_server.url}
     good = {"type": "stroke", "colour": "#1d2330", "width": 3, "points": [[0, 0], [10, 10]]}
     async with websockets.connect(url, additional_headers=origin) as ws:
         assert await recv_json(ws) == {"type": "history", "strokes": [], "first": True}
@@ -252,11 +264,15 @@ async def test_demo_board_refuses_bad_strokes_and_keeps_the_last_thousand(demo_s
         assert await recv_json(ws) == {"type": "history", "strokes": [], "first": True}
 
 
-async def test_demo_trial_validates_its_messages_and_subscribing_deletes_the_alarm(demo_server):
+async def test_demo_trial_validates_its_messages_and_subscribing_deletes_the_alarm(
+    shared_demo_server,
+):
     import websockets
 
-    url = demo_server.url.replace("http", "ws") + "/ws/trial/checks/"
-    async with websockets.connect(url, additional_headers={"Origin": demo_server.url}) as ws:
+    url = shared_demo_server.url.replace("http", "ws") + "/ws/trial/checks/"
+    async with websockets.connect(
+        url, additional_headers={"Origin": shared_demo_server.url}
+    ) as ws:
         state = await recv_json(ws)
         assert (state["plan"], state["alarm"]) == ("none", None)
         for bad in (
@@ -269,7 +285,9 @@ async def test_demo_trial_validates_its_messages_and_subscribing_deletes_the_ala
             await ws.send(json.dumps(bad))
             assert (await recv_json(ws))["type"] == "error", bad
     # A socket of its own: each socket's messages count against its own rate (5 at once).
-    async with websockets.connect(url, additional_headers={"Origin": demo_server.url}) as ws:
+    async with websockets.connect(
+        url, additional_headers={"Origin": shared_demo_server.url}
+    ) as ws:
         await recv_json(ws)
         await ws.send(json.dumps({"type": "start", "seconds": 600}))
         state = await recv_json(ws)
