@@ -6,6 +6,7 @@ A daphne process that cannot host (``CLUSTER_ROLE`` "client") serves the admin; 
 """
 
 import http.cookiejar
+import json
 import os
 import re
 import signal
@@ -128,6 +129,17 @@ def test_admin_reads_and_changes_an_object_held_by_another_process(cluster, tmp_
     with urllib.request.urlopen(f"{base}/tally/far-away/", timeout=30) as response:
         state = response.read().decode()
     assert '"value": 0' in state and f'"pid": {holder.pid}' in state
+
+    status, page, _ = browser.get(detail_path)
+    status, _, _ = browser.post(detail_path.replace("change/", "evict/"), {}, token_from=page)
+    assert status == 302
+    for _ in range(50):  # the holder drops the instance after the eviction's event
+        with urllib.request.urlopen(f"{base}/tally/far-away/", timeout=30) as response:
+            constructed = json.loads(response.read())["constructed"]
+        if len(constructed) == 2:
+            break
+        time.sleep(0.1)
+    assert constructed == [holder.pid, holder.pid]  # evicted, then constructed again
 
     os.kill(holder.pid, signal.SIGSTOP)  # the holder stops answering (make_cluster resumes it)
     status, page, _ = browser.get(detail_path)
