@@ -130,6 +130,12 @@ def test_admin_reads_and_changes_an_object_held_by_another_process(cluster, tmp_
         state = response.read().decode()
     assert '"value": 0' in state and f'"pid": {holder.pid}' in state
 
+    changelist = "/admin/durable_objects/objectrecord/"
+    _, active, _ = browser.get(f"{changelist}?status=active")
+    _, hibernated, _ = browser.get(f"{changelist}?status=hibernated")
+    assert "far-away" in active and "active in another process" in active
+    assert "far-away" not in hibernated
+
     status, page, _ = browser.get(detail_path)
     status, _, _ = browser.post(detail_path.replace("change/", "evict/"), {}, token_from=page)
     assert status == 302
