@@ -3,6 +3,8 @@
 import asyncio
 import json
 import re
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -12,6 +14,7 @@ from http.cookiejar import CookieJar
 import pytest
 
 from tests.demo_server import (  # noqa: F401 (fixtures)
+    REPO,
     Booker,
     demo_server_fixture,
     recv_json,
@@ -298,3 +301,64 @@ async def test_demo_trial_validates_its_messages_and_subscribing_deletes_the_ala
         await ws.send(json.dumps({"type": "subscribe"}))
         state = await recv_json(ws)
         assert (state["plan"], state["alarm"]) == ("paid", None)
+
+
+async def test_demo_object_panel_links_to_the_object_in_the_admin(shared_demo_server):
+    import websockets
+
+    base = shared_demo_server.url
+    env = {**shared_demo_server.env, "DJANGO_SUPERUSER_PASSWORD": "demo-pass-123"}
+    await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "manage.py",
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            "admin",
+            "--email",
+            "admin@example.com",
+        ],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    url = base.replace("http", "ws") + "/ws/chat/admin-link/?user=ann"
+    async with websockets.connect(url, additional_headers={"Origin": base}) as ws:
+        await recv_json(ws)
+        await ws.send(json.dumps({"type": "message", "text": "stored, so catalogued"}))
+        await recv_json(ws)
+    page = await asyncio.to_thread(_read, base + "/chat/admin-link/")
+    hex_id = re.search(r'<code id="object-id" class="id">([0-9a-f]{64})</code>', page)[1]
+    link = re.search(r'<a id="object-admin" href="([^"]+)"', page)[1]
+    assert link == f"/admin/durable_objects/objectrecord/?q={hex_id}"
+    opener = await asyncio.to_thread(_admin_login, base, "admin", "demo-pass-123")
+    deadline = time.monotonic() + 20
+    while True:  # the catalog is written every CATALOG_FLUSH_INTERVAL (2 s)
+        found = await asyncio.to_thread(lambda: opener.open(base + link).read().decode())
+        if "admin-link" in found:
+            break
+        assert time.monotonic() < deadline, "the object never reached the admin's list"
+        await asyncio.sleep(0.5)
+    assert "1 result" in found  # the search finds this object alone
+    assert hex_id in found
+
+
+def _admin_login(base, username, password):
+    jar = CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    form = opener.open(base + "/admin/login/").read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)[1]
+    data = urllib.parse.urlencode(
+        {
+            "csrfmiddlewaretoken": token,
+            "username": username,
+            "password": password,
+            "next": "/admin/",
+        }
+    ).encode()
+    request = urllib.request.Request(base + "/admin/login/", data=data, headers={"Referer": base})
+    assert "Log out" in opener.open(request).read().decode()
+    return opener
