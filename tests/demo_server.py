@@ -85,8 +85,18 @@ class DemoServer:
                 self.process.wait()
         self.process = None
 
-    def restart(self):
-        self.stop()
+    def kill(self):
+        """Stop as a crash would: SIGKILL, nothing written at exit."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self, crash=False):
+        if crash:
+            self.kill()
+        else:
+            self.stop()
         return self.start()
 
 
