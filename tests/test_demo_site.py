@@ -344,6 +344,9 @@ async def test_demo_object_panel_links_to_the_object_in_the_admin(shared_demo_se
         await asyncio.sleep(0.5)
     assert "1 result" in found  # the search finds this object alone
     assert hex_id in found
+    # Once catalogued, the room is listed on every other room's page.
+    elsewhere = await asyncio.to_thread(_read, base + "/chat/elsewhere/")
+    assert '<a href="/chat/admin-link/">admin-link</a>' in elsewhere
 
 
 def _admin_login(base, username, password):

@@ -19,5 +19,12 @@ def room(request, name):
             "obj": object_panel(ChatRoom, name),
             "max_text": MAX_TEXT,
             "max_user": MAX_USER,
+            "rooms": _other_rooms(name),
         },
     )
+
+
+def _other_rooms(name, limit=12):
+    """Names of rooms with storage, from the catalog (it lags by a flush or two)."""
+    names = sorted(i.name for i in ChatRoom.objects.all() if i.name and i.name != name)
+    return [n for n in names if is_valid_name(n)][:limit]
