@@ -86,17 +86,28 @@ def test_chat_two_browsers_see_each_other_and_the_history_outlives_a_restart(
     assert newcomer.js_errors == []
 
 
+PAINTED = """() => {
+  const canvas = document.getElementById("board");
+  const image = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+  let painted = 0;
+  for (let i = 3; i < image.data.length; i += 4) if (image.data[i] > 0) painted++;
+  return painted;
+}"""
+
+
+COUNT_SENT_STROKES = """
+window.sentStrokes = 0;
+const send = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) {
+  if (JSON.parse(data).type === "stroke") window.sentStrokes += 1;
+  return send.call(this, data);
+};
+"""
+
+
 def painted_pixels(page):
-    return page.evaluate(
-        """() => {
-          const canvas = document.getElementById("board");
-          const image = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
-          const data = image.data;
-          let painted = 0;
-          for (let i = 3; i < data.length; i += 4) if (data[i] > 0) painted++;
-          return painted;
-        }"""
-    )
+    """How many of the board's canvas pixels are painted."""
+    return page.evaluate(PAINTED)
 
 
 def draw(page, points):
@@ -113,19 +124,26 @@ def test_board_a_stroke_drawn_in_one_browser_appears_in_the_other(
     shared_demo_server, browser_context
 ):
     url = shared_demo_server.url + "/board/wall/"
-    tall = {"width": 1100, "height": 1200}  # the whole canvas in view, for the mouse
-    artist = open_page(browser_context, url, tall)
+    # The whole canvas in view, for the mouse; the artist's page counts the strokes it sends.
+    artist = browser_context(viewport={"width": 1100, "height": 1200}).new_page()
+    artist.add_init_script(COUNT_SENT_STROKES)
+    artist.goto(url)
     viewer = open_page(browser_context, url)
     connected(artist)
     connected(viewer)
     assert painted_pixels(viewer) == 0
     draw(artist, [(0.1, 0.2), (0.3, 0.6), (0.5, 0.3)])
-    viewer.wait_for_function("Number(document.getElementById('stroke-count').textContent) > 0")
-    assert painted_pixels(viewer) > 500
+    # The line arrives in pieces as it is drawn; all of it paints well over 500 pixels.
+    viewer.wait_for_function(f"({PAINTED})() > 500")
+    assert int(viewer.text_content("#stroke-count")) > 0
     artist.click("#palette button:nth-child(3)")
     draw(artist, [(0.6, 0.7), (0.75, 0.2), (0.9, 0.75)])
     artist.click("#palette button:nth-child(2)")
     draw(artist, [(0.2, 0.85), (0.45, 0.8), (0.7, 0.9)])
+    # Every stroke sent has come back to the artist: the board holds them all.
+    artist.wait_for_function(
+        "String(window.sentStrokes) === document.getElementById('stroke-count').textContent"
+    )
     count = artist.locator("#stroke-count")
     viewer.wait_for_function(
         f"document.getElementById('stroke-count').textContent === {count.text_content()!r}"
