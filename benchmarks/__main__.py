@@ -1,7 +1,7 @@
 """Print the benchmarks: ``python -m benchmarks [--quick]``.
 
 (f) alone: ``python -m benchmarks.sockets``; (g) alone: ``python -m benchmarks.cluster``;
-(h) alone: ``python -m benchmarks.admin``.
+(h) alone: ``python -m benchmarks.admin``; (i) alone: ``python -m benchmarks.alarms``.
 
 Each figure is printed next to its target. Run on an otherwise idle machine: two cores
 shared with other work give lower and noisier figures.
@@ -400,11 +400,12 @@ def main():
             f"count {'OK' if e32_ok else 'WRONG'}",
         )
     )
-    from benchmarks import admin, cluster, sockets
+    from benchmarks import admin, alarms, cluster, sockets
 
     sockets.run(quick, emit)
     cluster.run(quick, emit)
     admin.run(quick, emit)
+    alarms.run(quick, emit)
 
 
 if __name__ == "__main__":

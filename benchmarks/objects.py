@@ -1,3 +1,5 @@
+import time
+
 from durable_objects import DurableObject
 
 
@@ -27,3 +29,20 @@ class BenchRoom(DurableObject):
     def websocket_message(self, ws, message):
         self.ctx.storage.sql.exec("INSERT INTO messages(text) VALUES (?)", message)
         self.ctx.broadcast(message)
+
+
+class BenchAlarm(DurableObject):
+    """The alarm benchmark's object: records when its alarm handler started."""
+
+    class Meta:
+        hibernate_after = 3600
+
+    def arm(self, when):
+        self.ctx.storage.set_alarm(when)
+
+    def alarm(self, info):
+        self.ctx.storage.put("started", time.time())
+        self.ctx.storage.put("scheduled", info.scheduled_time)
+
+    def fired(self):
+        return self.ctx.storage.get_many(["started", "scheduled"])

@@ -47,3 +47,7 @@ if BENCH_REDIS_URL:
         "HOST_HEARTBEAT": 0.3,
         "CLUSTER_ROLE": os.environ.get("BENCH_ROLE", "auto"),
     }
+    # Alarms (benchmarks/alarms.py): RQ through django-rq, one process per worker.
+    INSTALLED_APPS = [*INSTALLED_APPS, "django_rq"]
+    RQ_QUEUES = {"default": {"URL": BENCH_REDIS_URL}}
+    RQ = {"WORKER_CLASS": "rq.worker.SimpleWorker"}

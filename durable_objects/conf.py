@@ -70,7 +70,7 @@ DEFAULTS = {
     "ALARM_MAX_RETRIES": 6,
     "ALARM_RETRY_BASE": 2.0,
     # Seconds between the sweeps that re-create lost alarm jobs from the catalog (RQ).
-    "ALARM_SWEEP_INTERVAL": 60.0,
+    "ALARM_SWEEP_INTERVAL": 15.0,
 }
 
 SYNCHRONOUS_CHOICES = ("FULL", "NORMAL", "EXTRA")

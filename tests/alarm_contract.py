@@ -9,12 +9,22 @@ timer is prompt, RQ's scheduler polls once a second). Deadlines are generous bou
 import asyncio
 import time
 
+from durable_objects import DurableObjectError
+
 
 async def wait_for(check, timeout, interval=0.05):
-    """Await check() until it returns something true; return it, or fail at timeout."""
+    """Await check() until it returns something true; return it, or fail at timeout.
+
+    A retryable error (ObjectUnavailable while a cluster recovers) counts as not yet.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        value = await check()
+        try:
+            value = await check()
+        except DurableObjectError as exc:
+            if not exc.retryable:
+                raise
+            value = None
         if value:
             return value
         assert time.monotonic() < deadline, f"still waiting after {timeout} s"
@@ -114,9 +124,11 @@ async def test_a_time_in_the_past_fires_at_once(alarms):
 
 async def test_a_thousand_alarms_due_in_the_same_second_all_fire(alarms):
     stubs = [alarms.stub(f"many-{n}") for n in range(1000)]
-    due = time.time() + 2.0
-    for start in range(0, 1000, 100):
-        await asyncio.gather(*(stub.arm(due) for stub in stubs[start : start + 100]))
+    due = time.time() + 20.0
+    # A few at a time: creating a shard (its schema, its first fsync) runs on the host's
+    # loop, and a burst of them on a loaded machine holds a cluster host's heartbeat up.
+    for start in range(0, 1000, 5):
+        await asyncio.gather(*(stub.arm(due) for stub in stubs[start : start + 5]))
 
     done = set()
 

@@ -38,9 +38,14 @@ def chromium_path():
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """One chromium for the session, launched through Playwright with executable_path."""
+    """One chromium per test module, launched through Playwright with executable_path.
+
+    Module scope, not session: while Playwright's sync API is started, the main thread
+    counts as running an event loop, and the other modules' sync tests (async_to_sync,
+    the ORM) would refuse to run.
+    """
     from playwright.sync_api import sync_playwright
 
     profile = tempfile.mkdtemp(prefix="do-chromium-")

@@ -14,7 +14,7 @@ DURABLE_OBJECTS = {
     "TRANSPORT_LAYER": "transport",
     "REDIS_URL": REDIS_URL,
     "LEASE_TTL": float(os.environ.get("DO_TEST_LEASE_TTL", "2")),
-    "HOST_HEARTBEAT": 0.3,
+    "HOST_HEARTBEAT": float(os.environ.get("DO_TEST_HOST_HEARTBEAT", "0.3")),
     "CALL_TIMEOUT": 10.0,
     "CLUSTER_ROLE": os.environ.get("DO_TEST_ROLE", "auto"),
     "ALARM_RETRY_BASE": float(os.environ.get("DO_TEST_ALARM_RETRY_BASE", "2")),

@@ -72,6 +72,9 @@ class LocalAlarms:
 
         self.host.catalog.executor.submit(load)
 
+    def data_lost(self):
+        """Only the RQ backend keeps anything in Redis."""
+
     def close(self):
         self.closed = True
         for timer in self.timers.values():

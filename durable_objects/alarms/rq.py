@@ -28,6 +28,7 @@ JOBS = "do:alarm-jobs"  # hash: hex id -> the id of the object's current job
 RUNNING = "do:alarm-run:"  # + job id: set by a job while it delivers (a short TTL, renewed)
 SWEEP_LOCK = "do:alarm-sweep"
 RUNNING_TTL_MS = 5000
+SCHEDULER_GRACE = 3.0  # seconds a scheduled job may wait past its time for the scheduler
 LIVE_STATUSES = {b"queued", b"scheduled", b"deferred"}
 # Retries of a job that could not reach its object (no live host, a timeout); the sweep
 # re-creates a job that ran out of them while the alarm is still pending.
@@ -87,8 +88,12 @@ def _enqueue(queue, label, hex_id, due):
 def ensure_jobs(queue, alarms):
     """Schedule a job for each pending alarm whose job is missing, finished or dead.
 
+    A job still waiting in the scheduled registry SCHEDULER_GRACE seconds after its time
+    is enqueued at once: its scheduler is gone (a worker killed with SIGKILL keeps RQ's
+    scheduler lock, and so every other worker's scheduler off, for a minute).
     alarms maps (label, hex) to due UNIX seconds. Returns how many jobs were created.
     """
+    late = time.time() - SCHEDULER_GRACE
     keys = list(alarms)
     connection = queue.connection
     created = 0
@@ -98,19 +103,30 @@ def ensure_jobs(queue, alarms):
             for _, hex_id in chunk:
                 pipe.hget(JOBS, hex_id)
             job_ids = pipe.execute()
+        intermediate = f"{queue.key}:intermediate"
         with connection.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
                 name = (job_id or b"-").decode()
                 pipe.hget(f"rq:job:{name}", "status")
                 pipe.exists(RUNNING + name)
+                pipe.lpos(intermediate, name)
             states = pipe.execute()
         for index, (label, hex_id) in enumerate(chunk):
-            status, running = states[2 * index], states[2 * index + 1]
-            if job_ids[index] is not None and (
-                status in LIVE_STATUSES or (status == b"started" and running)
-            ):
+            status, running, dequeued = states[3 * index : 3 * index + 3]
+            due = alarms[(label, hex_id)]
+            # Lost: no job, a finished or failed one, one started by a worker that died,
+            # one left in the scheduled registry by a dead scheduler, or one taken off the
+            # queue by a dead worker's connection (still in RQ's intermediate list).
+            lost = (
+                job_ids[index] is None
+                or status not in (*LIVE_STATUSES, b"started")
+                or (status == b"started" and not running)
+                or (status == b"scheduled" and due < late)
+                or (status == b"queued" and dequeued is not None and due < late)
+            )
+            if not lost:
                 continue
-            schedule_job(queue, label, hex_id, alarms[(label, hex_id)])
+            schedule_job(queue, label, hex_id, due)
             created += 1
     return created
 
@@ -156,11 +172,15 @@ class RQAlarms:
     async def _sweeper(self, cluster):
         await cluster.ready
         interval = get_config()["ALARM_SWEEP_INTERVAL"]
+        scan = "changed"  # at start, the shards a killed process wrote after its last flush
         while not self.closed:
-            await self.host.loop.run_in_executor(self.executor, self.sweep_once, interval)
+            await self.host.loop.run_in_executor(self.executor, self.sweep_once, interval, scan)
+            # Then the catalog alone: this host keeps it current, and reading shards that
+            # hosts have open would compete for their locks.
+            scan = "none"
             await asyncio.sleep(interval)
 
-    def sweep_once(self, interval):
+    def sweep_once(self, interval, scan="none"):
         """Sweep unless another process swept within the interval (a lock in Redis)."""
         from django.db import connection
 
@@ -170,7 +190,7 @@ class RQAlarms:
             if queue.connection.set(
                 SWEEP_LOCK, self.host.cluster.placement.token, nx=True, px=ttl
             ):
-                pending, created = sweep()
+                pending, created = sweep(scan)
                 if created:
                     logger.warning(
                         "The alarm sweep re-created %d of %d pending alarm jobs.", created, pending
@@ -179,6 +199,11 @@ class RQAlarms:
             logger.info("The alarm sweep failed (%s); it runs again later.", exc)
         finally:
             connection.close()
+
+    def data_lost(self):
+        """Redis lost its data: re-create the alarm jobs now, not at the next sweep."""
+        if not self.closed and self.host.cluster.placement.can_host:
+            self.executor.submit(self.sweep_once, get_config()["ALARM_SWEEP_INTERVAL"])
 
     def close(self):
         self.closed = True

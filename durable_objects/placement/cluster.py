@@ -45,6 +45,8 @@ class Cluster:
         presence.join_cluster()
         self.placement = RedisPlacement(url, can_host=can_host, token=presence.HOLDER)
         self.placement.on_lost = self.lease_lost
+        # Redis lost its data (FLUSHALL, a restart): its alarm jobs are gone too.
+        self.placement.on_data_lost = lambda: host.alarms.data_lost()
         self.transport = Transport(host)
         self.ready = host.loop.create_future()
         self._tails = {}  # hex id -> future: the last routed event of it has left

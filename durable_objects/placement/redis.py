@@ -58,6 +58,9 @@ def host_key(token):
     return f"do:host:{token}"
 
 
+POOL_SIZE = 64  # connections to Redis per process for placement commands
+
+
 class RedisPlacement:
     """This process's view of the cluster: its token, its leases, the live hosts."""
 
@@ -68,7 +71,15 @@ class RedisPlacement:
 
         config = get_config()
         self.url = url
-        self.redis = redis.asyncio.Redis.from_url(url)
+        # Blocking: more concurrent commands than connections wait for one (redis-py's
+        # default pool raises "Too many connections" past 100, failing a burst of calls).
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=10
+        )
+        self.redis = redis.asyncio.Redis(connection_pool=pool)
+        # The heartbeat and the renewals have a connection of their own: they must not
+        # wait behind a burst of other commands (a thousand leases given back at once).
+        self.beat_redis = redis.asyncio.Redis.from_url(url)
         self.can_host = can_host
         self.token = token or f"{os.getpid()}-{secrets.token_hex(4)}"
         self.ttl = float(config["LEASE_TTL"])
@@ -78,6 +89,7 @@ class RedisPlacement:
         self._release = self.redis.register_script(_RELEASE)
         self.channel = None
         self.on_lost = None  # callback(hex id) when a lease could not be renewed
+        self.on_data_lost = None  # callback() when Redis is found to have lost its data
         self.last_beat = time.time()  # when the heartbeat last reached Redis
         self.boot = None  # the BOOT marker this process has seen
 
@@ -87,7 +99,7 @@ class RedisPlacement:
         self.channel = channel
         await self._beat()
 
-    async def _beat(self):
+    async def _beat(self, client=None):
         info = json.dumps(
             {
                 "channel": self.channel,
@@ -96,7 +108,7 @@ class RedisPlacement:
                 "leases": len(self.leases),
             }
         )
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with (client or self.redis).pipeline(transaction=False) as pipe:
             pipe.set(host_key(self.token), info, px=int(self.heartbeat * 3000))
             pipe.zadd(HOSTS, {self.token: time.time()})
             pipe.zremrangebyscore(HOSTS, 0, time.time() - 3600)  # long gone processes
@@ -113,13 +125,14 @@ class RedisPlacement:
         """
         return time.time() - self.last_beat > 2.5 * self.heartbeat
 
-    async def live_processes(self):
+    async def live_processes(self, client=None):
         """{token: info} of the cluster's processes heard from within three heartbeats."""
+        client = client or self.redis
         since = time.time() - 3 * self.heartbeat
-        tokens = [t.decode() for t in await self.redis.zrangebyscore(HOSTS, since, "+inf")]
+        tokens = [t.decode() for t in await client.zrangebyscore(HOSTS, since, "+inf")]
         if not tokens:
             return {}
-        infos = await self.redis.mget([host_key(t) for t in tokens])
+        infos = await client.mget([host_key(t) for t in tokens])
         return {
             token: json.loads(info)
             for token, info in zip(tokens, infos, strict=True)
@@ -145,15 +158,18 @@ class RedisPlacement:
         value = await self.redis.get(lease_key(hex_id))
         return None if value is None else value.decode()
 
-    async def _check_boot(self):
+    async def _check_boot(self, client=None):
         """Notice a Redis that lost its data: drop every lease; return the marker."""
-        marker = await self.redis.get(BOOT)
+        client = client or self.redis
+        marker = await client.get(BOOT)
         if marker is None:
-            await self.redis.set(BOOT, repr(time.time()), nx=True)
-            marker = await self.redis.get(BOOT)
+            await client.set(BOOT, repr(time.time()), nx=True)
+            marker = await client.get(BOOT)
         marker = float(marker)
         if self.boot is not None and marker != self.boot:
             logger.warning("Redis lost its data (restart or FLUSHALL): leases are dropped.")
+            if self.on_data_lost is not None:
+                self.on_data_lost()
             for hex_id in list(self.leases):
                 del self.leases[hex_id]
                 if self.on_lost is not None:
@@ -188,10 +204,12 @@ class RedisPlacement:
         except Exception:  # the lease expires by itself
             logger.warning("Releasing the lease of %s failed.", hex_id, exc_info=True)
 
-    async def _renew_keys(self, hex_ids):
+    async def _renew_keys(self, hex_ids, client=None):
         started = time.monotonic()
         keys = [lease_key(h) for h in hex_ids]
-        renewed = await self._renew(keys=keys, args=[self.token, int(self.ttl * 1000)])
+        renewed = await self._renew(
+            keys=keys, args=[self.token, int(self.ttl * 1000)], client=client
+        )
         renewed = {key.decode() if isinstance(key, bytes) else key for key in renewed}
         for hex_id in hex_ids:
             if lease_key(hex_id) in renewed:
@@ -205,11 +223,12 @@ class RedisPlacement:
         interval = min(self.heartbeat, self.ttl / 3)
         while True:
             try:
-                await self._check_boot()
-                await self._beat()
-                presence.set_live_holders(await self.live_processes())
+                beat = self.beat_redis
+                await self._check_boot(beat)
+                await self._beat(beat)
+                presence.set_live_holders(await self.live_processes(beat))
                 if self.leases:
-                    await self._renew_keys(list(self.leases))
+                    await self._renew_keys(list(self.leases), beat)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -252,3 +271,4 @@ class RedisPlacement:
             await self.redis.delete(host_key(self.token))
         finally:
             await self.redis.aclose()
+            await self.beat_redis.aclose()

@@ -1,0 +1,210 @@
+"""Alarm figures: ``python -m benchmarks.alarms [--quick]`` (also part of the full run).
+
+(i) For the local backend (a timer in the host, in this process) and the RQ backend (a
+private redis-server, a runobjects host, ``rqworker --with-scheduler`` processes, and this
+process as a client): lateness from the due time to the handler's start, p50 and p99, for
+alarms spread over several seconds; and the time from the due time until the last of
+1,000 alarms due at the same moment has started.
+"""
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RQ_WORKERS = 3
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+def row(label, value, target=""):
+    return f"{label:<58} {value:>16}  {target}"
+
+
+def verdict(ok):
+    return "PASS" if ok else "MISS"
+
+
+async def arm_all(stubs, times, concurrency=5):
+    for start in range(0, len(stubs), concurrency):
+        await asyncio.gather(
+            *(
+                stub.arm(when)
+                for stub, when in zip(
+                    stubs[start : start + concurrency],
+                    times[start : start + concurrency],
+                    strict=True,
+                )
+            )
+        )
+
+
+async def collect(stubs, timeout):
+    """{index: (started, scheduled)} once every stub's alarm has run (or at timeout)."""
+    found = {}
+    deadline = time.monotonic() + timeout
+    while len(found) < len(stubs) and time.monotonic() < deadline:
+        pending = [n for n in range(len(stubs)) if n not in found]
+        for start in range(0, len(pending), 50):
+            chunk = pending[start : start + 50]
+            for n, values in zip(
+                chunk, await asyncio.gather(*(stubs[n].fired() for n in chunk)), strict=True
+            ):
+                if "started" in values:
+                    found[n] = (values["started"], values["scheduled"])
+        await asyncio.sleep(0.5)
+    return found
+
+
+async def measure(prefix, spread, lateness_count, burst_count, lead, burst_lead):
+    """Lateness (ms) of alarms spread over `spread` seconds; seconds for a burst to run."""
+    from benchmarks.objects import BenchAlarm
+
+    stubs = [BenchAlarm.objects.get_by_name(f"{prefix}-late-{n}") for n in range(lateness_count)]
+    start = time.time() + lead
+    await arm_all(stubs, [start + spread * n / lateness_count for n in range(lateness_count)])
+    found = await collect(stubs, lead + spread + 120)
+    lateness = [(started - scheduled) * 1000 for started, scheduled in found.values()]
+    burst = [BenchAlarm.objects.get_by_name(f"{prefix}-burst-{n}") for n in range(burst_count)]
+    due = time.time() + burst_lead  # time to arm them all first
+    await arm_all(burst, [due] * burst_count)
+    assert time.time() < due, "arming took longer than the lead; raise it"
+    await asyncio.sleep(due - time.time())
+    found_burst = await collect(burst, 300)
+    last = max(started for started, _ in found_burst.values()) - due
+    return lateness, len(found), last, len(found_burst)
+
+
+def local(quick):
+    from benchmarks.__main__ import setup_django
+
+    setup_django()
+    count = 200 if quick else 500
+    return asyncio.run(measure("local", 5.0, count, 1000, 1.0, 10.0))
+
+
+def rq_child(quick):
+    """The measuring client of the RQ figures, with the cluster's settings."""
+    from benchmarks.__main__ import setup_django
+
+    setup_django()
+    env = {**os.environ, "BENCH_ROLE": "host"}
+    host = subprocess.Popen(
+        [sys.executable, "manage.py", "runobjects"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert "Hosting objects" in host.stdout.readline()
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "rqworker", "--with-scheduler"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(RQ_WORKERS)
+    ]
+    try:
+        time.sleep(3)  # the workers register and one takes the scheduler lock
+        count = 100 if quick else 300
+        lateness, fired, last, burst = asyncio.run(measure("rq", 10.0, count, 1000, 2.0, 40.0))
+    finally:
+        for process in [host, *workers]:
+            process.terminate()
+        for process in [host, *workers]:
+            process.wait(15)
+    print(f"{statistics.median(lateness)} {percentile(lateness, 0.99)} {fired} {last} {burst}")
+
+
+def rq(quick):
+    from durable_objects.devservers import RedisServer
+
+    work = Path(tempfile.mkdtemp(prefix="do-bench-alarms-"))
+    server = RedisServer(work)
+    try:
+        import redis
+
+        redis.Redis.from_url(server.url).set("do:boot", repr(time.time() - 3600))
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
+            "BENCH_DIR": str(work),
+            "BENCH_REDIS_URL": server.url,
+            "BENCH_ROLE": "client",
+        }
+        output = subprocess.run(
+            [sys.executable, "-m", "benchmarks.alarms", "--rq-child"]
+            + (["--quick"] if quick else []),
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        server.stop()
+    p50, p99, fired, last, burst = output.split()
+    return float(p50), float(p99), int(fired), float(last), int(burst)
+
+
+def run(quick, emit):
+    lateness, fired, last, burst = local(quick)
+    p50, p99 = statistics.median(lateness), percentile(lateness, 0.99)
+    emit(
+        row(
+            f"(i) local alarms, lateness p50 / p99 ms ({fired} alarms)",
+            f"{p50:.1f} / {p99:.1f}",
+            f"target p99 <= 50 ms {verdict(p99 <= 50)}",
+        )
+    )
+    emit(
+        row(
+            f"(i) local alarms, {burst} due at once: last started after, s",
+            f"{last:.2f}",
+            f"target <= 5 s {verdict(last <= 5 and burst == 1000)}",
+        )
+    )
+    p50, p99, fired, last, burst = rq(quick)
+    emit(
+        row(
+            f"(i) RQ alarms, lateness p50 / p99 ms ({fired} alarms)",
+            f"{p50:.0f} / {p99:.0f}",
+            f"target p99 <= 1,500 ms {verdict(p99 <= 1500)}",
+        )
+    )
+    emit(
+        row(
+            f"(i) RQ alarms, {burst} due at once, {RQ_WORKERS} workers: last started after, s",
+            f"{last:.2f}",
+            f"target <= 5 s {verdict(last <= 5 and burst == 1000)}",
+        )
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.alarms")
+    parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    parser.add_argument("--rq-child", action="store_true", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.rq_child:
+        rq_child(options.quick)
+    else:
+        run(options.quick, lambda text: print(text, flush=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Alarms in a cluster: real Redis, a runobjects host and ``manage.py rqworker --with-scheduler``.
+
+The test process joins the cluster as a client, so its calls reach the objects in the
+runobjects host; the alarm jobs run in the worker, whose calls are routed the same way.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from durable_objects.alarms.rq import SCHEDULER_GRACE
+from durable_objects.conf import cluster_channel_layers
+from tests import alarm_contract
+from tests.alarm_contract import fired_rows, wait_for
+from tests.objects_alarms import Alarmed
+from tests.servers import REPO, stop
+
+RETRY_BASE = 0.5
+MAX_RETRIES = 3
+# Workers deliver one job at a time each; several deliver a burst in parallel, so their
+# objects' commits (each an fsync) overlap on the host's commit threads.
+WORKERS = 3
+
+
+class RQCluster:
+    """The processes of one module's cluster; workers can be killed and restarted."""
+
+    slack = 2.0  # the scheduler polls once a second, and a job may wait for its time
+    retry_base = RETRY_BASE
+    max_retries = MAX_RETRIES
+
+    def __init__(self, root, redis_url):
+        self.redis_url = redis_url
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "DJANGO_SETTINGS_MODULE": "tests.cluster_settings",
+            "DO_TEST_REDIS_URL": redis_url,
+            "DO_TEST_DB": str(root / "db.sqlite3"),
+            "DO_TEST_STORAGE_ROOT": str(root / "objects"),
+            "DO_TEST_ALARM_RETRY_BASE": str(RETRY_BASE),
+            "DO_TEST_ALARM_MAX_RETRIES": str(MAX_RETRIES),
+            # The defaults: these tests load the host with bursts of new shards and leases.
+            "DO_TEST_HOST_HEARTBEAT": "1.0",
+            "DO_TEST_LEASE_TTL": "5",
+        }
+        self.processes = []
+        self.workers = []
+        self.log = (root / "processes.log").open("a")
+
+    def manage(self, *args):
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    def runobjects(self):
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "runobjects"],
+            cwd=REPO,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+        self.processes.append(process)
+        assert "Hosting objects" in process.stdout.readline()
+        return process
+
+    def start_workers(self, count=WORKERS):
+        """Start count ``rqworker --with-scheduler`` processes (one holds the scheduler)."""
+        import redis
+        from rq import Worker
+
+        connection = redis.Redis.from_url(self.redis_url)
+        before = {w.name for w in Worker.all(connection=connection)}
+        started = [
+            subprocess.Popen(
+                [sys.executable, "manage.py", "rqworker", "--with-scheduler"],
+                cwd=REPO,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=self.log,
+                start_new_session=True,  # a group: the worker and its scheduler process
+            )
+            for _ in range(count)
+        ]
+        self.processes.extend(started)
+        self.workers.extend(started)
+        deadline = time.monotonic() + 30
+        while len({w.name for w in Worker.all(connection=connection)} - before) < count:
+            assert all(p.poll() is None for p in started), "an rqworker exited"
+            assert time.monotonic() < deadline, "the rqworkers did not register"
+            time.sleep(0.1)
+
+    def kill_workers(self):
+        """SIGKILL every worker, as a machine or container dies: the job running in one of
+        them dies with it. The whole process group: RQ's scheduler, a process of its own,
+        outlives a SIGKILL of its worker alone (docs/topics/alarms.md)."""
+        for worker in self.workers:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        self.workers = []
+
+    def stub(self, name):
+        return Alarmed.objects.get_by_name(name)
+
+    def stop(self):
+        for process in self.processes:
+            stop(process)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def rq_cluster(tmp_path_factory, redis_url):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    client.set("do:boot", repr(time.time() - 3600))  # a Redis up for an hour, not a restart
+    cluster = RQCluster(tmp_path_factory.mktemp("rq-cluster"), redis_url)
+    cluster.manage("migrate", "-v0")
+    cluster.runobjects()
+    cluster.start_workers()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def alarms(rq_cluster, settings):
+    """This test process as a client of the cluster."""
+    settings.CHANNEL_LAYERS = cluster_channel_layers(rq_cluster.redis_url)
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        "PLACEMENT": "redis",
+        "REDIS_URL": rq_cluster.redis_url,
+        "TRANSPORT_LAYER": "transport",
+        "CLUSTER_ROLE": "client",
+        "HOST_HEARTBEAT": 1.0,
+        "LEASE_TTL": 5.0,
+        "CALL_TIMEOUT": 10.0,
+    }
+    return rq_cluster
+
+
+test_fires_on_time = alarm_contract.test_fires_on_time
+test_cancelled_and_replaced_alarms_never_fire = (
+    alarm_contract.test_cancelled_and_replaced_alarms_never_fire
+)
+test_retried_with_backoff_until_success = alarm_contract.test_retried_with_backoff_until_success
+test_abandoned_after_the_last_retry = alarm_contract.test_abandoned_after_the_last_retry
+test_a_handler_that_rearms_fires_again = alarm_contract.test_a_handler_that_rearms_fires_again
+test_a_time_in_the_past_fires_at_once = alarm_contract.test_a_time_in_the_past_fires_at_once
+test_a_thousand_alarms_due_in_the_same_second_all_fire = (
+    alarm_contract.test_a_thousand_alarms_due_in_the_same_second_all_fire
+)
+
+
+async def test_a_worker_killed_during_delivery_still_leads_to_one_success(alarms, tmp_path):
+    stub = alarms.stub("worker-killed")
+    attempts = tmp_path / "attempts.txt"
+    await stub.configure(slow=2.0, attempts_file=str(attempts))
+    await stub.arm(time.time())
+    await wait_for(lambda: _exists(attempts), 10 + alarms.slack)  # the handler is running
+    alarms.kill_workers()
+    alarms.start_workers()
+    alarms.manage("sweep_alarms")  # finds the job of the dead worker, if the alarm is due
+    [row] = await wait_for(lambda: fired_rows(stub), 20 + alarms.slack)
+    assert row["retry_count"] == 0
+    await asyncio_sleep(3 + alarms.slack)  # anything re-created runs and finds nothing due
+    assert len(await stub.fired()) == 1  # exactly one successful outcome
+    assert len(attempts.read_text().splitlines()) >= 1  # the handler may have run again
+
+
+async def test_a_worker_killed_before_delivery_is_redelivered_by_the_sweep(alarms):
+    stub = alarms.stub("worker-killed-early")
+    alarms.kill_workers()
+    await stub.arm(time.time() + 1.0)
+    await asyncio_sleep(2.0)  # due now, and no worker to run its job
+    alarms.start_workers()  # their schedulers wait a minute for the dead one's lock
+    await asyncio_sleep(SCHEDULER_GRACE + 1)
+    assert alarms.manage("sweep_alarms").split()[2] != "0"  # "N pending alarms; M jobs..."
+    [row] = await wait_for(lambda: fired_rows(stub), 20 + alarms.slack)
+    assert row["retry_count"] == 0
+
+
+async def test_flushall_then_the_sweep_still_fires_every_pending_alarm(alarms):
+    import redis
+
+    stubs = [alarms.stub(f"flushed-{n}") for n in range(20)]
+    due = time.time() + 4.0
+    for stub in stubs:
+        await stub.arm(due)
+    await asyncio_sleep(1.0)  # the catalog is flushed every 0.1 s in the tests
+    redis.Redis.from_url(alarms.redis_url).flushall()  # every job is gone
+    out = alarms.manage("sweep_alarms", "--list")
+    listed = {line.split()[1] for line in out.splitlines()[:-1]}
+    assert {str(stub.id) for stub in stubs} <= listed, out  # earlier tests' alarms too
+    # The jobs are re-created by this command or, if it noticed first, by the host: its
+    # heartbeat sees Redis's boot marker gone and sweeps at once.
+    for stub in stubs:
+        [row] = await wait_for(lambda stub=stub: fired_rows(stub), 30 + alarms.slack)
+        assert row["at"] >= due
+    out = alarms.manage("sweep_alarms", "--list")
+    assert not {str(stub.id) for stub in stubs} & set(out.split()), "all were consumed"
+
+
+async def _exists(path):
+    return path.exists() and path.read_text()
+
+
+async def asyncio_sleep(seconds):
+    import asyncio
+
+    await asyncio.sleep(seconds)
