@@ -20,8 +20,30 @@ def check_durable_objects(app_configs=None, **kwargs):
     errors.extend(_check_alarms())
     errors.extend(_check_labels())
     for cls in registry.all():
+        if _shadows_check(cls):
+            errors.append(
+                Error(
+                    f"{cls.__name__}.check() replaces DurableObject.check(), the class's "
+                    "system check, and cannot be called through a stub either.",
+                    hint="Rename the method.",
+                    obj=cls,
+                    id="durable_objects.E012",
+                )
+            )
+            continue
         errors.extend(cls.check(**kwargs))
     return errors
+
+
+def _shadows_check(cls):
+    from .base import DurableObject
+
+    for klass in cls.__mro__:
+        if klass is DurableObject:
+            return False
+        if "check" in vars(klass):
+            return not isinstance(vars(klass)["check"], classmethod)
+    return False
 
 
 def _check_settings():

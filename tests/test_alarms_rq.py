@@ -47,6 +47,9 @@ class RQCluster:
             # The defaults: these tests load the host with bursts of new shards and leases.
             "DO_TEST_HOST_HEARTBEAT": "1.0",
             "DO_TEST_LEASE_TTL": "5",
+            # Sweeps every 2 s: they make up for RQ's scheduler, which stops scheduling
+            # after a FLUSHALL (its lock is gone) and after a SIGKILL of its worker.
+            "DO_TEST_ALARM_SWEEP_INTERVAL": "2",
         }
         self.processes = []
         self.workers = []
@@ -63,6 +66,7 @@ class RQCluster:
         ).stdout
 
     def runobjects(self):
+        """Start a host; the newest is ``self.host``."""
         process = subprocess.Popen(
             [sys.executable, "manage.py", "runobjects"],
             cwd=REPO,
@@ -73,6 +77,7 @@ class RQCluster:
         )
         self.processes.append(process)
         assert "Hosting objects" in process.stdout.readline()
+        self.host = process
         return process
 
     def start_workers(self, count=WORKERS):
@@ -187,7 +192,7 @@ async def test_a_worker_killed_before_delivery_is_redelivered_by_the_sweep(alarm
     await asyncio_sleep(2.0)  # due now, and no worker to run its job
     alarms.start_workers()  # their schedulers wait a minute for the dead one's lock
     await asyncio_sleep(SCHEDULER_GRACE + 1)
-    assert alarms.manage("sweep_alarms").split()[2] != "0"  # "N pending alarms; M jobs..."
+    alarms.manage("sweep_alarms")  # or the hosts' own sweep: the job is late, so lost
     [row] = await wait_for(lambda: fired_rows(stub), 20 + alarms.slack)
     assert row["retry_count"] == 0
 
@@ -221,3 +226,41 @@ async def asyncio_sleep(seconds):
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+async def test_a_host_killed_during_delivery_and_the_alarm_moves_with_its_object(alarms, tmp_path):
+    stub = alarms.stub("host-killed")
+    attempts = tmp_path / "attempts.txt"
+    await stub.configure(slow=2.0, attempts_file=str(attempts))
+    old_host = alarms.host
+    await stub.arm(time.time())
+    await wait_for(lambda: _exists(attempts), 10 + alarms.slack)  # the handler is running
+    old_host.kill()  # SIGKILL: the event never commits
+    old_host.wait()
+    alarms.runobjects()  # the object moves here once the lease runs out (LEASE_TTL)
+    [row] = await wait_for(lambda: fired_rows(stub), 60 + alarms.slack)
+    assert row["retry_count"] == 0  # not a handler failure: a delivery that never ended
+    assert len(attempts.read_text().splitlines()) >= 2  # ran on the old host, then here
+    await asyncio_sleep(1 + alarms.slack)
+    assert len(await stub.fired()) == 1
+
+
+async def test_everything_restarted_after_redis_lost_its_data_still_fires(alarms):
+    import redis
+
+    stubs = [alarms.stub(f"restarted-{n}") for n in range(5)]
+    due = time.time() + 6.0
+    for stub in stubs:
+        await stub.arm(due)
+    await asyncio_sleep(1.0)  # the catalog is flushed every 0.1 s in the tests
+    alarms.kill_workers()
+    alarms.host.kill()
+    alarms.host.wait()
+    client = redis.Redis.from_url(alarms.redis_url)
+    client.flushall()  # and Redis comes back with nothing
+    client.set("do:boot", repr(time.time() - 3600))
+    alarms.runobjects()  # its start sweep re-creates the jobs from the catalog
+    alarms.start_workers()
+    for stub in stubs:
+        [row] = await wait_for(lambda stub=stub: fired_rows(stub), 40 + alarms.slack)
+        assert row["at"] >= due

@@ -169,3 +169,18 @@ def test_e011_alarm_backend_importable_and_rq_needs_the_cluster(settings):
     }
     [error] = [e for e in check_durable_objects() if e.id == "durable_objects.E011"]
     assert "PLACEMENT 'redis'" in error.msg
+
+
+def test_e012_a_method_named_check_is_reported_not_called():
+    class Shadowing(DurableObject):
+        class Meta:
+            label = "tests.ShadowingCheck"
+
+        def check(self, rate, burst):
+            return True
+
+    try:
+        errors = [e for e in check_durable_objects() if e.id == "durable_objects.E012"]
+        assert [e.obj for e in errors] == [Shadowing]
+    finally:
+        registry.unregister("tests.ShadowingCheck")

@@ -23,9 +23,10 @@ def deliver(label, hex_id, due):
 
     from durable_objects.registry import registry
 
+    job = get_current_job()
+    _mark_running(job)  # at once: a sweep takes a started job without the mark for lost
     cls = registry.get(label)
     object_id = cls.objects.id_from_string(hex_id)
-    job = get_current_job()
     _wait_until(due, job)
     result = _run(cls, object_id, job)
     late = result.get("due_at")
