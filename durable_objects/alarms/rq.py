@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from datetime import UTC, datetime
 
 from durable_objects.conf import get_config
@@ -30,6 +31,7 @@ SWEEP_LOCK = "do:alarm-sweep"
 RUNNING_TTL_MS = 5000
 SCHEDULER_GRACE = 3.0  # seconds a scheduled job may wait past its time for the scheduler
 LIVE_STATUSES = {b"queued", b"scheduled", b"deferred"}
+WAITING = LIVE_STATUSES
 # Retries of a job that could not reach its object (no live host, a timeout); the sweep
 # re-creates a job that ran out of them while the alarm is still pending.
 DELIVERY_RETRY_INTERVALS = [1, 2, 4, 8, 16, 30, 60, 60, 60, 60]
@@ -44,17 +46,14 @@ def get_queue():
 def schedule_job(queue, label, hex_id, due, pipeline=None):
     """Delete the object's current job and schedule one for due (None: none). Blocking."""
     from rq.exceptions import NoSuchJobError
-    from rq.job import Job, JobStatus
+    from rq.job import Job
 
     connection = queue.connection
     old = connection.hget(JOBS, hex_id)
-    if old is not None:
-        try:
-            job = Job.fetch(old.decode(), connection=connection)
-        except NoSuchJobError:
-            job = None
-        if job is not None and job.get_status(refresh=False) != JobStatus.STARTED:
-            job.delete()  # a running job finishes on its own; its object decides
+    # A running job finishes on its own (its object decides); a waiting one is deleted.
+    if old is not None and connection.hget(f"rq:job:{old.decode()}", "status") in WAITING:
+        with suppress(NoSuchJobError):
+            Job.fetch(old.decode(), connection=connection).delete()
     if due is None:
         connection.hdel(JOBS, hex_id)
         return None
