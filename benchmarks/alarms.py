@@ -13,25 +13,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from benchmarks.cluster import REPO, percentile, row, verdict
+
 RQ_WORKERS = int(os.environ.get("BENCH_RQ_WORKERS", "3"))
-
-
-def percentile(values, fraction):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
-
-
-def row(label, value, target=""):
-    return f"{label:<58} {value:>16}  {target}"
-
-
-def verdict(ok):
-    return "PASS" if ok else "MISS"
 
 
 async def arm_all(stubs, times, concurrency=5):
@@ -142,33 +128,9 @@ def rq_child(quick):
 
 
 def rq(quick):
-    from durable_objects.devservers import RedisServer
+    from benchmarks.cluster import run_cluster_child
 
-    work = Path(tempfile.mkdtemp(prefix="do-bench-alarms-"))
-    server = RedisServer(work)
-    try:
-        import redis
-
-        redis.Redis.from_url(server.url).set("do:boot", repr(time.time() - 3600))
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO),
-            "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
-            "BENCH_DIR": str(work),
-            "BENCH_REDIS_URL": server.url,
-            "BENCH_ROLE": "client",
-        }
-        output = subprocess.run(
-            [sys.executable, "-m", "benchmarks.alarms", "--rq-child"]
-            + (["--quick"] if quick else []),
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    finally:
-        server.stop()
+    output = run_cluster_child("benchmarks.alarms", quick, "--rq-child")
     p50, p99, fired, last, burst = output.split()
     return float(p50), float(p99), int(fired), float(last), int(burst)
 

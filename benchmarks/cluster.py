@@ -171,8 +171,9 @@ def child(quick):
     )
 
 
-def run(quick, emit):
-    """Start Redis, run the measuring client in a process of its own, print its lines."""
+def run_cluster_child(module, quick, child_flag="--child"):
+    """Start a private Redis, run ``python -m <module> <child_flag>`` as a cluster client
+    in a process of its own, and return its standard output."""
     from durable_objects.devservers import RedisServer
 
     work = Path(tempfile.mkdtemp(prefix="do-bench-cluster-"))
@@ -189,19 +190,22 @@ def run(quick, emit):
             "BENCH_REDIS_URL": server.url,
             "BENCH_ROLE": "client",
         }
-        output = subprocess.run(
-            [sys.executable, "-m", "benchmarks.cluster", "--child"]
-            + (["--quick"] if quick else []),
+        return subprocess.run(
+            [sys.executable, "-m", module, child_flag] + (["--quick"] if quick else []),
             cwd=REPO,
             env=env,
             capture_output=True,
             text=True,
             check=True,
         ).stdout
-        for line in output.splitlines():
-            emit(line)
     finally:
         server.stop()
+
+
+def run(quick, emit):
+    """Start Redis, run the measuring client in a process of its own, print its lines."""
+    for line in run_cluster_child("benchmarks.cluster", quick).splitlines():
+        emit(line)
 
 
 def main():

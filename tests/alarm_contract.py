@@ -11,6 +11,17 @@ import time
 
 from durable_objects import DurableObjectError
 
+# The tests both backends' modules collect (``from tests.alarm_contract import *``).
+__all__ = [
+    "test_a_handler_that_rearms_fires_again",
+    "test_a_thousand_alarms_due_in_the_same_second_all_fire",
+    "test_a_time_in_the_past_fires_at_once",
+    "test_abandoned_after_the_last_retry",
+    "test_cancelled_and_replaced_alarms_never_fire",
+    "test_fires_on_time",
+    "test_retried_with_backoff_until_success",
+]
+
 
 async def wait_for(check, timeout, interval=0.05):
     """Await check() until it returns something true; return it, or fail at timeout.

@@ -14,7 +14,6 @@ import pytest
 
 from durable_objects.alarms.rq import SCHEDULER_GRACE
 from durable_objects.conf import cluster_channel_layers
-from tests import alarm_contract
 from tests.alarm_contract import fired_rows, wait_for
 from tests.objects_alarms import Alarmed
 from tests.servers import REPO, stop
@@ -156,17 +155,8 @@ def alarms(rq_cluster, settings):
     return rq_cluster
 
 
-test_fires_on_time = alarm_contract.test_fires_on_time
-test_cancelled_and_replaced_alarms_never_fire = (
-    alarm_contract.test_cancelled_and_replaced_alarms_never_fire
-)
-test_retried_with_backoff_until_success = alarm_contract.test_retried_with_backoff_until_success
-test_abandoned_after_the_last_retry = alarm_contract.test_abandoned_after_the_last_retry
-test_a_handler_that_rearms_fires_again = alarm_contract.test_a_handler_that_rearms_fires_again
-test_a_time_in_the_past_fires_at_once = alarm_contract.test_a_time_in_the_past_fires_at_once
-test_a_thousand_alarms_due_in_the_same_second_all_fire = (
-    alarm_contract.test_a_thousand_alarms_due_in_the_same_second_all_fire
-)
+# The contract: every test of tests/alarm_contract.py, against this backend.
+from tests.alarm_contract import *  # noqa: E402, F403
 
 
 async def test_a_worker_killed_during_delivery_still_leads_to_one_success(alarms, tmp_path):
