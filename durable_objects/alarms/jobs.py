@@ -29,9 +29,9 @@ def deliver(label, hex_id, due):
     object_id = cls.objects.id_from_string(hex_id)
     _wait_until(due, job)
     result = _run(cls, object_id, job)
-    late = result.get("due_at")
-    if not result["ran"] and late is not None and 0 < late - time.time() <= EARLY_WAIT:
-        _wait_until(late, job)  # due a moment from now (another clock): once more
+    due_at = result.get("due_at")
+    if not result["ran"] and due_at is not None and 0 < due_at - time.time() <= EARLY_WAIT:
+        _wait_until(due_at, job)  # due a moment from now (another clock): once more
         result = _run(cls, object_id, job)
     if result["ran"] and not result["ok"]:
         error = result["error"]

@@ -30,8 +30,7 @@ RUNNING = "do:alarm-run:"  # + job id: set by a job while it delivers (a short T
 SWEEP_LOCK = "do:alarm-sweep"
 RUNNING_TTL_MS = 5000
 SCHEDULER_GRACE = 3.0  # seconds a scheduled job may wait past its time for the scheduler
-LIVE_STATUSES = {b"queued", b"scheduled", b"deferred"}
-WAITING = LIVE_STATUSES
+LIVE_STATUSES = {b"queued", b"scheduled", b"deferred"}  # waiting to run
 # Retries of a job that could not reach its object (no live host, a timeout); the sweep
 # re-creates a job that ran out of them while the alarm is still pending.
 DELIVERY_RETRY_INTERVALS = [1, 2, 4, 8, 16, 30, 60, 60, 60, 60]
@@ -43,7 +42,7 @@ def get_queue():
     return django_rq.get_queue(get_config()["ALARM_QUEUE"])
 
 
-def schedule_job(queue, label, hex_id, due, pipeline=None):
+def schedule_job(queue, label, hex_id, due):
     """Delete the object's current job and schedule one for due (None: none). Blocking."""
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
@@ -51,7 +50,7 @@ def schedule_job(queue, label, hex_id, due, pipeline=None):
     connection = queue.connection
     old = connection.hget(JOBS, hex_id)
     # A running job finishes on its own (its object decides); a waiting one is deleted.
-    if old is not None and connection.hget(f"rq:job:{old.decode()}", "status") in WAITING:
+    if old is not None and connection.hget(Job.key_for(old.decode()), "status") in LIVE_STATUSES:
         with suppress(NoSuchJobError):
             Job.fetch(old.decode(), connection=connection).delete()
     if due is None:
@@ -87,14 +86,19 @@ def _enqueue(queue, label, hex_id, due):
 def ensure_jobs(queue, alarms):
     """Schedule a job for each pending alarm whose job is missing, finished or dead.
 
-    A job still waiting in the scheduled registry SCHEDULER_GRACE seconds after its time
-    is enqueued at once: its scheduler is gone (a worker killed with SIGKILL keeps RQ's
-    scheduler lock, and so every other worker's scheduler off, for a minute).
+    A job still in the scheduled registry SCHEDULER_GRACE seconds after its time there
+    (the alarm's, or an RQ retry's) is enqueued at once: its scheduler is gone (a worker
+    killed with SIGKILL leaves its scheduler holding RQ's lock; after a FLUSHALL RQ's
+    scheduler stops until it takes the lock again, minutes later).
     alarms maps (label, hex) to due UNIX seconds. Returns how many jobs were created.
     """
+    from rq.job import Job
+
     late = time.time() - SCHEDULER_GRACE
     keys = list(alarms)
     connection = queue.connection
+    intermediate = queue.intermediate_queue_key
+    scheduled = queue.scheduled_job_registry.key
     created = 0
     for start in range(0, len(keys), 1000):
         chunk = keys[start : start + 1000]
@@ -102,25 +106,26 @@ def ensure_jobs(queue, alarms):
             for _, hex_id in chunk:
                 pipe.hget(JOBS, hex_id)
             job_ids = pipe.execute()
-        intermediate = f"{queue.key}:intermediate"
         with connection.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
                 name = (job_id or b"-").decode()
-                pipe.hget(f"rq:job:{name}", "status")
+                pipe.hget(Job.key_for(name), "status")
                 pipe.exists(RUNNING + name)
                 pipe.lpos(intermediate, name)
+                pipe.zscore(scheduled, name)
             states = pipe.execute()
         for index, (label, hex_id) in enumerate(chunk):
-            status, running, dequeued = states[3 * index : 3 * index + 3]
+            status, running, dequeued, scheduled_at = states[4 * index : 4 * index + 4]
             due = alarms[(label, hex_id)]
             # Lost: no job, a finished or failed one, one started by a worker that died,
-            # one left in the scheduled registry by a dead scheduler, or one taken off the
-            # queue by a dead worker's connection (still in RQ's intermediate list).
+            # one left in (or missing from) the scheduled registry past its time there,
+            # or one taken off the queue by a dead worker's connection (still in RQ's
+            # intermediate list).
             lost = (
                 job_ids[index] is None
                 or status not in (*LIVE_STATUSES, b"started")
                 or (status == b"started" and not running)
-                or (status == b"scheduled" and due < late)
+                or (status == b"scheduled" and (scheduled_at is None or scheduled_at < late))
                 or (status == b"queued" and dequeued is not None and due < late)
             )
             if not lost:

@@ -42,10 +42,7 @@ class DurableObjectStorage(KeyValueMixin, AlarmMixin):
         shard = self._shard()
         with shard.savepoint():
             shard.execute("DELETE FROM _do_kv")
-            shard.execute(
-                "UPDATE _do_alarm SET scheduled_at = NULL, due_at = NULL, retry_count = 0"
-            )
-            self._activation.alarm_changed = True
+            self.delete_alarm()
             objects = shard.execute(
                 "SELECT type, name FROM sqlite_schema WHERE name NOT LIKE '\\_do\\_%' ESCAPE '\\' "
                 "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND type IN ('view', 'table') "

@@ -110,8 +110,9 @@ class AlarmMixin:
         shard = self._existing_shard()
         if shard is None:
             return
-        shard.execute(
+        cursor = shard.execute(
             "UPDATE _do_alarm SET scheduled_at = NULL, due_at = NULL, retry_count = 0 "
             "WHERE id = 1 AND due_at IS NOT NULL"
         )
-        self._activation.alarm_changed = True
+        if cursor.rowcount:
+            self._activation.alarm_changed = True
