@@ -146,13 +146,14 @@ class CatalogWriter:
 
 
 def _socket_count(activation):
-    """The object's accepted sockets, or None if unknown here.
+    """The object's accepted sockets, or None if they did not change since the last count.
 
-    Unknown when this activation never looked at its sockets (so they did not change
-    since the count last written) or its shard is closed; rows change only through the
-    socket registry, and each change commits, which touches the catalog with the shard open.
+    Rows change only through the socket registry, which notes it, and each change
+    commits, which touches the catalog with the shard open: so a commit that only wrote
+    (a chat message) costs no count.
     """
-    shard = activation.shard
-    if not activation.sockets._swept or shard is None or not shard.is_open:
+    registry, shard = activation.sockets, activation.shard
+    if not registry.rows_changed or shard is None or not shard.is_open:
         return None
+    registry.rows_changed = False
     return shard.execute("SELECT count(*) FROM _do_sockets").fetchone()[0]

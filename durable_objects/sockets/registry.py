@@ -24,11 +24,13 @@ class SocketRegistry:
         self.failed = set()  # sockets whose websocket_message raised; later messages skip
         self.pending = {}  # socket id -> holder, for connect events running now
         self._swept = False
+        self.rows_changed = False  # rows added or removed since the catalog last counted
 
     def _shard(self, create):
         shard = self.activation.shard_for_event(create=create)
         if shard is not None and not self._swept:
             self._swept = True
+            self.rows_changed = True  # the catalog's count may be older than these rows
             self._sweep(shard)
         return shard
 
@@ -76,6 +78,7 @@ class SocketRegistry:
             "INSERT INTO _do_sockets(id, channel, holder, tags, accepted_at) VALUES (?,?,?,?,?)",
             (ws.id, ws.channel, holder, json.dumps(tags), time.time()),
         )
+        self.rows_changed = True
 
     def remove(self, socket_id):
         """Delete the socket's row; return True if it was there."""
@@ -84,6 +87,7 @@ class SocketRegistry:
             return False
         cursor = shard.execute("DELETE FROM _do_sockets WHERE id = ?", (socket_id,))
         self.handles.pop(socket_id, None)
+        self.rows_changed = self.rows_changed or cursor.rowcount > 0
         return cursor.rowcount > 0
 
     def forget(self, socket_id):
