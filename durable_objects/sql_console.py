@@ -14,26 +14,12 @@ import time
 from urllib.parse import quote
 
 from durable_objects.exceptions import ForbiddenQuery
+from durable_objects.storage.authorizer import ALLOWED_PRAGMAS
 
 TIME_LIMIT = 2.0  # seconds one console statement may run
 MAX_LENGTH = 16 * 1024 * 1024  # bytes of the largest string or blob a statement may make
-READ_ONLY_PRAGMAS = frozenset(
-    {
-        "table_info",
-        "table_xinfo",
-        "table_list",
-        "index_info",
-        "index_xinfo",
-        "index_list",
-        "foreign_key_list",
-        "foreign_key_check",
-        "integrity_check",
-        "quick_check",
-        "page_count",
-        "freelist_count",
-        "data_version",
-    }
-)
+# The shard's own PRAGMA allowlist, less the one that sets something, plus two counts.
+READ_ONLY_PRAGMAS = (ALLOWED_PRAGMAS - {"defer_foreign_keys"}) | {"page_count", "freelist_count"}
 _ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE}
 _ACTIONS = (
     "CREATE_INDEX CREATE_TABLE CREATE_TEMP_INDEX CREATE_TEMP_TABLE CREATE_TEMP_TRIGGER "
