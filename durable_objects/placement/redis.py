@@ -1,274 +1,190 @@
-"""Which process holds which object, in a cluster: leases and host heartbeats in Redis.
+"""A host's part in a cluster: where each event goes, in order, and the leases behind it.
 
-A lease is ``do:lease:<hex id>`` = this host's token, set with ``NX`` and a TTL
-(``LEASE_TTL``). The holder renews its leases every third of the TTL; a lease it fails
-to renew in time is lost, and the activation is dropped at once. The lease says who
-*should* host an object; the fencing epoch in the shard (bumped by every activation,
-checked at every commit) makes sure a host that lost its lease (paused, partitioned,
-slow) can never write again. A host also refuses to hand out a reply once its lease may
-have expired (``lease_valid``), so a stale instance cannot answer even a read.
-
-Hosts register in the sorted set ``do:hosts`` (score: last heartbeat, UNIX seconds) with
-their transport channel in ``do:host:<token>``; a host silent for three heartbeats is
-dead. Processes that cannot host (commands, RQ jobs, WSGI) send their calls to a live
-host.
+``route()`` queues an event here when this host holds the object's lease; otherwise it
+claims the lease (a host) or finds the holder (or any live host, for a process that
+cannot host) and sends the event there over the transport. Events for one object leave
+this process in the order ``route()`` was called: each waits until the one before it
+has been queued here or handed to the channel layer. That is what keeps a socket's
+messages in order when its object lives in another process.
 """
 
 import asyncio
-import json
 import logging
 import os
-import secrets
+import random
 import time
+from collections import OrderedDict
 
-from durable_objects.conf import get_config
+from django.core.exceptions import ImproperlyConfigured
+from redis.exceptions import RedisError
+
+from durable_objects.exceptions import FencedError, ObjectUnavailable
 from durable_objects.sockets import presence
+
+from .redis import RedisPlacement
 
 logger = logging.getLogger("durable_objects.placement")
 
-HOSTS = "do:hosts"
-# When this Redis's lease data began, UNIX seconds. Missing after a restart without
-# persistence or a FLUSHALL: the first process to notice writes it, and no lease is
-# claimed for LEASE_TTL after it, so that every lease taken before has run out in the
-# memory of its holder too (a holder trusts its lease until renewal + 0.9 TTL).
-BOOT = "do:boot"
-
-_RENEW = """
-local renewed = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
-    redis.call('PEXPIRE', key, ARGV[2])
-    renewed[#renewed + 1] = key
-  end
-end
-return renewed
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+ROUTES_KEPT = 10_000  # objects whose holder this process remembers (for a heartbeat)
 
 
-def lease_key(hex_id):
-    return f"do:lease:{hex_id}"
+class Cluster:
+    def __init__(self, host, config, *, can_host):
+        from durable_objects.transport import Transport
 
+        url = config["REDIS_URL"] or os.environ.get("REDIS_URL")
+        if not url:
+            raise ImproperlyConfigured(
+                "DURABLE_OBJECTS['PLACEMENT'] is 'redis' but neither "
+                "DURABLE_OBJECTS['REDIS_URL'] nor the REDIS_URL environment variable is set."
+            )
+        role = config["CLUSTER_ROLE"]
+        if role != "auto":
+            can_host = role == "host"
+        self.host = host
+        presence.join_cluster()
+        self.placement = RedisPlacement(url, can_host=can_host, token=presence.HOLDER)
+        self.placement.on_lost = self.lease_lost
+        # Redis lost its data (FLUSHALL, a restart): its alarm jobs are gone too.
+        self.placement.on_data_lost = lambda: host.alarms.data_lost()
+        self.transport = Transport(host)
+        self.ready = host.loop.create_future()
+        self._tails = {}  # hex id -> future: the last routed event of it has left
+        self._routes = OrderedDict()  # hex id -> (holder, channel, monotonic expiry)
+        self._task = None
+        self._releases = set()
+        host.loop.call_soon_threadsafe(self._start)
 
-def host_key(token):
-    return f"do:host:{token}"
+    def _start(self):
+        self._task = self.host.loop.create_task(self._run())
 
-
-POOL_SIZE = 64  # connections to Redis per process for placement commands
-
-
-class RedisPlacement:
-    """This process's view of the cluster: its token, its leases, the live hosts."""
-
-    is_cluster = True
-
-    def __init__(self, url, *, can_host, token=None):
-        import redis.asyncio
-
-        config = get_config()
-        self.url = url
-        # Blocking: more concurrent commands than connections wait for one (redis-py's
-        # default pool raises "Too many connections" past 100, failing a burst of calls).
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            url, max_connections=POOL_SIZE, timeout=10
-        )
-        self.redis = redis.asyncio.Redis(connection_pool=pool)
-        # The heartbeat and the renewals have a connection of their own: they must not
-        # wait behind a burst of other commands (a thousand leases given back at once).
-        self.beat_redis = redis.asyncio.Redis.from_url(url)
-        self.can_host = can_host
-        self.token = token or f"{os.getpid()}-{secrets.token_hex(4)}"
-        self.ttl = float(config["LEASE_TTL"])
-        self.heartbeat = float(config["HOST_HEARTBEAT"])
-        self.leases = {}  # hex id -> monotonic deadline until which the lease is surely ours
-        self._renew = self.redis.register_script(_RENEW)
-        self._release = self.redis.register_script(_RELEASE)
-        self.channel = None
-        self.on_lost = None  # callback(hex id) when a lease could not be renewed
-        self.on_data_lost = None  # callback() when Redis is found to have lost its data
-        self.last_beat = time.time()  # when the heartbeat last reached Redis
-        self.boot = None  # the BOOT marker this process has seen
-
-    # -- hosts ---------------------------------------------------------------------------
-
-    async def register(self, channel):
-        self.channel = channel
-        await self._beat()
-
-    async def _beat(self, client=None):
-        info = json.dumps(
-            {
-                "channel": self.channel,
-                "pid": os.getpid(),
-                "hosts": self.can_host,
-                "leases": len(self.leases),
-            }
-        )
-        async with (client or self.redis).pipeline(transaction=False) as pipe:
-            pipe.set(host_key(self.token), info, px=int(self.heartbeat * 3000))
-            pipe.zadd(HOSTS, {self.token: time.time()})
-            pipe.zremrangebyscore(HOSTS, 0, time.time() - 3600)  # long gone processes
-            await pipe.execute()
-        self.last_beat = time.time()
-
-    def presumed_dead(self):
-        """True if callers may have given this host up (its heartbeat key has expired).
-
-        A caller that sees the key gone reports ObjectUnavailable and may retry elsewhere;
-        so a host that was paused that long refuses the calls it finds waiting, rather
-        than run them late, after their retries. The margin (half a heartbeat) covers the
-        time between this clock and Redis's.
-        """
-        return time.time() - self.last_beat > 2.5 * self.heartbeat
-
-    async def live_processes(self, client=None):
-        """{token: info} of the cluster's processes heard from within three heartbeats."""
-        client = client or self.redis
-        since = time.time() - 3 * self.heartbeat
-        tokens = [t.decode() for t in await client.zrangebyscore(HOSTS, since, "+inf")]
-        if not tokens:
-            return {}
-        infos = await client.mget([host_key(t) for t in tokens])
-        return {
-            token: json.loads(info)
-            for token, info in zip(tokens, infos, strict=True)
-            if info is not None
-        }
-
-    async def live_hosts(self):
-        """{token: channel} of the live processes that host objects."""
-        processes = await self.live_processes()
-        return {token: info["channel"] for token, info in processes.items() if info["hosts"]}
-
-    async def channel_of(self, token):
-        info = await self.redis.get(host_key(token))
-        return None if info is None else json.loads(info)["channel"]
+    async def _run(self):
+        await self.transport.start()
+        delay = 0.2
+        while True:
+            try:
+                # Every process heartbeats: a host so that calls reach it, any other so
+                # that the sockets it holds are not taken for dead.
+                await self.placement.register(self.transport.channel)
+                break
+            except (RedisError, OSError):
+                logger.warning("Joining the cluster failed; retrying.", exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        self.ready.set_result(True)
+        await self.placement.run()
 
     # -- leases --------------------------------------------------------------------------
 
-    def lease_valid(self, hex_id):
-        deadline = self.leases.get(hex_id)
-        return deadline is not None and time.monotonic() < deadline
+    def lease_lost(self, hex_id):
+        """The lease of hex_id ran out: drop its instance (its commits would be fenced)."""
+        for activation in list(self.host.activations.values()):
+            if activation.hex == hex_id:
+                activation.reset(FencedError("This host lost the object's lease."))
 
-    async def owner(self, hex_id):
-        value = await self.redis.get(lease_key(hex_id))
-        return None if value is None else value.decode()
+    def hibernated(self, hex_id):
+        """Give the lease of a hibernated object back, unless it is live here again first."""
+        if self.placement.can_host:
+            task = self.host.loop.create_task(self._release(hex_id))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
 
-    async def _check_boot(self, client=None):
-        """Notice a Redis that lost its data: drop every lease; return the marker."""
-        client = client or self.redis
-        marker = await client.get(BOOT)
-        if marker is None:
-            await client.set(BOOT, repr(time.time()), nx=True)
-            marker = await client.get(BOOT)
-        marker = float(marker)
-        if self.boot is not None and marker != self.boot:
-            logger.warning("Redis lost its data (restart or FLUSHALL): leases are dropped.")
-            if self.on_data_lost is not None:
-                self.on_data_lost()
-            for hex_id in list(self.leases):
-                del self.leases[hex_id]
-                if self.on_lost is not None:
-                    self.on_lost(hex_id)
-        self.boot = marker
-        return marker
+    async def _release(self, hex_id):
+        if hex_id in self._tails or any(a.hex == hex_id for a in self.host.activations.values()):
+            return
+        await self.placement.release(hex_id)
 
-    async def claim(self, hex_id):
-        """Take the lease if nobody holds it; return the holder's token (ours if taken)."""
-        from durable_objects.exceptions import ObjectUnavailable
+    # -- routing -------------------------------------------------------------------------
 
-        boot = await self._check_boot()
-        if time.time() < boot + self.ttl:
-            raise ObjectUnavailable(
-                "The cluster's Redis lost its data moments ago; no object is placed until "
-                f"every old lease has run out (LEASE_TTL, {self.ttl} s). Retry."
-            )
-        started = time.monotonic()
-        if await self.redis.set(lease_key(hex_id), self.token, nx=True, px=int(self.ttl * 1000)):
-            self.leases[hex_id] = started + self.ttl * 0.9
-            return self.token
-        holder = await self.owner(hex_id)
-        if holder == self.token:  # ours already (an activation that hibernated)
-            self.leases[hex_id] = max(self.leases.get(hex_id, 0), started)
-            await self._renew_keys([hex_id])
-        return holder
+    def route(self, cls, object_id, event, hops=0):
+        """Queue event here or send it on, after the events routed before it; a future."""
+        hex_id = str(object_id)
+        before = self._tails.get(hex_id)
+        if before is None and self.placement.lease_valid(hex_id):
+            return self.host.dispatch(cls, object_id, event)
+        gone = self.host.loop.create_future()
+        self._tails[hex_id] = gone
+        return asyncio.ensure_future(self._route(cls, object_id, event, hops, before, gone))
 
-    async def release(self, hex_id):
-        self.leases.pop(hex_id, None)
+    async def _route(self, cls, object_id, event, hops, before, gone):
+        hex_id = str(object_id)
         try:
-            await self._release(keys=[lease_key(hex_id)], args=[self.token])
-        except Exception:  # the lease expires by itself
-            logger.warning("Releasing the lease of %s failed.", hex_id, exc_info=True)
-
-    async def _renew_keys(self, hex_ids, client=None):
-        started = time.monotonic()
-        keys = [lease_key(h) for h in hex_ids]
-        renewed = await self._renew(
-            keys=keys, args=[self.token, int(self.ttl * 1000)], client=client
-        )
-        renewed = {key.decode() if isinstance(key, bytes) else key for key in renewed}
-        for hex_id in hex_ids:
-            if lease_key(hex_id) in renewed:
-                if hex_id in self.leases:
-                    self.leases[hex_id] = started + self.ttl * 0.9
-            elif self.leases.pop(hex_id, None) is not None and self.on_lost is not None:
-                self.on_lost(hex_id)
-
-    async def run(self):
-        """Heartbeat and renew the leases until cancelled."""
-        interval = min(self.heartbeat, self.ttl / 3)
-        while True:
+            if before is not None:
+                await asyncio.wait([before])
+            if not self.ready.done():
+                try:
+                    await asyncio.wait_for(
+                        asyncio.shield(self.ready), 3 * self.placement.heartbeat
+                    )
+                except TimeoutError:
+                    raise ObjectUnavailable(
+                        "This process has not reached the cluster's Redis yet. Retry."
+                    ) from None
             try:
-                beat = self.beat_redis
-                await self._check_boot(beat)
-                await self._beat(beat)
-                presence.set_live_holders(await self.live_processes(beat))
-                if self.leases:
-                    await self._renew_keys(list(self.leases), beat)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Redis is away: the leases run out by their deadlines, and the instances
-                # stop answering (lease_valid) until Redis is back and they are reclaimed.
-                logger.warning("Heartbeat or lease renewal failed.", exc_info=True)
-                now = time.monotonic()
-                for hex_id, deadline in list(self.leases.items()):
-                    if now >= deadline:
-                        del self.leases[hex_id]
-                        if self.on_lost is not None:
-                            self.on_lost(hex_id)
-            await asyncio.sleep(interval)
-
-    def leave_sync(self):
-        """Give the leases back and stop counting as alive, without the event loop.
-
-        For a process that is exiting (daphne's shutdown runs no coroutine of ours);
-        if Redis cannot be reached, the leases run out by themselves.
-        """
-        import redis
-
-        leases, self.leases = list(self.leases), {}
-        try:
-            client = redis.Redis.from_url(self.url, socket_timeout=1)
-            release = client.register_script(_RELEASE)
-            for hex_id in leases:
-                release(keys=[lease_key(hex_id)], args=[self.token])
-            client.zrem(HOSTS, self.token)
-            client.delete(host_key(self.token))
-            client.close()
-        except redis.RedisError:
-            logger.warning("The leases could not be given back; they run out.", exc_info=True)
-
-    async def close(self):
-        for hex_id in list(self.leases):
-            await self.release(hex_id)
-        try:
-            await self.redis.zrem(HOSTS, self.token)
-            await self.redis.delete(host_key(self.token))
+                outcome = await self._place(cls, object_id, event, hops)
+            except (RedisError, OSError) as exc:
+                raise ObjectUnavailable(
+                    f"The cluster's Redis cannot be reached ({exc}); the call was not sent. Retry."
+                ) from exc
         finally:
-            await self.redis.aclose()
-            await self.beat_redis.aclose()
+            if not gone.done():
+                gone.set_result(None)
+            if self._tails.get(hex_id) is gone:
+                del self._tails[hex_id]
+        try:
+            return await outcome
+        except ObjectUnavailable:
+            self.forget_route(hex_id)
+            raise
+        except (RedisError, OSError) as exc:
+            self.forget_route(hex_id)
+            raise ObjectUnavailable(
+                f"The cluster's Redis went away while the call waited ({exc}); the call may "
+                "have run. Retry if the method is idempotent."
+            ) from exc
+
+    async def _place(self, cls, object_id, event, hops):
+        """Queue event here or hand it to the channel layer; return its outcome's awaitable."""
+        placement, hex_id = self.placement, str(object_id)
+        known = self._routes.get(hex_id)
+        if known is not None and known[2] > time.monotonic():
+            # Where the object was a heartbeat ago. If it has moved since, its old holder
+            # passes the call on (one more hop); if that holder died, the wait says so.
+            holder, channel, _ = known
+            reply = await self.transport.send(channel, cls, object_id, event, hops)
+            return self.transport.wait(reply, holder, object_id, timed=event.timed)
+        if placement.can_host:
+            holder = await placement.claim(hex_id)
+            if holder == placement.token:
+                return self.host.dispatch(cls, object_id, event)
+        else:
+            holder = await placement.owner(hex_id)
+        if holder is None:
+            hosts = await placement.live_hosts()
+            if not hosts:
+                raise ObjectUnavailable("No live host in the cluster; start one and retry.")
+            holder = random.choice(list(hosts))
+            channel = hosts[holder]
+        else:
+            channel = await placement.channel_of(holder)
+            if channel is None:
+                raise ObjectUnavailable(
+                    f"The host holding {object_id!r} is not answering; the object moves when "
+                    f"its lease ends (within LEASE_TTL, {placement.ttl} s). Retry."
+                )
+        self._routes[hex_id] = (holder, channel, time.monotonic() + placement.heartbeat)
+        self._routes.move_to_end(hex_id)
+        while len(self._routes) > ROUTES_KEPT:
+            self._routes.popitem(last=False)
+        reply = await self.transport.send(channel, cls, object_id, event, hops)
+        return self.transport.wait(reply, holder, object_id, timed=event.timed)
+
+    def forget_route(self, hex_id):
+        self._routes.pop(hex_id, None)
+
+    async def leave(self):
+        """Release the leases, stop heartbeats and the transport (clean shutdown)."""
+        if self._task is not None:
+            self._task.cancel()
+        await self.transport.close()
+        await self.placement.close()
