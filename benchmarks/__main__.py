@@ -133,7 +133,7 @@ async def calls_per_second(method, total, callers):
 async def activation_times(count):
     from benchmarks.objects import BenchCounter
     from durable_objects.conf import get_config
-    from durable_objects.runtime.host import reset_host
+    from durable_objects.runtime.lifecycle import reset_host
     from durable_objects.testing import evict_all
 
     # Rounds smaller than MAX_OPEN_SHARDS, each followed by a pause for the closes (on
@@ -178,7 +178,7 @@ async def activation_times(count):
 
 async def memory_of(count, hibernate):
     from benchmarks.objects import BenchCounter
-    from durable_objects.runtime.host import get_host
+    from durable_objects.runtime.lifecycle import get_host
     from durable_objects.testing import evict_all
 
     await BenchCounter.objects.get_by_name("warm-up").increment()

@@ -123,7 +123,7 @@ def big_object(entries):
 
     from benchmarks.objects import BenchCounter
     from durable_objects.models import ObjectRecord
-    from durable_objects.runtime.host import get_host
+    from durable_objects.runtime.lifecycle import get_host
     from durable_objects.testing import run_in_durable_object
 
     stub = BenchCounter.objects.get_by_name("admin-benchmark")

@@ -6,12 +6,11 @@ which a host holds while the object is live and gives back when it hibernates.
 """
 
 import functools
-import os
 
 from django.http import Http404, JsonResponse
 from django.urls import NoReverseMatch, reverse
 
-from durable_objects.conf import get_config
+from durable_objects.conf import get_config, placement_class
 from durable_objects.registry import registry
 from durable_objects.testing import is_active
 
@@ -47,12 +46,13 @@ def object_panel(cls, name):
 def object_state(stub):
     """{"state": "active", "asleep" or "unknown", "where": which process holds it, or ""}."""
     config = get_config()
-    if config["PLACEMENT"] == "redis":
+    if placement_class(config).distributed:
         import redis
 
-        from durable_objects.placement.redis import lease_key
+        from durable_objects.placement.leases import lease_key
+        from durable_objects.placement.redis import redis_url
 
-        url = config["REDIS_URL"] or os.environ["REDIS_URL"]
+        url = redis_url(config)
         try:
             owner = _redis(url).get(lease_key(str(stub.id)))
         except redis.RedisError:

@@ -6,6 +6,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.utils.module_loading import import_string
 
 DEFAULTS = {
     # Where shards live: <STORAGE_ROOT>/<app_label>/<ClassName>/<id[:2]>/<id>.sqlite3.
@@ -44,8 +45,9 @@ DEFAULTS = {
     "WEBSOCKET_MAX_IN_FLIGHT": 64,
     # Most accepted sockets one object may hold.
     "WEBSOCKET_MAX_PER_OBJECT": 32_768,
-    # Cluster (docs/topics/cluster.md). "local": one process, the embedded default;
-    # "redis": leases and host heartbeats in Redis, calls over the channel layer.
+    # Where objects live (docs/topics/cluster.md): a placement backend's dotted path, or
+    # an alias of PLACEMENT_ALIASES. "local": one process, the embedded default; "redis":
+    # leases and host heartbeats in Redis, calls over the channel layer.
     "PLACEMENT": "local",
     # Redis for the placement; None means the REDIS_URL environment variable.
     "REDIS_URL": None,
@@ -75,6 +77,11 @@ DEFAULTS = {
 
 SYNCHRONOUS_CHOICES = ("FULL", "NORMAL", "EXTRA")
 
+PLACEMENT_ALIASES = {
+    "local": "durable_objects.placement.local.LocalPlacement",
+    "redis": "durable_objects.placement.redis.RedisPlacement",
+}
+
 
 @cache
 def get_config():
@@ -88,14 +95,24 @@ def get_config():
     return config
 
 
+def placement_path(config=None):
+    """The dotted path of the placement backend in use (PLACEMENT, aliases resolved)."""
+    config = config or get_config()
+    placement = config["PLACEMENT"]
+    return PLACEMENT_ALIASES.get(placement, placement)
+
+
+def placement_class(config=None):
+    """The placement backend's class; ImportError if PLACEMENT names none."""
+    return import_string(placement_path(config))
+
+
 def alarm_backend_path(config=None):
-    """The dotted path of the alarm backend in use."""
+    """The dotted path of the alarm backend in use (the placement's default if unset)."""
     config = config or get_config()
     if config["ALARM_BACKEND"]:
         return config["ALARM_BACKEND"]
-    if config["PLACEMENT"] == "redis":
-        return "durable_objects.alarms.rq.RQAlarms"
-    return "durable_objects.alarms.local.LocalAlarms"
+    return placement_class(config).default_alarm_backend
 
 
 def unknown_keys():
@@ -106,11 +123,9 @@ def unknown_keys():
 
 @receiver(setting_changed)
 def _reset_config(*, setting, **kwargs):
+    # The host, if any, resets itself on the same signal (runtime/lifecycle.py).
     if setting in ("DURABLE_OBJECTS", "BASE_DIR"):
         get_config.cache_clear()
-        from durable_objects.runtime.host import reset_host
-
-        reset_host()
 
 
 def cluster_channel_layers(redis_url, capacity=100):

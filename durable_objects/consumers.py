@@ -23,8 +23,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 from durable_objects.conf import get_config
 from durable_objects.ids import DurableObjectId
+from durable_objects.runtime.calls import submit_event
 from durable_objects.runtime.errors import encode_exception
-from durable_objects.runtime.host import submit_event
 from durable_objects.sockets import flow, presence
 from durable_objects.sockets.backlog import Backlog
 from durable_objects.sockets.events import (

@@ -327,4 +327,4 @@ async def _hibernate_when_idle(host, activation):
     await wait_idle(activation)
     if host.activations.get(activation.key) is activation:
         # The host's own hibernation path: notes the catalog, gives a cluster lease back.
-        host._hibernate(activation)
+        host.hibernate(activation)

@@ -16,7 +16,7 @@ class ObjectIdSet:
 
     def _pairs(self):
         from .models import ObjectRecord
-        from .runtime.host import current_host
+        from .runtime.lifecycle import current_host
 
         label = self._namespace.label
         pairs = dict(ObjectRecord.objects.filter(label=label).values_list("object_id", "name"))

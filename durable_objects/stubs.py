@@ -89,6 +89,6 @@ def check_size(size, what):
 
 
 async def _call(stub, event):
-    from .runtime.host import call
+    from .runtime.calls import call
 
     return await call(stub._namespace.model, stub.id, event)

@@ -1,12 +1,10 @@
 """Helpers for users' own tests, like Cloudflare's vitest-pool-workers helpers."""
 
-import asyncio
-
 from .conf import get_config
 from .ids import DurableObjectId
-from .runtime.activation import wait_idle
+from .runtime.calls import call, on_host_loop
 from .runtime.events import RunInObject
-from .runtime.host import call, current_host, get_host
+from .runtime.lifecycle import current_host, get_host
 
 __all__ = [
     "evict",
@@ -48,22 +46,14 @@ async def run_durable_object_alarm(stub):
 
 async def evict(stub):
     """Drop the object's instance as hibernation would, after its pending events."""
-    await _on_host(_evict, [stub.id.key])
+    host = get_host()
+    await on_host_loop(host, host.evict, [stub.id.key])
 
 
 async def evict_all():
     """Drop every live instance of this process."""
-    await _on_host(_evict, None)
-
-
-async def _evict(host, keys):
-    targets = list(host.activations.values())
-    if keys is not None:
-        targets = [a for a in targets if a.key in keys]
-    for activation in targets:
-        await wait_idle(activation)
-        host.catalog.touch(activation)
-        activation.hibernate()
+    host = get_host()
+    await on_host_loop(host, host.evict)
 
 
 def is_active(stub):
@@ -81,11 +71,3 @@ def list_ids(cls):
     directory = get_config()["STORAGE_ROOT"] / app_label / class_name
     ids = sorted(path.stem for path in directory.glob("*/*.sqlite3"))
     return [DurableObjectId(cls._meta.label, hex_id) for hex_id in ids]
-
-
-async def _on_host(fn, arg):
-    host = get_host()
-    if host.loop is asyncio.get_running_loop():
-        return await fn(host, arg)
-    future = asyncio.run_coroutine_threadsafe(fn(host, arg), host.loop)
-    return await asyncio.wrap_future(future)

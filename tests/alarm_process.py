@@ -25,7 +25,7 @@ NAMES = ["r1", "r2", "r3"]
 
 
 async def main(mode):
-    from durable_objects.runtime.host import get_host
+    from durable_objects.runtime.lifecycle import get_host
 
     get_host()  # a server's host: bound to this main-thread loop
     if mode == "set":

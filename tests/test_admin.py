@@ -18,7 +18,7 @@ from django.urls import reverse
 
 from durable_objects.exceptions import CallTimeout
 from durable_objects.models import ObjectRecord
-from durable_objects.runtime.host import get_host
+from durable_objects.runtime.lifecycle import get_host
 from durable_objects.testing import is_active, run_in_durable_object
 from tests.objects import Counter
 

@@ -21,7 +21,7 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from durable_objects.models import ObjectRecord
-from durable_objects.runtime.host import get_host
+from durable_objects.runtime.lifecycle import get_host
 from durable_objects.testing import run_in_durable_object
 from tests.objects import Counter
 from tests.objects_alarms import Alarmed

@@ -7,7 +7,7 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 
 from durable_objects import CallTimeout, FencedError, ObjectReset, RemoteError
-from durable_objects.runtime.host import get_host
+from durable_objects.runtime.lifecycle import get_host
 from durable_objects.storage.shard import shard_path
 from durable_objects.testing import evict, is_active, run_in_durable_object
 from tests.objects import Counter, Gated, Ledger, Plain, Relay, Sleepy

@@ -5,12 +5,10 @@ the placement's leases in Redis (a lease is held while an object is live and giv
 when it hibernates). One Redis round trip per page, never a shard opened per row.
 """
 
-import asyncio
-
 from redis.exceptions import RedisError
 
-from durable_objects.placement.redis import lease_key
-from durable_objects.runtime.host import current_host, get_host
+from durable_objects.runtime.calls import on_host_loop_sync
+from durable_objects.runtime.lifecycle import current_host, get_host
 
 HERE = "here"
 ELSEWHERE = "elsewhere"
@@ -33,17 +31,13 @@ def _local_keys():
     return {key for key, a in list(host.activations.items()) if a.instance is not None}
 
 
-def _cluster():
-    from durable_objects.conf import get_config
+def _distributed_host():
+    """The host, if objects may live in other processes too; else None."""
+    from durable_objects.conf import placement_class
 
-    if get_config()["PLACEMENT"] != "redis":
+    if not placement_class().distributed:
         return None
-    return get_host().cluster
-
-
-def _on_host_loop(cluster, coroutine, timeout=2.0):
-    future = asyncio.run_coroutine_threadsafe(coroutine, cluster.host.loop)
-    return future.result(timeout)
+    return get_host()
 
 
 def status_of(records):
@@ -51,40 +45,30 @@ def status_of(records):
     local = _local_keys()
     result = {r.pk: (HERE, None) for r in records if (r.label, r.object_id) in local}
     rest = [r for r in records if r.pk not in result]
-    cluster = _cluster() if rest else None
-    if cluster is None:
+    host = _distributed_host() if rest else None
+    if host is None:
         result.update({r.pk: (HIBERNATED, None) for r in rest})
         return result
-    redis = cluster.placement.redis
+    placement = host.placement
+    hex_ids = [r.object_id for r in rest]
     try:
-        holders = _on_host_loop(cluster, redis.mget([lease_key(r.object_id) for r in rest]))
+        holders = on_host_loop_sync(host, placement.holders, hex_ids, timeout=2.0)
     except (RedisError, OSError, TimeoutError):
         result.update({r.pk: (UNKNOWN, None) for r in rest})
         return result
-    own = cluster.placement.token
-    for record, holder in zip(rest, holders, strict=True):
-        if holder is None:
+    for record in rest:
+        token = holders.get(record.object_id)
+        if token is None:
             result[record.pk] = (HIBERNATED, None)
         else:
-            token = holder.decode()
-            result[record.pk] = (HERE if token == own else ELSEWHERE, token)
+            result[record.pk] = (HERE if token == placement.token else ELSEWHERE, token)
     return result
 
 
 def active_ids():
-    """Hex IDs of the objects live anywhere (this process, or leased in the cluster)."""
+    """Hex IDs of the objects live anywhere (this process, or held in the cluster)."""
     ids = {hex_id for _, hex_id in _local_keys()}
-    cluster = _cluster()
-    if cluster is not None:
-        ids |= _on_host_loop(cluster, _scan_leases(cluster.placement.redis), timeout=5.0)
+    host = _distributed_host()
+    if host is not None:
+        ids |= on_host_loop_sync(host, host.placement.held_ids, MAX_SCANNED, timeout=5.0)
     return ids
-
-
-async def _scan_leases(redis):
-    prefix = lease_key("")
-    found = set()
-    async for key in redis.scan_iter(match=prefix + "*", count=1000):
-        found.add(key.decode()[len(prefix) :])
-        if len(found) >= MAX_SCANNED:
-            break
-    return found

@@ -14,7 +14,7 @@ from durable_objects.exceptions import (
 )
 from durable_objects.inspection import AdminOperation
 from durable_objects.registry import registry
-from durable_objects.runtime.host import call
+from durable_objects.runtime.calls import call
 
 READ_TIMEOUT = 10.0  # seconds a page waits for a read (at most CALL_TIMEOUT)
 

@@ -48,7 +48,8 @@ def _wait_until(due, job):
 
 
 def _run(cls, object_id, job):
-    from durable_objects.runtime.host import call, get_host
+    from durable_objects.runtime.calls import call
+    from durable_objects.runtime.lifecycle import get_host
 
     host = get_host()
     future = asyncio.run_coroutine_threadsafe(call(cls, object_id, AlarmDelivery()), host.loop)

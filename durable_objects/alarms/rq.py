@@ -169,12 +169,12 @@ class RQAlarms:
             )
 
     def start(self):
-        cluster = self.host.cluster
-        if cluster is not None and cluster.placement.can_host:
-            self.task = self.host.loop.create_task(self._sweeper(cluster))
+        placement = self.host.placement
+        if placement.distributed and placement.can_host:
+            self.task = self.host.loop.create_task(self._sweeper(placement))
 
-    async def _sweeper(self, cluster):
-        await cluster.ready
+    async def _sweeper(self, placement):
+        await placement.ready()
         interval = get_config()["ALARM_SWEEP_INTERVAL"]
         scan = "changed"  # at start, the shards a killed process wrote after its last flush
         while not self.closed:
@@ -191,9 +191,7 @@ class RQAlarms:
         try:
             queue = get_queue()
             ttl = max(1, int(interval * 900))  # ms: a little under the interval
-            if queue.connection.set(
-                SWEEP_LOCK, self.host.cluster.placement.token, nx=True, px=ttl
-            ):
+            if queue.connection.set(SWEEP_LOCK, self.host.placement.token, nx=True, px=ttl):
                 pending, created = sweep(scan)
                 if created:
                     logger.warning(
@@ -206,7 +204,7 @@ class RQAlarms:
 
     def data_lost(self):
         """Redis lost its data: re-create the alarm jobs now, not at the next sweep."""
-        if not self.closed and self.host.cluster.placement.can_host:
+        if not self.closed and self.host.placement.can_host:
             self.executor.submit(self.sweep_once, get_config()["ALARM_SWEEP_INTERVAL"])
 
     def close(self):

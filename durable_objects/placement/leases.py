@@ -1,4 +1,4 @@
-"""Which process holds which object, in a cluster: leases and host heartbeats in Redis.
+"""The cluster's leases and host heartbeats in Redis, for ``RedisPlacement``.
 
 A lease is ``do:lease:<hex id>`` = this host's token, set with ``NX`` and a TTL
 (``LEASE_TTL``). The holder renews its leases every third of the TTL; a lease it fails
@@ -22,7 +22,7 @@ import secrets
 import time
 
 from durable_objects.conf import get_config
-from durable_objects.sockets import presence
+from durable_objects.exceptions import ObjectUnavailable
 
 logger = logging.getLogger("durable_objects.placement")
 
@@ -61,10 +61,8 @@ def host_key(token):
 POOL_SIZE = 64  # connections to Redis per process for placement commands
 
 
-class RedisPlacement:
+class Leases:
     """This process's view of the cluster: its token, its leases, the live hosts."""
-
-    is_cluster = True
 
     def __init__(self, url, *, can_host, token=None):
         import redis.asyncio
@@ -92,6 +90,7 @@ class RedisPlacement:
         self.on_data_lost = None  # callback() when Redis is found to have lost its data
         self.last_beat = time.time()  # when the heartbeat last reached Redis
         self.boot = None  # the BOOT marker this process has seen
+        self.live_tokens = None  # the processes heard from at the last heartbeat
 
     # -- hosts ---------------------------------------------------------------------------
 
@@ -179,8 +178,6 @@ class RedisPlacement:
 
     async def claim(self, hex_id):
         """Take the lease if nobody holds it; return the holder's token (ours if taken)."""
-        from durable_objects.exceptions import ObjectUnavailable
-
         boot = await self._check_boot()
         if time.time() < boot + self.ttl:
             raise ObjectUnavailable(
@@ -226,7 +223,7 @@ class RedisPlacement:
                 beat = self.beat_redis
                 await self._check_boot(beat)
                 await self._beat(beat)
-                presence.set_live_holders(await self.live_processes(beat))
+                self.live_tokens = frozenset(await self.live_processes(beat))
                 if self.leases:
                     await self._renew_keys(list(self.leases), beat)
             except asyncio.CancelledError:

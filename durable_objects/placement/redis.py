@@ -1,4 +1,4 @@
-"""A host's part in a cluster: where each event goes, in order, and the leases behind it.
+"""The cluster placement: leases in Redis, events sent to their holder over the transport.
 
 ``route()`` queues an event here when this host holds the object's lease; otherwise it
 claims the lease (a host) or finds the holder (or any live host, for a process that
@@ -18,21 +18,31 @@ from collections import OrderedDict
 from django.core.exceptions import ImproperlyConfigured
 from redis.exceptions import RedisError
 
-from durable_objects.exceptions import FencedError, ObjectUnavailable
-from durable_objects.sockets import presence
+from durable_objects.exceptions import ObjectUnavailable
 
-from .redis import RedisPlacement
+from .base import BasePlacement
+from .leases import Leases, lease_key
 
 logger = logging.getLogger("durable_objects.placement")
 
 ROUTES_KEPT = 10_000  # objects whose holder this process remembers (for a heartbeat)
 
 
-class Cluster:
-    def __init__(self, host, config, *, can_host):
+def redis_url(config):
+    """The placement's Redis URL: the setting, else the REDIS_URL environment variable."""
+    return config["REDIS_URL"] or os.environ.get("REDIS_URL")
+
+
+class RedisPlacement(BasePlacement):
+    """Objects spread over the processes of a cluster, one holder per object by lease."""
+
+    distributed = True
+    default_alarm_backend = "durable_objects.alarms.rq.RQAlarms"
+
+    def __init__(self, host, config, *, can_host=True):
         from durable_objects.transport import Transport
 
-        url = config["REDIS_URL"] or os.environ.get("REDIS_URL")
+        url = redis_url(config)
         if not url:
             raise ImproperlyConfigured(
                 "DURABLE_OBJECTS['PLACEMENT'] is 'redis' but neither "
@@ -41,22 +51,24 @@ class Cluster:
         role = config["CLUSTER_ROLE"]
         if role != "auto":
             can_host = role == "host"
-        self.host = host
-        presence.join_cluster()
-        self.placement = RedisPlacement(url, can_host=can_host, token=presence.HOLDER)
-        self.placement.on_lost = self.lease_lost
+        super().__init__(host, config, can_host=can_host)
+        self.leases = Leases(url, can_host=can_host, token=host.token)
+        self.token = self.leases.token
+        self.leases.on_lost = self.lease_lost
         # Redis lost its data (FLUSHALL, a restart): its alarm jobs are gone too.
-        self.placement.on_data_lost = lambda: host.alarms.data_lost()
-        self.transport = Transport(host)
-        self.ready = host.loop.create_future()
+        self.leases.on_data_lost = lambda: host.alarms.data_lost()
+        self.transport = Transport(host, self.leases)
+        self.joined = host.loop.create_future()
         self._tails = {}  # hex id -> future: the last routed event of it has left
         self._routes = OrderedDict()  # hex id -> (holder, channel, monotonic expiry)
         self._task = None
         self._releases = set()
-        host.loop.call_soon_threadsafe(self._start)
 
-    def _start(self):
+    def start(self):
         self._task = self.host.loop.create_task(self._run())
+
+    async def ready(self):
+        await asyncio.shield(self.joined)
 
     async def _run(self):
         await self.transport.start()
@@ -65,34 +77,51 @@ class Cluster:
             try:
                 # Every process heartbeats: a host so that calls reach it, any other so
                 # that the sockets it holds are not taken for dead.
-                await self.placement.register(self.transport.channel)
+                await self.leases.register(self.transport.channel)
                 break
             except (RedisError, OSError):
                 logger.warning("Joining the cluster failed; retrying.", exc_info=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
-        self.ready.set_result(True)
-        await self.placement.run()
+        self.joined.set_result(True)
+        await self.leases.run()
 
     # -- leases --------------------------------------------------------------------------
 
-    def lease_lost(self, hex_id):
-        """The lease of hex_id ran out: drop its instance (its commits would be fenced)."""
-        for activation in list(self.host.activations.values()):
-            if activation.hex == hex_id:
-                activation.reset(FencedError("This host lost the object's lease."))
+    def holds(self, hex_id):
+        return self.leases.lease_valid(hex_id)
+
+    def holder_alive(self, token):
+        live = self.leases.live_tokens
+        return live is None or token in live  # not looked yet: keep it
 
     def hibernated(self, hex_id):
         """Give the lease of a hibernated object back, unless it is live here again first."""
-        if self.placement.can_host:
+        if self.can_host and not self.host.closed:
             task = self.host.loop.create_task(self._release(hex_id))
             self._releases.add(task)
             task.add_done_callback(self._releases.discard)
 
     async def _release(self, hex_id):
-        if hex_id in self._tails or any(a.hex == hex_id for a in self.host.activations.values()):
+        if hex_id in self._tails or self.host.find_activation(hex_id) is not None:
             return
-        await self.placement.release(hex_id)
+        await self.leases.release(hex_id)
+
+    async def holders(self, hex_ids):
+        values = await self.leases.redis.mget([lease_key(hex_id) for hex_id in hex_ids])
+        return {
+            hex_id: None if value is None else value.decode()
+            for hex_id, value in zip(hex_ids, values, strict=True)
+        }
+
+    async def held_ids(self, limit):
+        prefix = lease_key("")
+        found = set()
+        async for key in self.leases.redis.scan_iter(match=prefix + "*", count=1000):
+            found.add(key.decode()[len(prefix) :])
+            if len(found) >= limit:
+                break
+        return found
 
     # -- routing -------------------------------------------------------------------------
 
@@ -100,7 +129,7 @@ class Cluster:
         """Queue event here or send it on, after the events routed before it; a future."""
         hex_id = str(object_id)
         before = self._tails.get(hex_id)
-        if before is None and self.placement.lease_valid(hex_id):
+        if before is None and self.leases.lease_valid(hex_id):
             return self.host.dispatch(cls, object_id, event)
         gone = self.host.loop.create_future()
         self._tails[hex_id] = gone
@@ -111,11 +140,9 @@ class Cluster:
         try:
             if before is not None:
                 await asyncio.wait([before])
-            if not self.ready.done():
+            if not self.joined.done():
                 try:
-                    await asyncio.wait_for(
-                        asyncio.shield(self.ready), 3 * self.placement.heartbeat
-                    )
+                    await asyncio.wait_for(asyncio.shield(self.joined), 3 * self.leases.heartbeat)
                 except TimeoutError:
                     raise ObjectUnavailable(
                         "This process has not reached the cluster's Redis yet. Retry."
@@ -145,7 +172,7 @@ class Cluster:
 
     async def _place(self, cls, object_id, event, hops):
         """Queue event here or hand it to the channel layer; return its outcome's awaitable."""
-        placement, hex_id = self.placement, str(object_id)
+        placement, hex_id = self.leases, str(object_id)
         known = self._routes.get(hex_id)
         if known is not None and known[2] > time.monotonic():
             # Where the object was a heartbeat ago. If it has moved since, its old holder
@@ -187,4 +214,7 @@ class Cluster:
         if self._task is not None:
             self._task.cancel()
         await self.transport.close()
-        await self.placement.close()
+        await self.leases.close()
+
+    def close(self):
+        self.leases.leave_sync()  # daphne exits without awaiting anything

@@ -106,16 +106,14 @@ class Activation:
         if self.queue or (dirty and self.host.busy > 0):
             self._hand_off(event, outcome)
             return None
-        in_transaction = shard is not None and shard.in_transaction
-        if in_transaction or self.host.cluster is not None:
-            try:
-                wrote = self._commit_now() if in_transaction else False
-                if not wrote:  # a read in a cluster: answer only while the lease holds
-                    self._check_lease()
-            except Exception as exc:
-                cause = ObjectReset(f"Commit failed ({exc}); the object was reset.")
-                self.reset(cause)
-                return (False, event.encode_error(cause))
+        try:
+            wrote = self._commit_now() if shard is not None and shard.in_transaction else False
+            if not wrote:  # a read: answer only while this host still holds the object
+                self._check_lease()
+        except Exception as exc:
+            cause = ObjectReset(f"Commit failed ({exc}); the object was reset.")
+            self.reset(cause)
+            return (False, event.encode_error(cause))
         self._release_outbox(event, outcome)
         if self.abort_cause is not None:
             self.reset(self.abort_cause)
@@ -324,7 +322,7 @@ class Activation:
         return not self.shard.dirty or self.host.busy <= 1
 
     def _check_lease(self):
-        """In a cluster, refuse to commit or answer once this host's lease may have ended."""
+        """Refuse to commit or answer once this host may no longer hold the object."""
         if not self.host.holds(self.hex):
             raise FencedError("This host's lease on the object ended; its work is dropped.")
 

@@ -1,55 +1,25 @@
 """The host: every live object of this process, on one event loop.
 
-In embedded mode the host binds to the running loop of the main thread (daphne, pytest,
-``asyncio.run``) or, for sync callers with no such loop (management commands, scripts),
-to a loop on a background thread of its own. Calls from other loops and threads are
-forwarded to the host's loop.
+Which loop, and when a host is made or shut down, is ``lifecycle``'s business; how a
+call reaches the host from any thread is ``calls``'. The placement backend
+(``PLACEMENT``) decides whether an event runs here or goes to another process.
 """
 
-import asyncio
-import atexit
-import contextlib
-import contextvars
 import inspect
-import os
-import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 from django.utils.module_loading import import_string
 
-from durable_objects.conf import alarm_backend_path, get_config
-from durable_objects.exceptions import CallTimeout
+from durable_objects.conf import alarm_backend_path, get_config, placement_path
+from durable_objects.exceptions import CallTimeout, FencedError
+from durable_objects.sockets import presence
 from durable_objects.sockets.outbox import Outbox
 
-from .activation import Activation
+from .activation import Activation, wait_idle
 from .catalog import CatalogWriter
-from .events import current_event
-from .lock import lock_storage_root
-
-
-class Env:
-    """The ``env`` an object receives: settings and the namespaces of every class."""
-
-    def __init__(self):
-        from django.conf import settings
-
-        self.settings = settings
-
-    def namespace(self, label):
-        """Return ``<Class>.objects`` for a label such as ``"chat.ChatRoom"``."""
-        from durable_objects.registry import registry
-
-        return registry.get(label).objects
-
-    def __getattr__(self, name):
-        from durable_objects.registry import registry
-
-        for cls in registry.all():
-            if cls.__name__ == name:
-                return cls.objects
-        raise AttributeError(f"No DurableObject class named {name!r} is installed.")
+from .env import Env
 
 
 class Host:
@@ -60,13 +30,12 @@ class Host:
         self.loop = loop
         self.thread = thread
         self.root = config["STORAGE_ROOT"]
-        self.cluster = None  # placement/cluster.py's Cluster; None in the embedded mode
-        if config["PLACEMENT"] == "redis":
-            from durable_objects.placement.cluster import Cluster
-
-            self.cluster = Cluster(self, config, can_host=thread is None)
-        else:
-            lock_storage_root(self.root)
+        self.token = presence.HOLDER  # names this process in socket rows and leases
+        self.closed = False
+        # A host on a loop of its own (commands, scripts) sends its calls to others.
+        self.placement = import_string(placement_path(config))(
+            self, config, can_host=thread is None
+        )
         self.env = Env()
         self.activations = OrderedDict()
         self.open_shards = OrderedDict()
@@ -74,29 +43,27 @@ class Host:
             config["COMMIT_THREADS"], thread_name_prefix="durable-objects-commit"
         )
         self.catalog = CatalogWriter(self)
-        self.outbox = Outbox(loop)
+        self.outbox = Outbox(loop, distributed=self.placement.distributed)
         self._sync_methods = {}
         self.busy = 0  # activations whose runner task is at work
         self.constructions = 0  # instances constructed (activations and wakes)
         self.commits = 0  # durable commits (each one fsync)
-        self.closed = False
         self.tick_interval = 1.0
         self._tick_handle = None
         self.alarms = import_string(alarm_backend_path(config))(self)
+        loop.call_soon_threadsafe(self.placement.start)
         if thread is None:  # a server process: re-arm the alarms pending under the root
             loop.call_soon_threadsafe(self.alarms.start)
 
-    # -- the cluster (placement/cluster.py) -------------------------------------------
+    # -- placement -----------------------------------------------------------------------
 
     def holds(self, hex_id):
-        """True if this host may answer for the object (always, outside a cluster)."""
-        return self.cluster is None or self.cluster.placement.lease_valid(hex_id)
+        """True if this host may run and answer for the object now."""
+        return self.placement.holds(hex_id)
 
-    def route_call(self, cls, object_id, event, hops=0):
+    def route(self, cls, object_id, event, hops=0):
         """Queue event here, or send it to the object's holder; return its outcome's future."""
-        if self.cluster is None:
-            return self.dispatch(cls, object_id, event)
-        return self.cluster.route(cls, object_id, event, hops)
+        return self.placement.route(cls, object_id, event, hops)
 
     @property
     def usable(self):
@@ -106,7 +73,7 @@ class Host:
 
     def dispatch(self, cls, object_id, event):
         """Deliver event to the object's activation (created if needed); return its future."""
-        return self.submit(self._activation(cls, object_id), event)
+        return self.submit(self.activation(cls, object_id), event)
 
     def submit(self, activation, event):
         event.future = self.loop.create_future()
@@ -134,11 +101,11 @@ class Host:
     def resubmit(self, cls, object_id, event):
         """Give a reset instance's queued event to a new activation, or, in a cluster where
         this host no longer holds the object, to its holder (the caller's future follows)."""
-        if self.cluster is None or self.holds(str(object_id)):
-            self._activation(cls, object_id).submit(event)
+        if self.holds(str(object_id)):
+            self.activation(cls, object_id).submit(event)
             return
         waiting = event.future
-        routed = self.cluster.route(cls, object_id, event)
+        routed = self.route(cls, object_id, event)
 
         def follow(done):
             if waiting.done():
@@ -167,7 +134,8 @@ class Host:
                 )
             )
 
-    def _activation(self, cls, object_id):
+    def activation(self, cls, object_id):
+        """The object's activation in this host, made (not yet constructed) if needed."""
         key = object_id.key
         activation = self.activations.get(key)
         if activation is not None:
@@ -181,11 +149,34 @@ class Host:
         self._schedule_tick(activation.hibernate_after)
         return activation
 
-    def _hibernate(self, activation):
+    def find_activation(self, hex_id):
+        """The activation of the object with hex id hex_id in this host, or None."""
+        for activation in list(self.activations.values()):
+            if activation.hex == hex_id:
+                return activation
+        return None
+
+    def hibernate(self, activation):
+        """Drop the instance from memory (its shard stays parked) and tell the placement."""
         self.catalog.touch(activation)
         activation.hibernate()
-        if self.cluster is not None and not self.closed:
-            self.cluster.hibernated(activation.hex)
+        self.placement.hibernated(activation.hex)
+
+    async def evict(self, keys=None):
+        """Hibernate the activations of keys (every one if None), each once it is idle."""
+        targets = list(self.activations.values())
+        if keys is not None:
+            targets = [a for a in targets if a.key in keys]
+        for activation in targets:
+            await wait_idle(activation)
+            if self.activations.get(activation.key) is activation:
+                self.hibernate(activation)
+
+    def reset_object(self, hex_id, reason):
+        """Drop the object's instance at once (its commits would be fenced); storage stays."""
+        activation = self.find_activation(hex_id)
+        if activation is not None:
+            activation.reset(FencedError(reason))
 
     def forget(self, activation):
         if self.activations.get(activation.key) is activation:
@@ -235,7 +226,7 @@ class Host:
             if len(self.activations) <= limit:
                 break
             if activation.idle:
-                self._hibernate(activation)
+                self.hibernate(activation)
 
     def close_later(self, close):
         """Run a shard's close (and its WAL checkpoint) on a commit thread."""
@@ -266,7 +257,7 @@ class Host:
         now = time.monotonic()
         for activation in list(self.activations.values()):
             if activation.idle and now - activation.last_active >= activation.hibernate_after:
-                self._hibernate(activation)
+                self.hibernate(activation)
         self.catalog.maybe_flush(now)
         if self.activations or self.catalog.pending:
             self._tick_handle = self.loop.call_later(self.tick_interval, self._tick)
@@ -279,7 +270,7 @@ class Host:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         for activation in list(self.activations.values()):
-            self._hibernate(activation)
+            self.hibernate(activation)
         for key in list(self.open_shards):
             self.release_shard(key)
 
@@ -287,168 +278,7 @@ class Host:
         """Drop every instance and write the catalog; run on the host's loop or after it."""
         if not self.closed:
             self.stop_objects()
-        if self.cluster is not None:
-            self.cluster.placement.leave_sync()  # daphne exits without awaiting anything
+        self.placement.close()
         self.catalog.flush_sync()
         self.commit_executor.shutdown(wait=False)
         self.catalog.executor.shutdown(wait=False)
-
-
-_host = None
-_host_guard = threading.RLock()
-
-
-def get_host():
-    """Return this process's usable host, creating (or re-binding) it if needed."""
-    global _host
-    host = _host
-    if host is not None and host.usable:
-        return host
-    with _host_guard:
-        host = _host
-        if host is not None and host.usable:
-            return host
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is not None and _is_server_thread(threading.current_thread()):
-            new = Host(running)
-        else:
-            new = _start_background_host()
-        _host = new
-    if host is not None:
-        host.shutdown()
-    return new
-
-
-def _is_server_thread(thread):
-    """True for the threads whose loops outlive one call: the main thread, and the thread
-    Django's autoreloader runs the server in (``runserver`` without ``--noreload``)."""
-    return thread is threading.main_thread() or thread.name == "django-main-thread"
-
-
-def current_host():
-    """Return the host if one exists, without creating it."""
-    return _host
-
-
-def _start_background_host():
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    thread = threading.Thread(
-        target=_run_loop, args=(loop, started), name="durable-objects-host", daemon=True
-    )
-    thread.start()
-    started.wait()
-    try:
-        return Host(loop, thread=thread)
-    except BaseException:
-        loop.call_soon_threadsafe(loop.stop)
-        raise
-
-
-def _run_loop(loop, started):
-    asyncio.set_event_loop(loop)
-    loop.call_soon(started.set)
-    try:
-        loop.run_forever()
-    finally:
-        loop.close()
-
-
-def _forget_host_in_child():
-    # A forked child (an RQ work horse) has the parent's host object but not its threads:
-    # it makes a host of its own when it first needs one.
-    global _host, _host_guard
-    _host = None
-    _host_guard = threading.RLock()
-
-
-os.register_at_fork(after_in_child=_forget_host_in_child)
-
-
-@atexit.register
-def _shutdown_at_exit():
-    # Write the catalog and close the shards of a host whose loop outlives the caller
-    # (the background thread of management commands and scripts).
-    # The interpreter is going away: if this fails, only catalog rows are lost.
-    with contextlib.suppress(Exception):
-        reset_host()
-
-
-def reset_host():
-    """Shut the host down (settings changed, tests); the next call makes a new one."""
-    global _host
-    with _host_guard:
-        host, _host = _host, None
-    if host is None:
-        return
-    if host.thread is not None and host.usable:
-        future = asyncio.run_coroutine_threadsafe(_stop_objects(host), host.loop)
-        future.result(timeout=10)
-        host.loop.call_soon_threadsafe(host.loop.stop)
-        host.thread.join(timeout=10)
-    host.shutdown()
-
-
-async def _stop_objects(host):
-    host.stop_objects()
-
-
-async def _await(fn, *args):
-    return await fn(*args)
-
-
-async def call(cls, object_id, event):
-    """Deliver event to the object wherever its host runs; return the decoded result."""
-    event.context = contextvars.copy_context()
-    outer = current_event.get()
-    if outer is not None:
-        activation, running = outer
-        event.chain = running.call_chain()
-        await activation.before_outgoing_call(running)
-    host = get_host()
-    if host.loop is asyncio.get_running_loop() and host.holds(str(object_id)):
-        activation = host._activation(cls, object_id)
-        outcome = None
-        if activation.can_run_inline(event):
-            outcome = await activation.run_inline(event)
-            if outcome is None:
-                host.track(event)
-                outcome = await event.future
-        else:
-            outcome = await host.submit(activation, event)
-        ok, value = outcome
-    else:
-        ok, value = await _route_from_anywhere(host, cls, object_id, event)
-    if ok:
-        return event.decode(value)
-    if isinstance(value, BaseException):
-        raise value
-    from .errors import decode_exception
-
-    raise decode_exception(value)
-
-
-def submit_event(cls, object_id, event):
-    """Queue event for the object now, so events queue in the order of these calls.
-
-    Returns an awaitable of the outcome, ``(ok, value)``. The WebSocket consumer uses it
-    to hand on a socket's messages without waiting for each one's outcome.
-    """
-    return _route_from_anywhere(get_host(), cls, object_id, event)
-
-
-def _route_from_anywhere(host, cls, object_id, event):
-    """``host.route_call`` on the host's loop, from it or from another; an awaitable."""
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if host.loop is running:
-        return host.route_call(cls, object_id, event)
-    future = asyncio.run_coroutine_threadsafe(
-        _await(host.route_call, cls, object_id, event), host.loop
-    )
-    return asyncio.wrap_future(future)

@@ -1,5 +1,6 @@
 """``ws``: the handle an object holds for one of its WebSocket clients."""
 
+from .effects import Close, Send
 from .outbox import emit, running_event
 from .protocol import check_close, check_payload
 
@@ -30,14 +31,14 @@ class WebSocket:
         running_event(self._activation)
         self._check_open()
         payload = bytes(message) if key == "bytes" else message
-        emit(self._activation, ("send", self.id, self.channel, key, payload))
+        emit(self._activation, Send(self.id, self.channel, key, payload))
 
     def close(self, code=1000, reason=""):
         """Close the connection; the socket leaves get_websockets() at once."""
         check_close(code, reason)
         registry = self._registry()
         if registry.remove(self.id):
-            emit(self._activation, ("close", self.id, self.channel, code, reason))
+            emit(self._activation, Close(self.id, self.channel, code, reason))
 
     def serialize_attachment(self, value):
         """Keep value (msgpack-serializable, at most 16 KiB) with the socket until it closes."""

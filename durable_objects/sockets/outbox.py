@@ -20,6 +20,7 @@ from collections import deque
 from channels.exceptions import ChannelFull
 
 from . import presence
+from .effects import AutoResponse, Broadcast, Send
 from .protocol import AUTO_RESPONSE, CLOSE, MESSAGE, group_name
 
 SYNC = "do.sync"
@@ -42,12 +43,12 @@ def running_event(activation):
     return running[1]
 
 
-def emit(activation, op):
-    """Hold op on the event now running in activation; it leaves after the commit."""
+def emit(activation, effect):
+    """Hold effect (see ``effects``) on the event now running; it leaves after the commit."""
     event = running_event(activation)
     if event.outbox is None:
         event.outbox = []
-    event.outbox.append(op)
+    event.outbox.append(effect)
 
 
 class Numbering:
@@ -65,8 +66,9 @@ class Numbering:
 class Outbox:
     """Numbers and sends every socket message of this host's objects, in release order."""
 
-    def __init__(self, loop):
+    def __init__(self, loop, *, distributed=False):
         self.loop = loop
+        self.distributed = distributed  # consumers of an object may be in other processes
         self.gen = secrets.token_hex(6)
         self.numbering = {}  # object id (hex) -> its activation's Numbering
         self.queues = {}  # object id -> deque of (channel or None, target, message)
@@ -100,8 +102,8 @@ class Outbox:
         numbering = self.numbers(object_id, activation)
         return numbering.gen, numbering.b, numbering.directs.get(socket_id, 0)
 
-    def release(self, object_id, ops, activation):
-        """Number ops (an event's held messages) and queue them for the channel layer.
+    def release(self, object_id, effects, activation):
+        """Number effects (an event's held messages) and queue them for the channel layer.
 
         Each object has a queue and a sending task of its own, so a consumer that makes
         one object's output wait (``_wait_for_room``) holds up no other object.
@@ -111,30 +113,32 @@ class Outbox:
         start = queue is None
         if start:
             queue = self.queues[object_id] = deque()
-        for op in ops:
-            kind = op[0]
-            if kind in ("broadcast", "auto_response"):
+        for effect in effects:
+            if isinstance(effect, Broadcast | AutoResponse):
                 numbering.b += 1
-                b = numbering.b
-                if kind == "broadcast":
-                    _, key, payload, tag, exclude = op
-                    message = {"type": MESSAGE, key: payload, "tag": tag, "exclude": exclude}
+                if isinstance(effect, Broadcast):
+                    message = {
+                        "type": MESSAGE,
+                        effect.key: effect.payload,
+                        "tag": effect.tag,
+                        "exclude": effect.exclude,
+                    }
                 else:
-                    message = {"type": AUTO_RESPONSE, "pair": op[1]}
-                message.update(gen=numbering.gen, b=b)
+                    message = {"type": AUTO_RESPONSE, "pair": effect.pair}
+                message.update(gen=numbering.gen, b=numbering.b)
                 queue.append((None, object_id, message))
                 self._schedule_sync(object_id)
-            else:
-                socket_id, channel = op[1], op[2]
+            else:  # Send or Close: numbered per socket
+                socket_id = effect.socket_id
                 d = numbering.directs.get(socket_id, 0) + 1
                 numbering.directs[socket_id] = d
-                if kind == "send":
-                    message = {"type": MESSAGE, op[3]: op[4]}
+                if isinstance(effect, Send):
+                    message = {"type": MESSAGE, effect.key: effect.payload}
                 else:
-                    message = {"type": CLOSE, "code": op[3], "reason": op[4]}
+                    message = {"type": CLOSE, "code": effect.code, "reason": effect.reason}
                     numbering.directs.pop(socket_id, None)
                 message.update(gen=numbering.gen, b=numbering.b, d=d, socket=socket_id)
-                queue.append((channel, socket_id, message))
+                queue.append((effect.channel, socket_id, message))
         if start:
             task = self.loop.create_task(self._drain(object_id, queue))
             self._tasks.add(task)
@@ -227,7 +231,7 @@ class Outbox:
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        if presence.in_cluster():
+        if self.distributed:
             # Consumers in other processes: through the group. A full channel drops it
             # there, so a lost last message is found this way only when it fits.
             task = self.loop.create_task(self._group_sync(object_id, message))

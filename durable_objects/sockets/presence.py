@@ -4,7 +4,8 @@ Each socket row in a shard names its holder, the process whose consumer has the
 connection. A row whose holder is gone (the process died or restarted) or whose consumer
 no longer exists is stale, and an object drops such rows the first time it looks at its
 sockets in an activation. In the embedded default every socket is held by the one host
-process, so both questions are answered here, from memory.
+process, so both questions are answered here, from memory; in a cluster the placement
+backend says which other processes are alive.
 """
 
 import os
@@ -41,38 +42,15 @@ def consumers_of(object_id):
     return [(sid, _consumers[sid]) for sid in _by_object.get(object_id, ()) if sid in _consumers]
 
 
-# In a cluster: the holders (process tokens) heard from lately, kept by the placement's
-# heartbeat loop; None until it has looked. In the embedded mode there is no other
-# process, so a socket held by any other is gone.
-_in_cluster = False
-_live_holders = None
-
-
-def join_cluster():
-    global _in_cluster
-    _in_cluster = True
-
-
-def in_cluster():
-    return _in_cluster
-
-
-def set_live_holders(tokens):
-    global _live_holders
-    _live_holders = frozenset(tokens)
-
-
-def is_connected(holder, socket_id):
+def is_connected(holder, socket_id, placement):
     """True if the socket's holder is alive and (if it is this process) has its consumer.
 
-    For a socket held by another process of a cluster, only that process's heartbeat is
-    known here: its sockets count as connected while it is alive.
+    For a socket held by another process, only the placement knows (in a cluster, from
+    that process's heartbeat): its sockets count as connected while it is alive.
     """
     if holder == HOLDER:
         return socket_id in _consumers
-    if not _in_cluster:
-        return False
-    return _live_holders is None or holder in _live_holders  # not looked yet: keep it
+    return placement.holder_alive(holder)
 
 
 def consumer(socket_id):

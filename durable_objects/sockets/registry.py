@@ -42,7 +42,12 @@ class SocketRegistry:
         from .events import notify
 
         rows = shard.execute("SELECT id, channel, holder FROM _do_sockets").fetchall()
-        stale = [(sid, ch) for sid, ch, holder in rows if not presence.is_connected(holder, sid)]
+        placement = self.activation.host.placement
+        stale = [
+            (sid, ch)
+            for sid, ch, holder in rows
+            if not presence.is_connected(holder, sid, placement)
+        ]
         if not stale:
             return
         shard.executemany("DELETE FROM _do_sockets WHERE id = ?", [(sid,) for sid, _ in stale])

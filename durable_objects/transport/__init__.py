@@ -34,10 +34,11 @@ MAX_HOPS = 4
 class Transport:
     """This process's channel, its pending calls, and the serving of calls from others."""
 
-    def __init__(self, host):
+    def __init__(self, host, leases):
         from channels.layers import get_channel_layer
 
         self.host = host
+        self.leases = leases  # placement.leases.Leases: heartbeats tell who is alive
         self.layer = get_channel_layer(get_config()["TRANSPORT_LAYER"])
         self.channel = None
         self.pending = {}
@@ -119,7 +120,7 @@ class Transport:
         except Exception as exc:
             self._refuse(message, exc)
             return
-        if self.host.cluster.placement.presumed_dead():
+        if self.leases.presumed_dead():
             self._refuse(
                 message,
                 ObjectUnavailable(
@@ -129,7 +130,7 @@ class Transport:
             )
             return
         # Queue it now, before any await, so calls keep their order.
-        outcome = self.host.route_call(cls, object_id, event, hops=message.get("hops", 0))
+        outcome = self.host.placement.route(cls, object_id, event, hops=message.get("hops", 0))
         self._spawn(self._reply(message, outcome))
 
     def _refuse(self, message, exc):
@@ -195,7 +196,7 @@ class Transport:
             self.pending.pop(future.request, None)
 
     async def _wait(self, future, holder, object_id):
-        placement = self.host.cluster.placement
+        placement = self.leases
         while True:
             done, _ = await asyncio.wait([future], timeout=placement.heartbeat)
             if done:

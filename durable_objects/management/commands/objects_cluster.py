@@ -6,7 +6,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from durable_objects.conf import get_config
+from durable_objects.conf import get_config, placement_class
 
 
 class Command(BaseCommand):
@@ -17,18 +17,19 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         config = get_config()
-        if config["PLACEMENT"] != "redis":
-            raise CommandError("PLACEMENT is 'local': there is no cluster to show.")
+        if not placement_class(config).distributed:
+            raise CommandError(
+                f"PLACEMENT is {config['PLACEMENT']!r}: there is no cluster to show."
+            )
         asyncio.run(self._show(config, options["leases"]))
 
     async def _show(self, config, list_leases):
-        import os
-
         import redis.asyncio
 
-        from durable_objects.placement.redis import BOOT, HOSTS, host_key
+        from durable_objects.placement.leases import BOOT, HOSTS, host_key
+        from durable_objects.placement.redis import redis_url
 
-        client = redis.asyncio.Redis.from_url(config["REDIS_URL"] or os.environ["REDIS_URL"])
+        client = redis.asyncio.Redis.from_url(redis_url(config))
         try:
             now = time.time()
             beats = dict(await client.zrange(HOSTS, 0, -1, withscores=True))

@@ -5,7 +5,7 @@ import signal
 
 from django.core.management.base import BaseCommand, CommandError
 
-from durable_objects.conf import get_config
+from durable_objects.conf import placement_class
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        if get_config()["PLACEMENT"] != "redis":
+        if not placement_class().distributed:
             raise CommandError(
                 "runobjects is for a cluster: set DURABLE_OBJECTS['PLACEMENT'] = 'redis'. "
                 "In the embedded mode the server process hosts the objects itself."
@@ -24,11 +24,11 @@ class Command(BaseCommand):
         asyncio.run(self._serve())
 
     async def _serve(self):
-        from durable_objects.runtime.host import get_host
+        from durable_objects.runtime.lifecycle import get_host
 
         host = get_host()
-        await host.cluster.ready
-        self.stdout.write(f"Hosting objects as {host.cluster.placement.token}.")
+        await host.placement.ready()
+        self.stdout.write(f"Hosting objects as {host.placement.token}.")
         self.stdout.flush()
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -36,5 +36,5 @@ class Command(BaseCommand):
             loop.add_signal_handler(sig, stopping.set)
         await stopping.wait()
         host.stop_objects()
-        await host.cluster.leave()
+        await host.placement.leave()
         host.shutdown()

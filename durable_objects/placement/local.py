@@ -1,10 +1,16 @@
-"""The embedded mode's guard: one process per storage root, by an OS file lock."""
+"""The embedded default: every object lives in this one process.
+
+The storage root is locked for the process (``flock``), so a second process pointed at
+the same root is refused instead of activating the same objects again.
+"""
 
 import fcntl
 import os
 import threading
 
 from durable_objects.exceptions import StorageLocked
+
+from .base import BasePlacement
 
 _held = {}
 _guard = threading.Lock()
@@ -43,3 +49,19 @@ def unlock_storage_root(root):
         fd = _held.pop(str(root), None)
     if fd is not None:
         os.close(fd)
+
+
+class LocalPlacement(BasePlacement):
+    """One process holds every object; events never leave it."""
+
+    def __init__(self, host, config, *, can_host=True):
+        super().__init__(host, config, can_host=True)
+        # The lock stays with the process after the host closes: a reset host (tests,
+        # settings changed) takes it again at once, and the kernel drops it at exit.
+        lock_storage_root(config["STORAGE_ROOT"])
+
+    def holds(self, hex_id):
+        return True
+
+    def route(self, cls, object_id, event, hops=0):
+        return self.host.dispatch(cls, object_id, event)

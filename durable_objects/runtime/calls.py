@@ -1,0 +1,75 @@
+"""The entry points of calls: from any coroutine, thread or loop to the host's loop."""
+
+import asyncio
+import contextvars
+
+from .errors import decode_exception
+from .events import current_event
+from .lifecycle import get_host
+
+
+async def call(cls, object_id, event):
+    """Deliver event to the object wherever its host runs; return the decoded result."""
+    event.context = contextvars.copy_context()
+    outer = current_event.get()
+    if outer is not None:
+        activation, running = outer
+        event.chain = running.call_chain()
+        await activation.before_outgoing_call(running)
+    host = get_host()
+    if host.loop is _running_loop() and host.holds(str(object_id)):
+        activation = host.activation(cls, object_id)
+        if activation.can_run_inline(event):
+            outcome = await activation.run_inline(event)
+            if outcome is None:
+                host.track(event)
+                outcome = await event.future
+        else:
+            outcome = await host.submit(activation, event)
+        ok, value = outcome
+    else:
+        ok, value = await on_host_loop(host, host.route, cls, object_id, event)
+    if ok:
+        return event.decode(value)
+    if isinstance(value, BaseException):
+        raise value
+    raise decode_exception(value)
+
+
+def submit_event(cls, object_id, event):
+    """Queue event for the object now, so events queue in the order of these calls.
+
+    Returns an awaitable of the outcome, ``(ok, value)``. The WebSocket consumer uses it
+    to hand on a socket's messages without waiting for each one's outcome.
+    """
+    host = get_host()
+    return on_host_loop(host, host.route, cls, object_id, event)
+
+
+def on_host_loop(host, fn, *args):
+    """Run ``fn(*args)``, which returns an awaitable, on the host's loop; an awaitable.
+
+    On the host's loop fn runs at once, before anything is awaited (so events queue in
+    call order); from another thread or loop it is handed to the host's loop.
+    """
+    if host.loop is _running_loop():
+        return fn(*args)
+    future = asyncio.run_coroutine_threadsafe(_await(fn, *args), host.loop)
+    return asyncio.wrap_future(future)
+
+
+def on_host_loop_sync(host, fn, *args, timeout):
+    """Run ``fn(*args)`` on the host's loop from a thread that is not on it; its result."""
+    future = asyncio.run_coroutine_threadsafe(_await(fn, *args), host.loop)
+    return future.result(timeout)
+
+
+async def _await(fn, *args):
+    return await fn(*args)
+
+
+def _running_loop():
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
