@@ -22,7 +22,8 @@ class DurableObjectBase(type):
         parent_meta = next((p._meta for p in parents if hasattr(p, "_meta")), None)
         cls._meta = Options(meta, cls, parent_meta)
         if not cls._meta.abstract:
-            cls.objects = NamespaceDescriptor(Namespace(cls))
+            reserved = HANDLERS | set(dir(DurableObject)) | {"objects"}
+            cls.objects = NamespaceDescriptor(Namespace(cls, reserved=reserved))
             registry.register(cls)
         return cls
 

@@ -10,8 +10,9 @@ from .stubs import Stub
 class Namespace:
     """The manager on a DurableObject class: makes IDs and stubs, lists objects."""
 
-    def __init__(self, cls):
+    def __init__(self, cls, *, reserved=frozenset()):
         self.model = cls
+        self.reserved = frozenset(reserved)  # names a stub never calls (handlers, base's)
 
     @property
     def label(self):
@@ -56,12 +57,9 @@ class Namespace:
     @cached_property
     def methods(self):
         """Names of the public methods a stub may call."""
-        from .base import HANDLERS, DurableObject
-
-        reserved = set(HANDLERS) | set(dir(DurableObject)) | {"objects"}
         names = set()
         for name in dir(self.model):
-            if name.startswith("_") or name in reserved:
+            if name.startswith("_") or name in self.reserved:
                 continue
             if callable(inspect.getattr_static(self.model, name, None)):
                 names.add(name)
