@@ -8,7 +8,7 @@ nothing is stored and nothing is broadcast.
 import json
 import re
 
-NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")  # rooms, boards, polls, flights, accounts
+NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")  # rooms, boards, polls, flights, accounts
 
 
 class Refused(ValueError):
@@ -16,7 +16,7 @@ class Refused(ValueError):
 
 
 def is_valid_name(name):
-    return isinstance(name, str) and NAME.match(name) is not None
+    return isinstance(name, str) and NAME.fullmatch(name) is not None
 
 
 def parse(message, *, max_bytes):

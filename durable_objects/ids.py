@@ -3,10 +3,16 @@
 import hashlib
 import re
 import secrets
+import unicodedata
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _BODY_BYTES = 28
 _CHECK_BYTES = 4
+
+
+def _is_control(char):
+    """True for control characters (Unicode category Cc), which no name may contain."""
+    return unicodedata.category(char) == "Cc"
 
 
 def _check(label, body):
@@ -36,6 +42,13 @@ class DurableObjectId:
             raise ValueError("An object name must not be empty.")
         if len(name.encode()) > 2048:
             raise ValueError("An object name must be at most 2048 bytes in UTF-8.")
+        bad = next((c for c in name if _is_control(c)), None)
+        if bad is not None:
+            raise ValueError(
+                f"An object name must not contain control characters; this one has "
+                f"U+{ord(bad):04X}. Names are text: NUL, tabs, newlines and the other "
+                "characters of Unicode category Cc are refused."
+            )
         # No SECRET_KEY: the same (label, name) gives the same ID on every machine, forever.
         digest = hashlib.sha256(b"do-name\0" + label.encode() + b"\0" + name.encode())
         body = digest.digest()[:_BODY_BYTES]

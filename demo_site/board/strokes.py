@@ -11,13 +11,13 @@ from demo_site.protocol import Refused
 WIDTH, HEIGHT = 1000, 625
 MAX_POINTS = 256
 MAX_PEN = 40
-COLOUR = re.compile(r"^#[0-9a-f]{6}$")
+COLOUR = re.compile(r"#[0-9a-f]{6}")
 
 
 def clean_stroke(data):
     """Return {"colour", "width", "points"} from a page's stroke message, or raise Refused."""
     colour = data.get("colour")
-    if not isinstance(colour, str) or not COLOUR.match(colour):
+    if not isinstance(colour, str) or not COLOUR.fullmatch(colour):
         raise Refused("The colour must be #rrggbb in lowercase hex.")
     width = data.get("width")
     if type(width) is not int or not 1 <= width <= MAX_PEN:

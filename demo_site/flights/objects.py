@@ -15,7 +15,7 @@ from durable_objects import DurableObject
 
 ROWS = 20
 LETTERS = "ABCDEF"
-SEAT = re.compile(rf"^(?:[1-9]|1[0-9]|{ROWS})[{LETTERS}]$")
+SEAT = re.compile(rf"(?:[1-9]|1[0-9]|{ROWS})[{LETTERS}]")
 MAX_PASSENGER = 40
 MAX_SEATS_PER_BOOKER = 4
 BOOKER_COOKIE = "demo_booker"
@@ -57,7 +57,7 @@ class Flight(DurableObject):
 
     def book(self, seat, passenger, booker):
         """Book seat for passenger; {"ok": True, ...} or {"ok": False, "error": ...}."""
-        if not isinstance(seat, str) or not SEAT.match(seat):
+        if not isinstance(seat, str) or not SEAT.fullmatch(seat):
             return _refusal(f"No such seat: rows 1-{ROWS}, letters {LETTERS}.", 400)
         if not isinstance(passenger, str) or not passenger.strip():
             return _refusal("Give the passenger's name.", 400)
@@ -88,7 +88,7 @@ class Flight(DurableObject):
 
     def cancel(self, seat, booker):
         """Give back a seat this booker holds."""
-        if not isinstance(seat, str) or not SEAT.match(seat):
+        if not isinstance(seat, str) or not SEAT.fullmatch(seat):
             return _refusal(f"No such seat: rows 1-{ROWS}, letters {LETTERS}.", 400)
         cursor = self.ctx.storage.sql.exec(
             "DELETE FROM seats WHERE seat = ? AND booker = ?", seat, booker

@@ -12,6 +12,7 @@ from durable_objects.storage.shard import file_size
 
 logger = logging.getLogger("durable_objects.catalog")
 UNKNOWN = object()  # the activation's alarm_due before it opened the shard
+MAX_ROW_FAILURES = 3  # flushes that may refuse one row before it is set aside
 
 
 def _aware(seconds):
@@ -33,6 +34,8 @@ class CatalogWriter:
         self.flushing = None
         self.last_flush = time.monotonic()
         self.failed = False
+        self.row_failures = {}  # key -> flushes in a row that refused its record
+        self.set_aside = {}  # key -> record refused MAX_ROW_FAILURES times, not retried
 
     def touch(self, activation, created=False):
         """Note that the object has storage and was active now (a dict write, no I/O)."""
@@ -97,52 +100,98 @@ class CatalogWriter:
         return batch
 
     def _write(self, batch, own_thread=True):
-        from django.db import connection
+        from django.db import (
+            DatabaseError,
+            InterfaceError,
+            OperationalError,
+            ProgrammingError,
+            connection,
+        )
 
-        from durable_objects.models import ObjectRecord
-
-        # Rows whose alarm (socket count) this host knows update alarm_at (socket_count);
-        # the others leave it as it is.
-        rows = {}
-        for record in batch.values():
-            alarm_due = record["alarm_due"]
-            known = alarm_due is not UNKNOWN
-            sockets = record.get("socket_count")
-            rows.setdefault((known, sockets is not None), []).append(
-                ObjectRecord(
-                    label=record["label"],
-                    object_id=record["object_id"],
-                    name=record["name"],
-                    created_at=datetime.fromtimestamp(record["created_at"], UTC),
-                    last_active_at=datetime.fromtimestamp(record["last_active_at"], UTC),
-                    size_bytes=file_size(record["path"]),
-                    alarm_at=None if not known or alarm_due is None else _aware(alarm_due),
-                    socket_count=sockets or 0,
-                )
-            )
         try:
-            for (known, sockets_known), group in rows.items():
-                ObjectRecord.objects.bulk_create(
-                    group,
-                    update_conflicts=True,
-                    unique_fields=["label", "object_id"],
-                    update_fields=["name", "last_active_at", "size_bytes"]
-                    + (["alarm_at"] if known else [])
-                    + (["socket_count"] if sockets_known else []),
-                )
+            _save(batch)
             self.failed = False
-        except Exception as exc:
+        except (OperationalError, InterfaceError, ProgrammingError) as exc:
             # Not migrated yet, or the database is down: keep the rows for the next flush
             # and say so once, not at every tick.
             log = logger.debug if self.failed else logger.warning
             log("Writing %d catalog rows failed (%s); retrying later.", len(batch), exc)
             self.failed = True
-            with self.guard:
-                for key, record in batch.items():
-                    self.pending.setdefault(key, record)
+            self._keep(batch)
+        except (DatabaseError, ValueError):
+            # A row the database refuses (a NUL in a name on PostgreSQL): write the rows
+            # one by one, so that one bad row does not hold up every later one.
+            self._write_one_by_one(batch)
         finally:
             if own_thread:  # the catalog thread's connection; never the caller's
                 connection.close()
+
+    def _write_one_by_one(self, batch):
+        from django.db import DatabaseError, transaction
+
+        kept = {}
+        for key, record in batch.items():
+            try:
+                with transaction.atomic():
+                    _save({key: record})
+            except (DatabaseError, ValueError) as exc:
+                failures = self.row_failures.get(key, 0) + 1
+                if failures < MAX_ROW_FAILURES:
+                    self.row_failures[key] = failures
+                    kept[key] = record
+                    continue
+                self.row_failures.pop(key, None)
+                self.set_aside[key] = record
+                logger.error(
+                    "The catalog row of %s %s was refused %d times (%s); it is set aside "
+                    "(rebuild_catalog writes it again once the cause is fixed).",
+                    key[0],
+                    key[1],
+                    failures,
+                    exc,
+                )
+            else:
+                self.row_failures.pop(key, None)
+        self._keep(kept)
+
+    def _keep(self, batch):
+        with self.guard:
+            for key, record in batch.items():
+                self.pending.setdefault(key, record)
+
+
+def _save(batch):
+    """Upsert the batch's ObjectRecord rows."""
+    from durable_objects.models import ObjectRecord
+
+    # Rows whose alarm (socket count) this host knows update alarm_at (socket_count);
+    # the others leave it as it is.
+    rows = {}
+    for record in batch.values():
+        alarm_due = record["alarm_due"]
+        known = alarm_due is not UNKNOWN
+        sockets = record.get("socket_count")
+        rows.setdefault((known, sockets is not None), []).append(
+            ObjectRecord(
+                label=record["label"],
+                object_id=record["object_id"],
+                name=record["name"],
+                created_at=datetime.fromtimestamp(record["created_at"], UTC),
+                last_active_at=datetime.fromtimestamp(record["last_active_at"], UTC),
+                size_bytes=file_size(record["path"]),
+                alarm_at=None if not known or alarm_due is None else _aware(alarm_due),
+                socket_count=sockets or 0,
+            )
+        )
+    for (known, sockets_known), group in rows.items():
+        ObjectRecord.objects.bulk_create(
+            group,
+            update_conflicts=True,
+            unique_fields=["label", "object_id"],
+            update_fields=["name", "last_active_at", "size_bytes"]
+            + (["alarm_at"] if known else [])
+            + (["socket_count"] if sockets_known else []),
+        )
 
 
 def _socket_count(activation):
