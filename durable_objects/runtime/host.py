@@ -23,7 +23,7 @@ from durable_objects.conf import alarm_backend_path, get_config
 from durable_objects.exceptions import CallTimeout
 from durable_objects.sockets.outbox import Outbox
 
-from .activation import Activation
+from .activation import Activation, wait_idle
 from .catalog import CatalogWriter
 from .events import current_event
 from .lock import lock_storage_root
@@ -186,6 +186,16 @@ class Host:
         activation.hibernate()
         if self.cluster is not None and not self.closed:
             self.cluster.hibernated(activation.hex)
+
+    async def evict(self, keys=None):
+        """Hibernate the activations of keys (all if None), each once it is idle."""
+        targets = list(self.activations.values())
+        if keys is not None:
+            targets = [activation for activation in targets if activation.key in keys]
+        for activation in targets:
+            await wait_idle(activation)
+            if self.activations.get(activation.key) is activation:  # not replaced meanwhile
+                self._hibernate(activation)
 
     def forget(self, activation):
         if self.activations.get(activation.key) is activation:
