@@ -115,10 +115,7 @@ class Event:
 
     def to_wire(self):
         """The keyword arguments that rebuild this event in another process (plain data)."""
-        raise TypeError(
-            f"A {type(self).__name__} cannot be sent to another process; it runs only in "
-            "the process that made it."
-        )
+        raise NotImplementedError(f"{type(self).__name__} must define to_wire()")
 
     @classmethod
     def from_wire(cls, fields, *, chain, name):
@@ -220,12 +217,6 @@ class RunInObject(Event):
     def __init__(self, fn, **kwargs):
         super().__init__(**kwargs)
         self.fn = fn
-
-    def to_wire(self):
-        raise TypeError(
-            "A RunInObject cannot be sent to another process; "
-            "run_in_durable_object() needs the object in this process."
-        )
 
     def invoke(self, instance):
         return self.fn(instance, instance.ctx)

@@ -13,13 +13,17 @@ from durable_objects.runtime.events import event_kind
 def event_to_wire(event):
     """The fields of event another process needs to run it (msgpack-serializable)."""
     cls = type(event)
-    fields = event.to_wire()  # a local-only kind refuses here, with a TypeError
+    if cls.local_only:
+        raise TypeError(
+            f"A {cls.__name__} cannot be sent to another process: it holds Python objects, "
+            "so the object must be live in the process that made it."
+        )
     if cls.__dict__.get("kind") is None:
         raise TypeError(
             f"A {cls.__name__} has no kind of its own, so another process could not tell "
             "it from its parent; give the class a kind."
         )
-    return {"kind": cls.kind, "fields": fields, "chain": list(event.chain)}
+    return {"kind": cls.kind, "fields": event.to_wire(), "chain": list(event.chain)}
 
 
 def event_from_wire(message):
