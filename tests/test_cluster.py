@@ -404,6 +404,8 @@ async def test_a_call_the_host_cannot_run_is_answered_with_its_error(cluster):
     import redis
     from channels_redis.pubsub import RedisPubSubChannelLayer
 
+    from tests.objects_cluster import Tally
+
     host = cluster.runobjects()
     client = redis.Redis.from_url(cluster.redis)
     token = next(
@@ -429,7 +431,7 @@ async def test_a_call_the_host_cannot_run_is_answered_with_its_error(cluster):
         **envelope,
         "id": "t-2",
         "label": "tests.Tally",
-        "hex": "00" * 32,
+        "hex": str(Tally.objects.id_from_name("unknown-kind")),
         "kind": "no_such_kind",
         "fields": {},
     }
