@@ -48,7 +48,8 @@ def event_kind(kind):
     except KeyError:
         raise LookupError(
             f"Unknown event kind {kind!r}: no Event subclass of that kind is imported in "
-            "this process. Import the module that defines it when the app is ready."
+            "the process that received it. Import the module that defines it when the "
+            "app is ready (in an AppConfig.ready())."
         ) from None
 
 
@@ -76,7 +77,7 @@ def _register(cls):
         warnings.warn(
             f"Event kind {kind!r} was already registered; reloading it.",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=3,
         )
     _kinds[kind] = cls
 
