@@ -24,7 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 from durable_objects.conf import get_config
 from durable_objects.ids import DurableObjectId
 from durable_objects.runtime.calls import submit_event
-from durable_objects.runtime.errors import encode_exception
+from durable_objects.runtime.errors import encode_exception, is_unreachable
 from durable_objects.sockets import flow, presence
 from durable_objects.sockets.backlog import Backlog
 from durable_objects.sockets.events import (
@@ -56,13 +56,6 @@ def _retrieve(future):
 
 
 logger = logging.getLogger("durable_objects.sockets")
-
-# Errors that say the object could not be reached (its host died, its lease ended), not
-# that its handler failed: the socket is closed with 1012 and the client reconnects.
-_UNREACHABLE = {
-    f"durable_objects.exceptions.{name}"
-    for name in ("ObjectUnavailable", "CallTimeout", "FencedError", "ObjectReset")
-}
 
 # Seconds a consumer keeps telling a moving object that its socket closed.
 FAREWELL_PATIENCE = 30.0
@@ -216,7 +209,7 @@ class DurableObjectConsumer(AsyncConsumer):
                 ok, value = await self._submit(event_class, *args, **kwargs)
             except Exception as exc:
                 ok, value = False, encode_exception(exc)
-            if ok or value["type"] not in _UNREACHABLE:
+            if ok or not is_unreachable(value):
                 return
             if asyncio.get_running_loop().time() > deadline:
                 return
@@ -254,9 +247,7 @@ class DurableObjectConsumer(AsyncConsumer):
         if not ok or not value["accepted"]:
             await self._leave()
             if not ok:
-                code = (
-                    CLOSE_OBJECT_MOVED if value["type"] in _UNREACHABLE else CLOSE_INTERNAL_ERROR
-                )
+                code = CLOSE_OBJECT_MOVED if is_unreachable(value) else CLOSE_INTERNAL_ERROR
                 await self._refuse(code, value["message"])
             else:
                 await self._refuse(value["code"], value["reason"])
@@ -319,7 +310,8 @@ class DurableObjectConsumer(AsyncConsumer):
         ok, value = (False, encode_exception(exc)) if exc is not None else future.result()
         if ok or self.closing:
             return
-        if value["type"] in _UNREACHABLE:
+        # The object could not be reached (not its handler's failure): the client reconnects.
+        if is_unreachable(value):
             self._spawn(self._close(CLOSE_OBJECT_MOVED, "The object is moving; reconnect."))
         else:
             self._spawn(self._handler_failed(value))

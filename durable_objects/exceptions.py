@@ -49,3 +49,9 @@ class ObjectUnavailable(DurableObjectError):
     """The object's host cannot be reached now (it died, or no host is live); retry."""
 
     retryable = True
+
+
+# Errors that say the object could not be reached or did not answer (its host died or is
+# unknown, its lease ended, it was reset), not that a handler failed: a later retry may
+# work. The admin shows them as "unreachable"; a socket is closed with 1012 for them.
+UNREACHABLE = (CallTimeout, ObjectUnavailable, ObjectReset, FencedError)

@@ -5,8 +5,7 @@ from functools import partial
 from asgiref.sync import markcoroutinefunction
 
 from . import serialization
-from .conf import get_config
-from .runtime.events import Fetch, MethodCall
+from .runtime.events import Fetch, MethodCall, check_size
 
 
 class Stub:
@@ -77,15 +76,6 @@ class RemoteMethod:
 
     def __repr__(self):
         return f"<RemoteMethod {self.stub._namespace.label}.{self.name} of {self.stub.id}>"
-
-
-def check_size(size, what):
-    """Refuse a serialized payload over MAX_CALL_SIZE with a ValueError."""
-    limit = get_config()["MAX_CALL_SIZE"]
-    if size > limit:
-        raise ValueError(
-            f"{what} are {size} bytes serialized; the limit is {limit} bytes (MAX_CALL_SIZE)."
-        )
 
 
 async def _call(stub, event):

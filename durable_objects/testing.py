@@ -5,6 +5,7 @@ from .ids import DurableObjectId
 from .runtime.calls import call, on_host_loop
 from .runtime.events import RunInObject
 from .runtime.lifecycle import current_host, get_host
+from .storage.files import shard_files
 
 __all__ = [
     "evict",
@@ -33,15 +34,9 @@ async def run_durable_object_alarm(stub):
     If the handler raises, the failure is recorded and retried like any alarm's, and the
     exception is raised here.
     """
-    from .alarms.events import AlarmDelivery
-    from .runtime.errors import decode_exception
+    from .alarms.control import run_alarm_now
 
-    result = await call(
-        stub._namespace.model, stub.id, AlarmDelivery(force=True, name=stub.id.name)
-    )
-    if result["ran"] and not result["ok"]:
-        raise decode_exception(result["error"])
-    return result["ran"]
+    return await run_alarm_now(stub._namespace.model, stub.id)
 
 
 async def evict(stub):
@@ -67,7 +62,6 @@ def is_active(stub):
 
 def list_ids(cls):
     """Return the IDs of every object of cls with a shard under the storage root, sorted."""
-    app_label, class_name = cls._meta.label.split(".")
-    directory = get_config()["STORAGE_ROOT"] / app_label / class_name
-    ids = sorted(path.stem for path in directory.glob("*/*.sqlite3"))
-    return [DurableObjectId(cls._meta.label, hex_id) for hex_id in ids]
+    label = cls._meta.label
+    ids = sorted(shard.hex_id for shard in shard_files(get_config()["STORAGE_ROOT"], label))
+    return [DurableObjectId(label, hex_id) for hex_id in ids]

@@ -2,8 +2,8 @@
 
 import pytest
 
-from durable_objects.runtime.lifecycle import reset_host
 from durable_objects.placement.local import unlock_storage_root
+from durable_objects.runtime.lifecycle import reset_host
 from tests.browser import browser, browser_context  # noqa: F401 (fixtures)
 
 

@@ -264,9 +264,9 @@ def test_console_refuses_anything_but_reading(admin_client, sql, refusal):
 
 
 def test_console_stops_a_runaway_query(admin_client, monkeypatch):
-    from durable_objects import sql_console
+    from durable_objects.admin import console
 
-    monkeypatch.setattr(sql_console, "TIME_LIMIT", 0.2)
+    monkeypatch.setattr(console, "TIME_LIMIT", 0.2)
     _stub, record = make_object("runaway")
     sql = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
     response = admin_client.post(url("console", record), {"sql": sql})

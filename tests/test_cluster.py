@@ -398,11 +398,13 @@ def test_a_daphne_that_stops_cleanly_gives_its_leases_back(cluster):
 
 
 async def test_a_call_the_host_cannot_run_is_answered_with_its_error(cluster):
-    """A call for an unknown class gets LookupError back, not a crash or silence."""
+    """A call for an unknown class, or of an unknown event kind, gets its error back."""
     import asyncio
 
     import redis
     from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    from tests.objects_cluster import Tally
 
     host = cluster.runobjects()
     client = redis.Redis.from_url(cluster.redis)
@@ -415,24 +417,36 @@ async def test_a_call_the_host_cannot_run_is_answered_with_its_error(cluster):
     layer = RedisPubSubChannelLayer(hosts=[{"address": cluster.redis, "socket_timeout": None}])
     mine = await layer.new_channel()
     receiving = asyncio.ensure_future(layer.receive(mine))
-    await asyncio.sleep(0.2)  # subscribed before the reply is published
-    call = {
-        "type": "do.call",
+    await asyncio.sleep(0.2)  # subscribed before the replies are published
+    envelope = {"type": "do.call", "reply": mine, "name": None, "hops": 1, "chain": []}
+    unknown_class = {
+        **envelope,
         "id": "t-1",
-        "reply": mine,
         "label": "nope.Nope",
         "hex": "00" * 32,
-        "name": None,
-        "hops": 1,
         "kind": "call",
-        "method": "m",
-        "payload": b"",
-        "chain": [],
+        "fields": {"method": "m", "payload": b""},
     }
-    await layer.send(host_channel, {"type": "do.batch", "messages": [call]})
-    reply = await asyncio.wait_for(receiving, 10)
+    unknown_kind = {
+        **envelope,
+        "id": "t-2",
+        "label": "tests.Tally",
+        "hex": str(Tally.objects.id_from_name("unknown-kind")),
+        "kind": "no_such_kind",
+        "fields": {},
+    }
+    calls = [unknown_class, unknown_kind]
+    await layer.send(host_channel, {"type": "do.batch", "messages": calls})
+    items = {}
+    while len(items) < len(calls):  # the two replies may leave in one batch or in two
+        reply = await asyncio.wait_for(receiving, 10)
+        items.update((item["id"], item) for item in reply["messages"])
+        if len(items) < len(calls):
+            receiving = asyncio.ensure_future(layer.receive(mine))
     await layer.flush()
-    item = reply["messages"][0]
-    assert (item["id"], item["ok"]) == ("t-1", False)
-    assert item["value"]["type"] == "builtins.LookupError"
-    assert "nope.Nope" in item["value"]["message"]
+    assert not items["t-1"]["ok"] and not items["t-2"]["ok"]
+    assert items["t-1"]["value"]["type"] == "builtins.LookupError"
+    assert "nope.Nope" in items["t-1"]["value"]["message"]
+    assert items["t-2"]["value"]["type"] == "builtins.ValueError"
+    assert "Unknown event kind 'no_such_kind'" in items["t-2"]["value"]["message"]
+    assert items["t-2"]["value"]["retryable"] is False

@@ -365,6 +365,48 @@ async def test_shard_layout_wal_and_no_file_without_writes(stub, storage_root):
     assert meta["epoch"] >= 1
 
 
+async def test_shard_files_finds_each_shard_once_by_label_and_id(stub, storage_root):
+    from durable_objects.storage.files import shard_files
+
+    other = Ledger.objects.get_by_name("listed")
+    await inside(stub, lambda s: s.put("k", 1))
+    await other.add(1)
+    (storage_root / "tests" / "Plain" / "stray.txt").write_text("not a shard")
+    found = sorted(shard_files(storage_root))
+    assert [(f.label, f.hex_id) for f in found] == sorted(
+        [("tests.Plain", str(stub.id)), ("tests.Ledger", str(other.id))]
+    )
+    assert found[0].path == shard_path(storage_root, found[0].label, found[0].hex_id)
+    assert [f.hex_id for f in shard_files(storage_root, "tests.Plain")] == [str(stub.id)]
+    assert list(shard_files(storage_root, "tests.Nothing")) == []
+
+
+async def test_the_read_only_opener_reads_and_cannot_write_or_create(stub, storage_root):
+    from durable_objects.storage.files import open_read_only
+
+    await inside(stub, lambda s: s.put("k", 1))
+    conn = open_read_only(shard_path(storage_root, "tests.Plain", str(stub.id)))
+    try:
+        assert conn.execute("SELECT count(*) FROM _do_kv").fetchone() == (1,)
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            conn.execute("DELETE FROM _do_kv")
+    finally:
+        conn.close()
+    missing = storage_root / "tests" / "Plain" / "00" / "missing file?#.sqlite3"
+    with pytest.raises(sqlite3.OperationalError):
+        open_read_only(missing)
+    assert not missing.exists()
+
+
+def test_prefix_range_bounds_exactly_the_keys_with_the_prefix():
+    from durable_objects.storage.kv import prefix_range
+
+    assert prefix_range("b") == ("b", "c")
+    assert prefix_range("a\U0010ffff") == ("a\U0010ffff", "b")
+    assert prefix_range("\ud7ff") == ("\ud7ff", "\ue000")  # past the surrogates
+    assert prefix_range("\U0010ffff") == ("\U0010ffff", None)
+
+
 async def test_storage_outside_an_event_is_refused(stub):
     captured = await run_in_durable_object(stub, lambda obj, ctx: ctx.storage)
     with pytest.raises(RuntimeError, match="outside an event"):

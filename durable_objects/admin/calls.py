@@ -5,22 +5,13 @@ import asyncio
 from asgiref.sync import async_to_sync
 
 from durable_objects.conf import get_config
-from durable_objects.exceptions import (
-    CallTimeout,
-    FencedError,
-    ObjectReset,
-    ObjectUnavailable,
-    RemoteError,
-)
-from durable_objects.inspection import AdminOperation
+from durable_objects.exceptions import UNREACHABLE, CallTimeout, ObjectUnavailable, RemoteError
 from durable_objects.registry import registry
 from durable_objects.runtime.calls import call
 
-READ_TIMEOUT = 10.0  # seconds a page waits for a read (at most CALL_TIMEOUT)
+from .operations import AdminOperation
 
-# Errors that say the object could not be reached or did not answer: nothing was shown
-# or changed, and a later retry may work.
-_UNREACHABLE = (CallTimeout, ObjectUnavailable, ObjectReset, FencedError)
+READ_TIMEOUT = 10.0  # seconds a page waits for a read (at most CALL_TIMEOUT)
 
 
 class ObjectUnreachable(Exception):
@@ -51,11 +42,6 @@ def object_id_of(record):
     return cls, object_id
 
 
-def stub_of(record):
-    cls, object_id = object_id_of(record)
-    return cls.objects.get(object_id)
-
-
 def run(record, op, *, write=False, **args):
     """Run the operation op inside the object of record; return its result.
 
@@ -74,7 +60,7 @@ def run(record, op, *, write=False, **args):
         raise ObjectUnreachable(
             f"The object is busy: it did not answer within {timeout:g} s. Try again."
         ) from None
-    except _UNREACHABLE as exc:
+    except UNREACHABLE as exc:
         raise ObjectUnreachable(describe_unreachable(exc, write)) from None
     except (ValueError, TypeError, LookupError, RemoteError) as exc:
         raise OperationFailed(str(exc)) from None
@@ -92,7 +78,7 @@ def run_unreachable_safe(fn, *args, write=True):
     """Call fn(*args) (an awaitable-returning helper such as an alarm run) like run()."""
     try:
         return async_to_sync(fn)(*args)
-    except _UNREACHABLE as exc:
+    except UNREACHABLE as exc:
         raise ObjectUnreachable(describe_unreachable(exc, write)) from None
     except Exception as exc:
         if getattr(exc, "remote", False) or isinstance(exc, ValueError | TypeError):

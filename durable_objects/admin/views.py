@@ -275,10 +275,10 @@ def alarm_run(model_admin, request, object_id):
     record = _record(model_admin, request, object_id, "change")
     if refused := _post_only(request):
         return refused
-    from durable_objects.testing import run_durable_object_alarm
+    from durable_objects.alarms.control import run_alarm_now
 
     try:
-        ran = calls.run_unreachable_safe(run_durable_object_alarm, calls.stub_of(record))
+        ran = calls.run_unreachable_safe(run_alarm_now, *calls.object_id_of(record))
     except ObjectUnreachable as exc:
         messages.error(request, str(exc))
         return redirect(_detail_url(record))

@@ -15,14 +15,12 @@ from durable_objects import serialization
 from durable_objects.conf import get_config
 from durable_objects.runtime.events import Event, current_event
 from durable_objects.storage import alarm as alarm_row
-from durable_objects.transport.wire import register
 
 from .state import AlarmInfo, retry_delay
 
 logger = logging.getLogger("durable_objects.alarms")
 
 
-@register
 class AlarmDelivery(Event):
     """Run the object's alarm if it is due; the outcome says whether it ran."""
 
@@ -35,7 +33,7 @@ class AlarmDelivery(Event):
         self.force = force
         self.attempt = None  # (scheduled_at, due_at, retry_count) once the handler runs
 
-    def wire_fields(self):
+    def to_wire(self):
         return {"force": self.force}
 
     def invoke(self, instance):
@@ -95,6 +93,7 @@ class AlarmRetry(Event):
 
     kind = "alarm_retry"
     timed = False
+    local_only = True  # queued by the process where the handler failed, for that activation
 
     def __init__(self, scheduled_at, due_at, retry_count, error, **kwargs):
         super().__init__(**kwargs)

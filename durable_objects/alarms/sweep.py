@@ -12,6 +12,7 @@ from contextlib import suppress
 from datetime import UTC, datetime
 
 from durable_objects.conf import get_config
+from durable_objects.storage.files import open_read_only, shard_files
 
 logger = logging.getLogger("durable_objects.alarms")
 
@@ -41,8 +42,8 @@ def pending_alarms(scan="changed", fix_catalog=False):
         return alarms
     corrections = {}
     root = get_config()["STORAGE_ROOT"]
-    for path in root.glob("*/*/*/*.sqlite3"):
-        key = (f"{path.parts[-4]}.{path.parts[-3]}", path.stem)
+    for label, hex_id, path in shard_files(root):
+        key = (label, hex_id)
         known = catalog.get(key)
         if scan != "all" and known is not None and _modified(path) < known[1] - CLOCK_SLACK:
             continue
@@ -66,7 +67,7 @@ def pending_alarms(scan="changed", fix_catalog=False):
 def read_due(path):
     """(True, due or None) from a shard's alarm row, read-only; (False, None) if unreadable."""
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+        conn = open_read_only(path, timeout=2.0)
     except sqlite3.Error:
         return False, None
     try:

@@ -4,23 +4,36 @@ import sys
 import traceback
 
 from durable_objects import serialization
-from durable_objects.exceptions import RemoteError
+from durable_objects.exceptions import UNREACHABLE, RemoteError
+
+
+def _type_path(cls):
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# The type paths of exceptions.UNREACHABLE, as encoded errors name them.
+UNREACHABLE_TYPES = frozenset(_type_path(cls) for cls in UNREACHABLE)
 
 
 def encode_exception(exc):
-    """Describe exc as plain data: its type's path, message, args and traceback."""
-    cls = type(exc)
+    """Describe exc as plain data: its type's path, message, args, retryable, traceback."""
     args = list(exc.args)
     try:
         serialization.dumps(args)
     except TypeError:
         args = None
     return {
-        "type": f"{cls.__module__}.{cls.__qualname__}",
+        "type": _type_path(type(exc)),
         "message": str(exc),
         "args": args,
+        "retryable": bool(getattr(exc, "retryable", False)),
         "traceback": "".join(traceback.format_exception(exc)),
     }
+
+
+def is_unreachable(error):
+    """True if the encoded error is one of exceptions.UNREACHABLE (not a handler's own)."""
+    return error.get("type") in UNREACHABLE_TYPES
 
 
 def _resolve(type_path):
@@ -38,7 +51,7 @@ def _resolve(type_path):
 
 
 def decode_exception(data):
-    """Rebuild the exception at the caller, with ``.remote = True``."""
+    """Rebuild the exception at the caller, with ``.remote = True`` and its ``retryable``."""
     cls = _resolve(data["type"])
     exc = None
     if cls is not None:
@@ -49,6 +62,7 @@ def decode_exception(data):
     if exc is None:
         exc = RemoteError(data["type"].rpartition(".")[2], data["message"])
     exc.remote = True
+    exc.retryable = data.get("retryable", False)  # also where the type is not rebuilt
     exc.remote_type = data["type"]
     exc.remote_traceback = data["traceback"]
     return exc

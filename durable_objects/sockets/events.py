@@ -7,7 +7,6 @@ socket's messages reach ``websocket_message`` in the order the client sent them.
 import inspect
 
 from durable_objects.runtime.events import Event
-from durable_objects.transport.wire import register
 
 from . import presence
 from .protocol import CLOSE_NOT_ACCEPTED, truncate_reason
@@ -91,7 +90,7 @@ class SocketEvent(Event):
 
         return encode_exception(exc)
 
-    def wire_fields(self):
+    def to_wire(self):
         """The keyword arguments that rebuild this event in another process."""
         fields = {"socket_id": self.socket_id, "channel": self.channel}
         for cls in type(self).__mro__:
@@ -102,7 +101,6 @@ class SocketEvent(Event):
         return fields
 
 
-@register
 class SocketConnect(SocketEvent):
     """A client asks to connect: the object's fetch() sees the upgrade request."""
 
@@ -163,7 +161,6 @@ class SocketConnect(SocketEvent):
         return outcome
 
 
-@register
 class SocketMessage(SocketEvent):
     """A frame from the client for websocket_message(ws, message)."""
 
@@ -194,7 +191,6 @@ class SocketMessage(SocketEvent):
         return None
 
 
-@register
 class SocketClose(SocketEvent):
     """The connection ended (the client closed it, it died, or it was too slow)."""
 
@@ -216,7 +212,6 @@ class SocketClose(SocketEvent):
         return None
 
 
-@register
 class SocketError(SocketEvent):
     """websocket_message raised: the socket is closed with 1011 and the object is told."""
 
@@ -247,6 +242,7 @@ class SocketNotice(SocketEvent):
     __slots__ = ("args", "handler")
 
     kind = "socket_notice"
+    local_only = True  # its arguments may hold a live exception (websocket_error)
 
     def __init__(self, socket_id, channel, handler, args, **kwargs):
         super().__init__(socket_id, channel, **kwargs)

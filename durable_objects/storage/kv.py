@@ -6,6 +6,14 @@ from durable_objects.conf import get_config
 _CHUNK = 500  # bound parameters per statement, below SQLite's limit
 
 
+def prefix_range(prefix):
+    """The key range ``(low, high)`` of the keys starting with prefix: low <= key < high.
+
+    high is None where no string bounds them (a prefix of only U+10FFFF characters).
+    """
+    return prefix, _prefix_end(prefix)
+
+
 def _prefix_end(prefix):
     """The smallest string greater than every string that starts with prefix."""
     for index in range(len(prefix) - 1, -1, -1):
@@ -97,10 +105,9 @@ class KeyValueMixin:
             clauses.append("key < ?")
             params.append(self._check_key(end))
         if prefix:
-            self._check_key(prefix)
+            low, upper = prefix_range(self._check_key(prefix))
             clauses.append("key >= ?")
-            params.append(prefix)
-            upper = _prefix_end(prefix)
+            params.append(low)
             if upper is not None:
                 clauses.append("key < ?")
                 params.append(upper)

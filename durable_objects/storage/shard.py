@@ -8,12 +8,13 @@ Internal tables are prefixed ``_do_``; user SQL is checked by SQLite's authorize
 import secrets
 import sqlite3
 import time
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 
 from durable_objects.exceptions import FencedError
 
 from .alarm import ALARM_SCHEMA
 from .authorizer import Authorizer
+from .files import file_size, shard_path  # noqa: F401  (re-exported: the runtime uses them)
 
 SOCKETS_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS _do_sockets (id TEXT PRIMARY KEY, channel TEXT NOT NULL, "
@@ -33,11 +34,6 @@ _SCHEMA = [
     SOCKETS_SCHEMA,
     ALARM_SCHEMA,
 ]
-
-
-def shard_path(root, label, hex_id):
-    app_label, class_name = label.split(".")
-    return root / app_label / class_name / hex_id[:2] / f"{hex_id}.sqlite3"
 
 
 class Shard:
@@ -263,12 +259,3 @@ class Shard:
         page_count = self.execute("PRAGMA page_count").fetchone()[0]
         page_size = self.execute("PRAGMA page_size").fetchone()[0]
         return page_count * page_size
-
-
-def file_size(path):
-    """Bytes on disk of a shard: the database file plus its write-ahead log."""
-    total = 0
-    for suffix in ("", "-wal"):
-        with suppress(FileNotFoundError):
-            total += path.with_name(path.name + suffix).stat().st_size
-    return total

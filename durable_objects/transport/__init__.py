@@ -1,9 +1,9 @@
 """Calls and replies between processes, over the channel layer (channels-redis).
 
 Every process of a cluster has one channel. A call for an object held elsewhere goes to
-its holder's channel as plain data (the event's wire form: method and msgpack payload,
-or the fetch request; the call chain; the caller's channel and a request id); the
-holder runs it as any other event and sends ``(ok, value)`` back. Calls from one caller
+its holder's channel as plain data (the event's wire form from ``wire.py``: its kind,
+its fields and its call chain; the caller's channel and a request id); the holder runs
+it as any other event and sends ``(ok, value)`` back. Calls from one caller
 to one object arrive in the order they were sent: one channel, one receive loop, and
 the holder queues a call before it awaits anything.
 

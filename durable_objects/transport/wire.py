@@ -1,62 +1,39 @@
-"""Events as plain data for the transport, and back.
+"""The wire codec: an event as plain data for another process, and back.
 
-An event kind that may cross processes registers here with ``register()``: its class
-has a ``kind``, a ``wire_fields()`` method giving the keyword arguments that rebuild it,
-and a constructor taking those plus ``chain`` and ``name``.
+An event crosses as ``{"kind", "fields", "chain"}``: its kind, what its ``to_wire()``
+gives, and its call chain. The receiver looks the kind up among the Event subclasses
+registered in its process (``runtime/events.py``), so the modules defining them must be
+imported there: the app config imports the runtime's own, Django's admin autodiscovery
+the admin's, and a project its own where its objects are.
 """
 
-from durable_objects.runtime.events import Fetch, MethodCall
-
-_kinds = {}
-
-
-def register(cls):
-    """Let events of cls cross processes (a class decorator)."""
-    _kinds[cls.kind] = cls
-    return cls
-
-
-def _load_kinds():
-    # Modules whose events cross processes register them when they are imported.
-    from durable_objects import inspection as _admin_events  # noqa: F401
-    from durable_objects.alarms import events as _alarm_events  # noqa: F401
-    from durable_objects.sockets import events as _socket_events  # noqa: F401
-
-
-def _kind(name):
-    cls = _kinds.get(name)
-    if cls is None:
-        _load_kinds()
-        cls = _kinds.get(name)
-    return cls
+from durable_objects.runtime.events import event_kind
 
 
 def event_to_wire(event):
     """The fields of event another process needs to run it (msgpack-serializable)."""
-    if isinstance(event, MethodCall):
-        data = {"kind": "call", "method": event.method, "payload": event.payload}
-    elif isinstance(event, Fetch):
-        data = {"kind": "fetch", "request": event.request}
-    elif _kind(event.kind) is type(event):
-        data = {"kind": event.kind, "fields": event.wire_fields()}
-    else:
+    cls = type(event)
+    if cls.local_only:
         raise TypeError(
-            f"A {type(event).__name__} cannot be sent to another process; "
-            "run_in_durable_object() needs the object in this process."
+            f"A {cls.__name__} cannot be sent to another process: it holds Python objects, "
+            "so the object must be live in the process that made it."
         )
-    data["chain"] = list(event.chain)
-    return data
+    if cls.__dict__.get("kind") is None:
+        raise TypeError(
+            f"A {cls.__name__} has no kind of its own, so another process could not tell "
+            "it from its parent; give the class a kind."
+        )
+    return {"kind": cls.kind, "fields": event.to_wire(), "chain": list(event.chain)}
 
 
 def event_from_wire(message):
-    chain = tuple(message.get("chain") or ())
-    name = message.get("name")
+    """Rebuild the event of a message from another process; ValueError if it cannot be."""
     kind = message["kind"]
-    if kind == "call":
-        return MethodCall(message["method"], message["payload"], chain=chain, name=name)
-    if kind == "fetch":
-        return Fetch(message["request"], chain=chain, name=name)
-    cls = _kind(kind)
-    if cls is not None:
-        return cls(**message["fields"], chain=chain, name=name)
-    raise ValueError(f"Unknown event kind {kind!r}.")
+    try:
+        cls = event_kind(kind)
+    except LookupError as exc:
+        raise ValueError(str(exc)) from None
+    if cls.local_only:
+        raise ValueError(f"Event kind {kind!r} runs only in the process that made it.")
+    chain = tuple(message.get("chain") or ())
+    return cls.from_wire(message.get("fields") or {}, chain=chain, name=message.get("name"))

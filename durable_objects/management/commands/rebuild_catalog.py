@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand
 
 from durable_objects.conf import get_config
 from durable_objects.models import ObjectRecord
-from durable_objects.storage.shard import file_size
+from durable_objects.storage.files import file_size, open_read_only, shard_files
 
 
 class Command(BaseCommand):
@@ -20,7 +20,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         root = get_config()["STORAGE_ROOT"]
         rows = []
-        for path in sorted(root.glob("*/*/*/*.sqlite3")):
+        for _label, _hex_id, path in sorted(shard_files(root)):
             meta = self._read_meta(path)
             if meta is None:
                 self.stderr.write(f"Skipped {path}: not a shard.")
@@ -49,7 +49,7 @@ class Command(BaseCommand):
     def _read_meta(path):
         """Read a shard's _do_meta through a read-only connection; None if it has none."""
         try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            conn = open_read_only(path)
         except sqlite3.Error:
             return None
         try:

@@ -1,10 +1,10 @@
-"""Looking into one object and changing it from outside, as events of its live instance.
+"""The admin's operations: looking into one object and changing it, as its events.
 
-The admin (``durable_objects/admin/``) uses these. Each operation runs as an
-``AdminOperation`` event: queued behind the object's other events, inside its
-transaction, committed with the epoch fence, and registered for the wire so that it
-reaches the object in whichever process of a cluster holds it. Results are plain data
-(msgpack-serializable), never live Python objects of the instance.
+Each operation runs as an ``AdminOperation`` event: queued behind the object's other
+events, inside its transaction, committed with the epoch fence, and sent over the wire
+(the kind registers itself when Django's admin autodiscovery imports this package) so
+that it reaches the object in whichever process of a cluster holds it. Results are plain
+data (msgpack-serializable), never live Python objects of the instance.
 """
 
 import asyncio
@@ -15,11 +15,11 @@ import sqlite3
 import time
 
 from durable_objects import serialization
-from durable_objects.runtime.events import Event
-from durable_objects.storage.kv import _prefix_end
-from durable_objects.transport.wire import register
+from durable_objects.runtime.events import Event, current_event
+from durable_objects.runtime.lifecycle import current_host
+from durable_objects.storage.kv import prefix_range
 
-from .sql_console import run_read_only
+from .console import run_read_only
 
 PREVIEW_LENGTH = 200  # characters of a value shown in a listing
 MAX_VALUE_DISPLAY = 2 * 1024 * 1024  # characters of one value shown whole
@@ -33,7 +33,6 @@ def operation(fn):
     return fn
 
 
-@register
 class AdminOperation(Event):
     """One admin operation (``_operations``) run inside the object, as one event."""
 
@@ -48,7 +47,7 @@ class AdminOperation(Event):
         self.op = op
         self.args = dict(args or {})
 
-    def wire_fields(self):
+    def to_wire(self):
         return {"op": self.op, "args": self.args}
 
     def invoke(self, instance):
@@ -98,7 +97,11 @@ def _entry(key, value, size):
 
 
 def _shard(ctx):
-    return ctx.storage._existing_shard()
+    """The object's shard for reading, or None if it has never written anything."""
+    # The running event's activation, as alarms/events.py finds it; its shard is the one
+    # ctx.storage uses, in this event's transaction.
+    activation, _ = current_event.get()
+    return activation.shard_for_event(create=False)
 
 
 @operation
@@ -125,9 +128,9 @@ def overview(instance, ctx, kv_after=None, kv_limit=50, kv_prefix=None):
         params.append(kv_after)
     if kv_prefix:
         # A key range, as storage.list(prefix=) uses: exact and served by the key index.
+        low, upper = prefix_range(kv_prefix)
         clauses.append("key >= ?")
-        params.append(kv_prefix)
-        upper = _prefix_end(kv_prefix)
+        params.append(low)
         if upper is not None:
             clauses.append("key < ?")
             params.append(upper)
@@ -309,9 +312,8 @@ def delete_storage(instance, ctx):
 @operation
 def evict(instance, ctx):
     """Drop the instance from memory once this event and the queued ones are done."""
-    activation = ctx._activation
-    host = activation.host
-    task = host.loop.create_task(_hibernate_when_idle(host, activation))
+    host = current_host()
+    task = host.loop.create_task(_evict_when_idle(host, ctx.id.key))
     _evictions.add(task)
     task.add_done_callback(_evictions.discard)
     return True
@@ -320,11 +322,7 @@ def evict(instance, ctx):
 _evictions = set()
 
 
-async def _hibernate_when_idle(host, activation):
-    from durable_objects.runtime.activation import wait_idle
-
+async def _evict_when_idle(host, key):
     await asyncio.sleep(0)  # let this event's commit deliver first
-    await wait_idle(activation)
-    if host.activations.get(activation.key) is activation:
-        # The host's own hibernation path: notes the catalog, gives a cluster lease back.
-        host.hibernate(activation)
+    # The host's own eviction: waits until idle, notes the catalog, gives a lease back.
+    await host.evict([key])

@@ -11,10 +11,10 @@ string or blob it makes may exceed ``MAX_LENGTH``.
 
 import sqlite3
 import time
-from urllib.parse import quote
 
 from durable_objects.exceptions import ForbiddenQuery
 from durable_objects.storage.authorizer import ALLOWED_PRAGMAS
+from durable_objects.storage.files import open_read_only
 
 TIME_LIMIT = 2.0  # seconds one console statement may run
 MAX_LENGTH = 16 * 1024 * 1024  # bytes of the largest string or blob a statement may make
@@ -77,13 +77,13 @@ def _sets_value(pragma, argument):
     return pragma in {"page_count", "freelist_count", "data_version"} and argument is not None
 
 
-def run_read_only(path, sql, *, max_rows=500, time_limit=TIME_LIMIT):
+def run_read_only(path, sql, *, max_rows=500, time_limit=None):
     """Run one statement on a read-only connection to path; return columns and rows."""
+    if time_limit is None:
+        time_limit = TIME_LIMIT  # read at each call, so a test can shorten it
     if not isinstance(sql, str) or not sql.strip():
         raise ValueError("Type one SQL statement, such as SELECT * FROM sqlite_schema.")
-    conn = sqlite3.connect(
-        f"file:{quote(str(path))}?mode=ro", uri=True, isolation_level=None, timeout=1.0
-    )
+    conn = open_read_only(path, timeout=1.0)
     try:
         conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
         conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_LENGTH)  # printf('%.*c', 1e9, 'x')
