@@ -111,20 +111,26 @@ class CatalogWriter:
         try:
             _save(batch)
             self.failed = False
-        except (OperationalError, InterfaceError, ProgrammingError) as exc:
-            # Not migrated yet, or the database is down: keep the rows for the next flush
-            # and say so once, not at every tick.
-            log = logger.debug if self.failed else logger.warning
-            log("Writing %d catalog rows failed (%s); retrying later.", len(batch), exc)
-            self.failed = True
-            self._keep(batch)
-        except (DatabaseError, ValueError):
-            # A row the database refuses (a NUL in a name on PostgreSQL): write the rows
-            # one by one, so that one bad row does not hold up every later one.
-            self._write_one_by_one(batch)
+        except (DatabaseError, ValueError) as exc:
+            if isinstance(exc, OperationalError | InterfaceError | ProgrammingError):
+                self._keep_for_later(batch, exc)
+            else:
+                # A row the database refuses (a NUL in a name on PostgreSQL): write the
+                # rows one by one, so that one bad row does not hold up every later one.
+                self._write_one_by_one(batch)
+        except Exception as exc:
+            self._keep_for_later(batch, exc)
         finally:
             if own_thread:  # the catalog thread's connection; never the caller's
                 connection.close()
+
+    def _keep_for_later(self, batch, exc):
+        # Not migrated yet, or the database is down: keep the rows for the next flush
+        # and say so once, not at every tick.
+        log = logger.debug if self.failed else logger.warning
+        log("Writing %d catalog rows failed (%s); retrying later.", len(batch), exc)
+        self.failed = True
+        self._keep(batch)
 
     def _write_one_by_one(self, batch):
         from django.db import DatabaseError, transaction
