@@ -4,9 +4,24 @@ import os
 
 from django.conf import settings
 from django.core.checks import Error, register
+from django.utils.module_loading import import_string
 
-from .conf import DEFAULTS, SYNCHRONOUS_CHOICES, alarm_backend_path, get_config, unknown_keys
+from .alarms.base import BaseAlarmBackend
+from .conf import (
+    DEFAULTS,
+    POSITIVE_KEYS,
+    SYNCHRONOUS_CHOICES,
+    alarm_backend_path,
+    get_config,
+    unknown_keys,
+)
 from .registry import registry
+
+# Channel layers that cannot reach another process (E014).
+IN_PROCESS_LAYERS = (
+    "channels.layers.InMemoryChannelLayer",
+    "durable_objects.layers.InProcessChannelLayer",
+)
 
 
 @register()
@@ -61,27 +76,7 @@ def _check_settings():
             hint="Use one of: " + ", ".join(SYNCHRONOUS_CHOICES) + ".",
             id="durable_objects.E005",
         )
-    for key in (
-        "MAX_KEY_SIZE",
-        "MAX_ENTRY_SIZE",
-        "MAX_CALL_SIZE",
-        "CALL_TIMEOUT",
-        "BLOCK_CONCURRENCY_TIMEOUT",
-        "HIBERNATE_AFTER",
-        "MAX_ACTIVE_OBJECTS",
-        "MAX_OPEN_SHARDS",
-        "GROUP_COMMIT_MAX_EVENTS",
-        "COMMIT_THREADS",
-        "CATALOG_FLUSH_INTERVAL",
-        "WEBSOCKET_MAX_MESSAGE_SIZE",
-        "WEBSOCKET_OUTBOUND_BUFFER",
-        "WEBSOCKET_MAX_IN_FLIGHT",
-        "WEBSOCKET_MAX_PER_OBJECT",
-        "LEASE_TTL",
-        "HOST_HEARTBEAT",
-        "ALARM_RETRY_BASE",
-        "ALARM_SWEEP_INTERVAL",
-    ):
+    for key in POSITIVE_KEYS:
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             yield Error(
@@ -120,41 +115,51 @@ def _check_channel_layer():
 def _check_cluster():
     config = get_config()
     placement, role = config["PLACEMENT"], config["CLUSTER_ROLE"]
-    if placement not in ("local", "redis") or role not in ("auto", "host", "client"):
+    if placement not in ("local", "redis"):
         yield Error(
-            f"DURABLE_OBJECTS has PLACEMENT {placement!r} and CLUSTER_ROLE {role!r}.",
-            hint="PLACEMENT is 'local' or 'redis'; CLUSTER_ROLE is 'auto', 'host' or 'client'.",
+            f"DURABLE_OBJECTS['PLACEMENT'] is {placement!r}.",
+            hint="Use 'local' (one process) or 'redis' (a cluster).",
             id="durable_objects.E008",
         )
-        return
+    if role not in ("auto", "host", "client"):
+        yield Error(
+            f"DURABLE_OBJECTS['CLUSTER_ROLE'] is {role!r}.",
+            hint="Use one of: 'auto', 'host', 'client'.",
+            id="durable_objects.E013",
+        )
     if placement != "redis":
         return
+    if not (config["REDIS_URL"] or os.environ.get("REDIS_URL")):
+        yield Error(
+            "PLACEMENT is 'redis' but no Redis URL is set.",
+            hint="Set DURABLE_OBJECTS['REDIS_URL'] or the REDIS_URL environment variable.",
+            id="durable_objects.E009",
+        )
     layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
     backend = layers.get("default", {}).get("BACKEND")
-    transport = layers.get(config["TRANSPORT_LAYER"], {}).get("BACKEND")
-    if (
-        not (config["REDIS_URL"] or os.environ.get("REDIS_URL"))
-        or transport is None
-        or backend
-        in (
-            "channels.layers.InMemoryChannelLayer",
-            "durable_objects.layers.InProcessChannelLayer",
-        )
-    ):
+    if backend in IN_PROCESS_LAYERS:
         yield Error(
-            "PLACEMENT is 'redis' but the cluster has no Redis URL, its default channel "
-            "layer is an in-memory one that cannot reach other processes, or "
-            "TRANSPORT_LAYER names no channel layer.",
-            hint="Set DURABLE_OBJECTS['REDIS_URL'] (or REDIS_URL in the environment) and "
-            "use channels_redis.core.RedisChannelLayer as the default channel layer, its "
-            "hosts given as {'address': url, 'socket_timeout': None}.",
-            id="durable_objects.E009",
+            f"PLACEMENT is 'redis' but the default channel layer is {backend}, which "
+            "cannot reach other processes.",
+            hint="Use channels_redis.core.RedisChannelLayer as the default channel layer, "
+            "its hosts given as {'address': url, 'socket_timeout': None} "
+            "(durable_objects.conf.cluster_channel_layers() writes CHANNEL_LAYERS).",
+            id="durable_objects.E014",
+        )
+    alias = config["TRANSPORT_LAYER"]
+    # A missing default layer is E004 already.
+    if alias != "default" and alias not in layers:
+        yield Error(
+            f"DURABLE_OBJECTS['TRANSPORT_LAYER'] is {alias!r}, which is not a key of "
+            "CHANNEL_LAYERS.",
+            hint="Add that layer to CHANNEL_LAYERS (channels_redis.pubsub."
+            "RedisPubSubChannelLayer is the fastest), or remove TRANSPORT_LAYER to use "
+            "the default layer.",
+            id="durable_objects.E015",
         )
 
 
 def _check_alarms():
-    from django.utils.module_loading import import_string
-
     config = get_config()
     retries = config["ALARM_MAX_RETRIES"]
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -165,7 +170,7 @@ def _check_alarms():
         )
     path = alarm_backend_path(config)
     try:
-        import_string(path)
+        backend = import_string(path)
     except ImportError as exc:
         yield Error(
             f"DURABLE_OBJECTS['ALARM_BACKEND'] {path!r} cannot be imported: {exc}.",
@@ -174,16 +179,16 @@ def _check_alarms():
             id="durable_objects.E011",
         )
         return
-    if path.endswith(".RQAlarms"):
-        queues = getattr(settings, "RQ_QUEUES", None) or {}
-        if config["PLACEMENT"] != "redis" or config["ALARM_QUEUE"] not in queues:
-            yield Error(
-                "The RQ alarm backend needs PLACEMENT 'redis' (its jobs run in rqworker, a "
-                f"process apart) and RQ_QUEUES[{config['ALARM_QUEUE']!r}] (ALARM_QUEUE).",
-                hint="Add 'django_rq' to INSTALLED_APPS and RQ_QUEUES = {'default': {'URL': "
-                "<your Redis URL>}}, or use the local backend with PLACEMENT 'local'.",
-                id="durable_objects.E011",
-            )
+    if not (isinstance(backend, type) and issubclass(backend, BaseAlarmBackend)):
+        yield Error(
+            f"DURABLE_OBJECTS['ALARM_BACKEND'] {path!r} is not a subclass of "
+            "durable_objects.alarms.base.BaseAlarmBackend.",
+            hint="Use durable_objects.alarms.local.LocalAlarms, "
+            "durable_objects.alarms.rq.RQAlarms, or a subclass of BaseAlarmBackend.",
+            id="durable_objects.E016",
+        )
+        return
+    yield from backend.check()
 
 
 def _check_labels():
