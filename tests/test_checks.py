@@ -366,3 +366,16 @@ def test_e006_covers_every_key_of_positive_keys(settings):
     assert [e.msg for e in errors] == [
         f"DURABLE_OBJECTS[{key!r}] must be a positive number, not True." for key in POSITIVE_KEYS
     ]
+
+
+def test_every_check_id_is_documented_once():
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    source = "\n".join(p.read_text() for p in (repo / "durable_objects").rglob("*.py"))
+    used = set(re.findall(r'id="durable_objects\.(E\d{3})"', source))
+    headings = re.findall(
+        r"^## durable_objects\.(E\d{3})$", (repo / "docs/ref/checks.md").read_text(), re.M
+    )
+    assert sorted(headings) == sorted(set(headings)) == sorted(used)
