@@ -32,7 +32,7 @@ def check_durable_objects(app_configs=None, **kwargs):
     errors.extend(_check_storage_root())
     errors.extend(_check_channel_layer())
     errors.extend(_check_cluster())
-    errors.extend(_check_alarms())
+    errors.extend(_check_alarms(**kwargs))
     errors.extend(_check_labels())
     for cls in registry.all():
         if _shadows_check(cls):
@@ -159,7 +159,7 @@ def _check_cluster():
         )
 
 
-def _check_alarms():
+def _check_alarms(**kwargs):
     config = get_config()
     retries = config["ALARM_MAX_RETRIES"]
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -188,7 +188,7 @@ def _check_alarms():
             id="durable_objects.E016",
         )
         return
-    yield from backend.check()
+    yield from backend.check(**kwargs)
 
 
 def _check_labels():

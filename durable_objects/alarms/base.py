@@ -28,7 +28,7 @@ class BaseAlarmBackend:
 
     def __init__(self, host):
         self.host = host
-        self.closed = False
+        self.closed = False  # set by close(); a closed backend schedules and delivers nothing
 
     def start(self):
         """Begin work on the host's loop; called once, in a server process only."""
