@@ -4,8 +4,19 @@ import os
 
 from django.conf import settings
 from django.core.checks import Error, register
+from django.utils.module_loading import import_string
 
-from .conf import DEFAULTS, SYNCHRONOUS_CHOICES, alarm_backend_path, get_config, unknown_keys
+from .alarms.base import BaseAlarmBackend
+from .conf import (
+    DEFAULTS,
+    POSITIVE_KEYS,
+    SYNCHRONOUS_CHOICES,
+    alarm_backend_path,
+    get_config,
+    placement_class,
+    unknown_keys,
+)
+from .placement.base import BasePlacement
 from .registry import registry
 
 
@@ -16,8 +27,8 @@ def check_durable_objects(app_configs=None, **kwargs):
     errors.extend(_check_settings())
     errors.extend(_check_storage_root())
     errors.extend(_check_channel_layer())
-    errors.extend(_check_cluster())
-    errors.extend(_check_alarms())
+    errors.extend(_check_placement())
+    errors.extend(_check_alarms(**kwargs))
     errors.extend(_check_labels())
     for cls in registry.all():
         if _shadows_check(cls):
@@ -61,27 +72,7 @@ def _check_settings():
             hint="Use one of: " + ", ".join(SYNCHRONOUS_CHOICES) + ".",
             id="durable_objects.E005",
         )
-    for key in (
-        "MAX_KEY_SIZE",
-        "MAX_ENTRY_SIZE",
-        "MAX_CALL_SIZE",
-        "CALL_TIMEOUT",
-        "BLOCK_CONCURRENCY_TIMEOUT",
-        "HIBERNATE_AFTER",
-        "MAX_ACTIVE_OBJECTS",
-        "MAX_OPEN_SHARDS",
-        "GROUP_COMMIT_MAX_EVENTS",
-        "COMMIT_THREADS",
-        "CATALOG_FLUSH_INTERVAL",
-        "WEBSOCKET_MAX_MESSAGE_SIZE",
-        "WEBSOCKET_OUTBOUND_BUFFER",
-        "WEBSOCKET_MAX_IN_FLIGHT",
-        "WEBSOCKET_MAX_PER_OBJECT",
-        "LEASE_TTL",
-        "HOST_HEARTBEAT",
-        "ALARM_RETRY_BASE",
-        "ALARM_SWEEP_INTERVAL",
-    ):
+    for key in POSITIVE_KEYS:
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             yield Error(
@@ -117,44 +108,34 @@ def _check_channel_layer():
         )
 
 
-def _check_cluster():
+def _check_placement():
     config = get_config()
     placement, role = config["PLACEMENT"], config["CLUSTER_ROLE"]
-    if placement not in ("local", "redis") or role not in ("auto", "host", "client"):
+    try:
+        backend = placement_class(config)
+    except ImportError as exc:
+        backend, problem = None, f"cannot be imported ({exc})"
+    else:
+        problem = "is not a subclass of durable_objects.placement.base.BasePlacement"
+    if backend is None or not (isinstance(backend, type) and issubclass(backend, BasePlacement)):
         yield Error(
-            f"DURABLE_OBJECTS has PLACEMENT {placement!r} and CLUSTER_ROLE {role!r}.",
-            hint="PLACEMENT is 'local' or 'redis'; CLUSTER_ROLE is 'auto', 'host' or 'client'.",
+            f"DURABLE_OBJECTS['PLACEMENT'] is {placement!r}, which {problem}.",
+            hint="Use 'local' (one process), 'redis' (a cluster) or the dotted path of a "
+            "BasePlacement subclass.",
             id="durable_objects.E008",
         )
-        return
-    if placement != "redis":
-        return
-    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
-    backend = layers.get("default", {}).get("BACKEND")
-    transport = layers.get(config["TRANSPORT_LAYER"], {}).get("BACKEND")
-    if (
-        not (config["REDIS_URL"] or os.environ.get("REDIS_URL"))
-        or transport is None
-        or backend
-        in (
-            "channels.layers.InMemoryChannelLayer",
-            "durable_objects.layers.InProcessChannelLayer",
-        )
-    ):
+        backend = None
+    if role not in ("auto", "host", "client"):
         yield Error(
-            "PLACEMENT is 'redis' but the cluster has no Redis URL, its default channel "
-            "layer is an in-memory one that cannot reach other processes, or "
-            "TRANSPORT_LAYER names no channel layer.",
-            hint="Set DURABLE_OBJECTS['REDIS_URL'] (or REDIS_URL in the environment) and "
-            "use channels_redis.core.RedisChannelLayer as the default channel layer, its "
-            "hosts given as {'address': url, 'socket_timeout': None}.",
-            id="durable_objects.E009",
+            f"DURABLE_OBJECTS['CLUSTER_ROLE'] is {role!r}.",
+            hint="Use one of: 'auto', 'host', 'client'.",
+            id="durable_objects.E013",
         )
+    if backend is not None:
+        yield from backend.check(config)
 
 
-def _check_alarms():
-    from django.utils.module_loading import import_string
-
+def _check_alarms(**kwargs):
     config = get_config()
     retries = config["ALARM_MAX_RETRIES"]
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -163,9 +144,12 @@ def _check_alarms():
             hint="Remove it to use the default, 6.",
             id="durable_objects.E010",
         )
-    path = alarm_backend_path(config)
     try:
-        import_string(path)
+        path = alarm_backend_path(config)
+    except (ImportError, AttributeError):  # PLACEMENT names no backend (E008)
+        return
+    try:
+        backend = import_string(path)
     except ImportError as exc:
         yield Error(
             f"DURABLE_OBJECTS['ALARM_BACKEND'] {path!r} cannot be imported: {exc}.",
@@ -174,16 +158,16 @@ def _check_alarms():
             id="durable_objects.E011",
         )
         return
-    if path.endswith(".RQAlarms"):
-        queues = getattr(settings, "RQ_QUEUES", None) or {}
-        if config["PLACEMENT"] != "redis" or config["ALARM_QUEUE"] not in queues:
-            yield Error(
-                "The RQ alarm backend needs PLACEMENT 'redis' (its jobs run in rqworker, a "
-                f"process apart) and RQ_QUEUES[{config['ALARM_QUEUE']!r}] (ALARM_QUEUE).",
-                hint="Add 'django_rq' to INSTALLED_APPS and RQ_QUEUES = {'default': {'URL': "
-                "<your Redis URL>}}, or use the local backend with PLACEMENT 'local'.",
-                id="durable_objects.E011",
-            )
+    if not (isinstance(backend, type) and issubclass(backend, BaseAlarmBackend)):
+        yield Error(
+            f"DURABLE_OBJECTS['ALARM_BACKEND'] {path!r} is not a subclass of "
+            "durable_objects.alarms.base.BaseAlarmBackend.",
+            hint="Use durable_objects.alarms.local.LocalAlarms, "
+            "durable_objects.alarms.rq.RQAlarms, or a subclass of BaseAlarmBackend.",
+            id="durable_objects.E016",
+        )
+        return
+    yield from backend.check(**kwargs)
 
 
 def _check_labels():

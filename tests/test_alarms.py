@@ -8,11 +8,15 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from io import StringIO
 from pathlib import Path
 
 import pytest
 from asgiref.sync import async_to_sync
 
+from durable_objects.alarms.base import BaseAlarmBackend
+from durable_objects.alarms.local import LocalAlarms
+from durable_objects.alarms.rq import RQAlarms
 from durable_objects.testing import evict, run_durable_object_alarm, run_in_durable_object
 from tests.alarm_contract import fired_rows, wait_for
 from tests.objects_alarms import Alarmed, NoHandler
@@ -115,6 +119,94 @@ async def test_run_durable_object_alarm_raises_the_handlers_error_and_records_it
     # The retry comes after the backoff, not at the original time.
     [row] = await wait_for(lambda: fired_rows(stub), 10)
     assert row["retry_count"] == 1
+
+
+# -- backends -----------------------------------------------------------------------------
+
+
+class SubclassedLocalAlarms(LocalAlarms):
+    """A trivial subclass: it works wherever LocalAlarms does."""
+
+
+class SubclassedRQAlarms(RQAlarms):
+    """A trivial subclass: it works wherever RQAlarms does."""
+
+
+def test_the_backends_subclass_the_base_class():
+    assert issubclass(LocalAlarms, BaseAlarmBackend) and issubclass(RQAlarms, BaseAlarmBackend)
+    assert (LocalAlarms.requires_cluster, LocalAlarms.supports_sweep) == (False, False)
+    assert (RQAlarms.requires_cluster, RQAlarms.supports_sweep) == (True, True)
+
+
+def test_the_base_class_names_what_a_subclass_must_implement():
+    backend = BaseAlarmBackend(host=None)
+    for method, args in (
+        ("start", ()),
+        ("schedule", ("tests.Alarmed", "0" * 64, None)),
+        ("close", ()),
+    ):
+        with pytest.raises(NotImplementedError, match=rf"must provide a {method}\(\) method"):
+            getattr(backend, method)(*args)
+    with pytest.raises(NotImplementedError, match="BaseAlarmBackend does not support sweeps"):
+        BaseAlarmBackend.sweep({})
+    assert backend.data_lost() is None  # a no-op unless the backend keeps jobs in Redis
+
+
+async def test_a_subclass_of_the_local_backend_delivers_alarms(settings):
+    from durable_objects.runtime.lifecycle import get_host
+
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        "ALARM_BACKEND": "tests.test_alarms.SubclassedLocalAlarms",
+    }
+    stub = Alarmed.objects.get_by_name("subclassed-backend")
+    await stub.arm(time.time() + 0.2)
+    [row] = await wait_for(lambda: fired_rows(stub), 10)
+    assert row["retry_count"] == 0
+    assert type(get_host().alarms) is SubclassedLocalAlarms
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sweep_alarms_with_a_subclass_of_the_local_backend_counts_them(settings):
+    from django.core.management import call_command
+
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        "ALARM_BACKEND": "tests.test_alarms.SubclassedLocalAlarms",
+    }
+    async_to_sync(Alarmed.objects.get_by_name("swept-local").arm)(time.time() + 3600)
+    out = StringIO()
+    call_command("sweep_alarms", stdout=out)
+    assert out.getvalue() == (
+        "1 pending alarms; SubclassedLocalAlarms re-arms them when the server starts.\n"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sweep_alarms_with_a_subclass_of_the_rq_backend_recreates_the_jobs(settings, redis_url):
+    from django.core.management import call_command
+
+    from durable_objects.alarms.rq import JOBS, get_queue, schedule_job
+
+    stub = Alarmed.objects.get_by_name("swept-rq")
+    async_to_sync(stub.arm)(time.time() + 3600)  # by the local backend: no job in Redis
+    settings.RQ_QUEUES = {"default": {"URL": redis_url}}
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        "ALARM_BACKEND": "tests.test_alarms.SubclassedRQAlarms",
+    }
+    queue = get_queue()
+    queue.connection.hdel(JOBS, str(stub.id))
+    try:
+        out = StringIO()
+        call_command("sweep_alarms", stdout=out)
+        assert out.getvalue() == "1 pending alarms; 1 jobs re-created, the rest were live.\n"
+        assert queue.connection.hget(JOBS, str(stub.id)) is not None
+        out = StringIO()
+        call_command("sweep_alarms", stdout=out)  # the job is scheduled: live
+        assert out.getvalue() == "1 pending alarms; 0 jobs re-created, the rest were live.\n"
+    finally:
+        schedule_job(queue, "tests.Alarmed", str(stub.id), None)
 
 
 # -- bad input ----------------------------------------------------------------------------

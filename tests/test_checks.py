@@ -3,7 +3,11 @@
 from django.core.checks import Error
 
 from durable_objects import DurableObject
+from durable_objects.alarms.local import LocalAlarms
+from durable_objects.alarms.rq import RQAlarms
 from durable_objects.checks import check_durable_objects
+from durable_objects.placement.local import LocalPlacement
+from durable_objects.placement.redis import RedisPlacement
 from durable_objects.registry import registry
 
 
@@ -122,35 +126,149 @@ def test_e006_covers_the_websocket_limits(settings):
     ]
 
 
-def test_e008_placement_and_role_are_known_words(settings):
-    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "PLACEMENT": "zookeeper"}
-    assert [e.id for e in check_durable_objects()] == ["durable_objects.E008"]
-
-
-def test_e009_a_cluster_needs_redis_and_a_redis_channel_layer(settings, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "PLACEMENT": "redis"}
-    assert [e.id for e in check_durable_objects()] == ["durable_objects.E009"]
-    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "REDIS_URL": "redis://x"}
-    assert [e.id for e in check_durable_objects()] == ["durable_objects.E009"]  # in-memory
+def cluster_settings(settings, **extra):
+    """A cluster that passes every check: Redis URL, Redis default layer, RQ queue."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
-    assert check_durable_objects() == []
-
-
-def test_e009_the_transport_layer_must_exist(settings):
     settings.DURABLE_OBJECTS = {
         **settings.DURABLE_OBJECTS,
         "PLACEMENT": "redis",
         "REDIS_URL": "redis://x",
-        "TRANSPORT_LAYER": "transport",
+        **extra,
     }
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
-    assert [e.id for e in check_durable_objects()] == ["durable_objects.E009"]
+
+
+def test_e008_placement_is_an_alias_or_an_importable_path(settings):
+    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "PLACEMENT": "zookeeper"}
+    assert check_durable_objects() == [
+        Error(
+            "DURABLE_OBJECTS['PLACEMENT'] is 'zookeeper', which cannot be imported "
+            "(zookeeper doesn't look like a module path).",
+            hint="Use 'local' (one process), 'redis' (a cluster) or the dotted path of a "
+            "BasePlacement subclass.",
+            id="durable_objects.E008",
+        )
+    ]
+
+
+def test_e008_placement_must_be_a_placement_backend(settings):
+    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "PLACEMENT": "tests.objects.Counter"}
+    assert check_durable_objects() == [
+        Error(
+            "DURABLE_OBJECTS['PLACEMENT'] is 'tests.objects.Counter', which is not a subclass "
+            "of durable_objects.placement.base.BasePlacement.",
+            hint="Use 'local' (one process), 'redis' (a cluster) or the dotted path of a "
+            "BasePlacement subclass.",
+            id="durable_objects.E008",
+        )
+    ]
+
+
+class ClusterPlacement(RedisPlacement):
+    """A subclass of the Redis placement: it must be checked as the Redis placement is."""
+
+
+class OnePlacement(LocalPlacement):
+    """A subclass of the local placement."""
+
+
+def test_a_subclass_of_a_placement_backend_is_checked_like_it(settings):
+    cluster_settings(settings, PLACEMENT="tests.test_checks.ClusterPlacement", REDIS_URL=None)
+    settings.RQ_QUEUES = {"default": {"URL": "redis://x"}}
+    ids = [e.id for e in check_durable_objects()]
+    assert ids == ["durable_objects.E009"]  # no Redis URL, and nothing else wrong
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        "PLACEMENT": "tests.test_checks.OnePlacement",
+        "ALARM_BACKEND": "durable_objects.alarms.rq.RQAlarms",
+    }
+    # The RQ backend needs a distributed placement, whatever its path.
+    assert [e.id for e in check_durable_objects()] == ["durable_objects.E017"]
+
+
+def test_e013_cluster_role_is_a_known_word(settings):
+    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "CLUSTER_ROLE": "leader"}
+    assert check_durable_objects() == [
+        Error(
+            "DURABLE_OBJECTS['CLUSTER_ROLE'] is 'leader'.",
+            hint="Use one of: 'auto', 'host', 'client'.",
+            id="durable_objects.E013",
+        )
+    ]
+
+
+def test_e009_a_cluster_needs_a_redis_url(settings, monkeypatch):
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    cluster_settings(settings, REDIS_URL=None)
+    assert check_durable_objects() == [
+        Error(
+            "PLACEMENT is 'redis' but no Redis URL is set.",
+            hint="Set DURABLE_OBJECTS['REDIS_URL'] or the REDIS_URL environment variable.",
+            id="durable_objects.E009",
+        )
+    ]
+    monkeypatch.setenv("REDIS_URL", "redis://from-the-environment")
+    assert check_durable_objects() == []
+
+
+def test_e014_a_cluster_needs_a_channel_layer_that_reaches_other_processes(settings):
+    cluster_settings(settings)
+    for backend in (
+        "channels.layers.InMemoryChannelLayer",
+        "durable_objects.layers.InProcessChannelLayer",
+    ):
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": backend}}
+        assert check_durable_objects() == [
+            Error(
+                f"PLACEMENT is 'redis' but the default channel layer is {backend}, which "
+                "cannot reach other processes.",
+                hint="Use channels_redis.core.RedisChannelLayer as the default channel "
+                "layer, its hosts given as {'address': url, 'socket_timeout': None} "
+                "(durable_objects.conf.cluster_channel_layers() writes CHANNEL_LAYERS).",
+                id="durable_objects.E014",
+            )
+        ]
+
+
+def test_e015_the_transport_layer_must_exist(settings):
+    cluster_settings(settings, TRANSPORT_LAYER="transport")
+    assert check_durable_objects() == [
+        Error(
+            "DURABLE_OBJECTS['TRANSPORT_LAYER'] is 'transport', which is not a key of "
+            "CHANNEL_LAYERS.",
+            hint="Add that layer to CHANNEL_LAYERS (channels_redis.pubsub."
+            "RedisPubSubChannelLayer is the fastest), or remove TRANSPORT_LAYER to use the "
+            "default layer.",
+            id="durable_objects.E015",
+        )
+    ]
     settings.CHANNEL_LAYERS = {
         **settings.CHANNEL_LAYERS,
         "transport": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"},
     }
     assert check_durable_objects() == []
+
+
+def test_a_cluster_without_a_default_layer_is_e004_alone(settings):
+    cluster_settings(settings)
+    settings.CHANNEL_LAYERS = {}
+    assert ids(check_durable_objects()) == ["durable_objects.E004"]
+
+
+def test_each_cluster_condition_is_reported_on_its_own(settings, monkeypatch):
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        "PLACEMENT": "redis",
+        "CLUSTER_ROLE": "boss",
+        "TRANSPORT_LAYER": "missing",
+    }
+    assert ids(check_durable_objects()) == [
+        "durable_objects.E013",
+        "durable_objects.E009",
+        "durable_objects.E014",
+        "durable_objects.E015",
+    ]
 
 
 def test_e010_alarm_retries_must_be_a_whole_number(settings):
@@ -159,16 +277,106 @@ def test_e010_alarm_retries_must_be_a_whole_number(settings):
     assert len(errors) == 1 and "-1" in errors[0].msg
 
 
-def test_e011_alarm_backend_importable_and_rq_needs_the_cluster(settings):
+def test_e011_alarm_backend_cannot_be_imported(settings):
     settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "ALARM_BACKEND": "no.such.Backend"}
-    [error] = [e for e in check_durable_objects() if e.id == "durable_objects.E011"]
-    assert "cannot be imported" in error.msg
+    assert check_durable_objects() == [
+        Error(
+            "DURABLE_OBJECTS['ALARM_BACKEND'] 'no.such.Backend' cannot be imported: "
+            "No module named 'no'.",
+            hint="Use durable_objects.alarms.local.LocalAlarms or "
+            "durable_objects.alarms.rq.RQAlarms.",
+            id="durable_objects.E011",
+        )
+    ]
+
+
+class NotABackend:
+    """Has the methods, but is no BaseAlarmBackend."""
+
+    def __init__(self, host):
+        pass
+
+
+class CustomLocalAlarms(LocalAlarms):
+    """A trivial subclass: it must pass wherever LocalAlarms does."""
+
+
+class CustomRQAlarms(RQAlarms):
+    """A trivial subclass: it must pass wherever RQAlarms does."""
+
+
+def test_e016_alarm_backend_is_not_a_backend_class(settings):
+    for path in ("tests.test_checks.NotABackend", "durable_objects.alarms.rq.get_queue"):
+        settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "ALARM_BACKEND": path}
+        assert check_durable_objects() == [
+            Error(
+                f"DURABLE_OBJECTS['ALARM_BACKEND'] {path!r} is not a subclass of "
+                "durable_objects.alarms.base.BaseAlarmBackend.",
+                hint="Use durable_objects.alarms.local.LocalAlarms, "
+                "durable_objects.alarms.rq.RQAlarms, or a subclass of BaseAlarmBackend.",
+                id="durable_objects.E016",
+            )
+        ]
+
+
+def test_e017_the_rq_backend_needs_the_redis_placement(settings):
+    for path in ("durable_objects.alarms.rq.RQAlarms", "tests.test_checks.CustomRQAlarms"):
+        settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "ALARM_BACKEND": path}
+        assert check_durable_objects() == [
+            Error(
+                f"The alarm backend {path} needs PLACEMENT 'redis' (its deliveries run in a "
+                "process apart, which must reach the objects' hosts), not 'local'.",
+                hint="Set DURABLE_OBJECTS['PLACEMENT'] to 'redis' (docs/topics/cluster.md), "
+                "or use durable_objects.alarms.local.LocalAlarms.",
+                id="durable_objects.E017",
+            )
+        ]
+
+
+def test_e018_the_rq_backend_needs_its_queue(settings):
+    for path in ("durable_objects.alarms.rq.RQAlarms", "tests.test_checks.CustomRQAlarms"):
+        cluster_settings(settings, ALARM_BACKEND=path, ALARM_QUEUE="alarms")
+        assert check_durable_objects() == [
+            Error(
+                f"The alarm backend {path} needs RQ_QUEUES['alarms'], the django-rq queue "
+                "of its jobs (ALARM_QUEUE).",
+                hint="Add 'django_rq' to INSTALLED_APPS and RQ_QUEUES = {'alarms': "
+                "{'URL': <your Redis URL>}}, or set DURABLE_OBJECTS['ALARM_QUEUE'] to a "
+                "key of RQ_QUEUES.",
+                id="durable_objects.E018",
+            )
+        ]
+
+
+def test_subclasses_of_the_alarm_backends_pass_where_the_backends_do(settings):
     settings.DURABLE_OBJECTS = {
         **settings.DURABLE_OBJECTS,
-        "ALARM_BACKEND": "durable_objects.alarms.rq.RQAlarms",
+        "ALARM_BACKEND": "tests.test_checks.CustomLocalAlarms",
     }
-    [error] = [e for e in check_durable_objects() if e.id == "durable_objects.E011"]
-    assert "PLACEMENT 'redis'" in error.msg
+    assert check_durable_objects() == []
+    cluster_settings(settings, ALARM_BACKEND="tests.test_checks.CustomRQAlarms")
+    assert check_durable_objects() == []
+    # The local backend needs no cluster, but works in one too (a timer in each host).
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        "ALARM_BACKEND": "tests.test_checks.CustomLocalAlarms",
+    }
+    assert check_durable_objects() == []
+
+
+def test_a_backend_check_of_its_own_is_run(settings):
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        "ALARM_BACKEND": "tests.test_checks.CheckedAlarms",
+    }
+    assert check_durable_objects() == [Error("checked", id="tests.E001")]
+
+
+class CheckedAlarms(LocalAlarms):
+    @classmethod
+    def check(cls, **kwargs):
+        yield from super().check(**kwargs)
+        yield Error("checked", id="tests.E001")
 
 
 def test_e012_a_method_named_check_is_reported_not_called():
@@ -184,3 +392,29 @@ def test_e012_a_method_named_check_is_reported_not_called():
         assert [e.obj for e in errors] == [Shadowing]
     finally:
         registry.unregister("tests.ShadowingCheck")
+
+
+def test_e006_covers_every_key_of_positive_keys(settings):
+    from durable_objects.conf import POSITIVE_KEYS
+
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        **dict.fromkeys(POSITIVE_KEYS, True),  # a bool is not a number here
+    }
+    errors = [e for e in check_durable_objects() if e.id == "durable_objects.E006"]
+    assert [e.msg for e in errors] == [
+        f"DURABLE_OBJECTS[{key!r}] must be a positive number, not True." for key in POSITIVE_KEYS
+    ]
+
+
+def test_every_check_id_is_documented_once():
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    source = "\n".join(p.read_text() for p in (repo / "durable_objects").rglob("*.py"))
+    used = set(re.findall(r'id="durable_objects\.(E\d{3})"', source))
+    headings = re.findall(
+        r"^## durable_objects\.(E\d{3})$", (repo / "docs/ref/checks.md").read_text(), re.M
+    )
+    assert sorted(headings) == sorted(set(headings)) == sorted(used)

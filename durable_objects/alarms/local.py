@@ -12,6 +12,7 @@ import time
 
 from durable_objects.exceptions import DurableObjectError
 
+from .base import BaseAlarmBackend
 from .events import AlarmDelivery
 
 logger = logging.getLogger("durable_objects.alarms")
@@ -19,16 +20,15 @@ logger = logging.getLogger("durable_objects.alarms")
 MAX_DELIVERY_BACKOFF = 60.0
 
 
-class LocalAlarms:
+class LocalAlarms(BaseAlarmBackend):
     """Timers for the alarms of the objects this host runs."""
 
     def __init__(self, host):
-        self.host = host
+        super().__init__(host)
         self.timers = {}  # (label, hex) -> asyncio.TimerHandle
         self.due = {}  # (label, hex) -> due time of the timer
         self.failures = {}  # (label, hex) -> deliveries in a row that did not reach it
         self.deliveries = set()
-        self.closed = False
 
     # -- scheduling ----------------------------------------------------------------------
 
@@ -72,10 +72,8 @@ class LocalAlarms:
 
         self.host.catalog.executor.submit(load)
 
-    def data_lost(self):
-        """Only the RQ backend keeps anything in Redis."""
-
     def close(self):
+        """Cancel every timer and every delivery under way."""
         self.closed = True
         for timer in self.timers.values():
             timer.cancel()

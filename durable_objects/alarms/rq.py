@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 
 from durable_objects.conf import get_config
 
+from .base import BaseAlarmBackend
+
 logger = logging.getLogger("durable_objects.alarms")
 
 JOBS = "do:alarm-jobs"  # hash: hex id -> the id of the object's current job
@@ -135,22 +137,16 @@ def ensure_jobs(queue, alarms):
     return created
 
 
-def sweep(scan="changed"):
-    """Re-create the missing jobs of every pending alarm; return (pending, created)."""
-    from .sweep import pending_alarms
-
-    alarms = pending_alarms(scan=scan)
-    return len(alarms), ensure_jobs(get_queue(), alarms)
-
-
-class RQAlarms:
+class RQAlarms(BaseAlarmBackend):
     """A cluster host's alarm backend: schedules RQ jobs off the loop, sweeps periodically."""
 
+    requires_cluster = True  # jobs run in rqworker, a client of the cluster
+    supports_sweep = True  # ensure_jobs() needs only Redis and the catalog
+
     def __init__(self, host):
-        self.host = host
+        super().__init__(host)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="durable-objects-alarms")
         self.task = None
-        self.closed = False
 
     def schedule(self, label, hex_id, due):
         """Replace the object's job; in order, on this backend's one thread."""
@@ -169,6 +165,7 @@ class RQAlarms:
             )
 
     def start(self):
+        """Sweep at start and every ALARM_SWEEP_INTERVAL, if this process hosts objects."""
         placement = self.host.placement
         if placement.distributed and placement.can_host:
             self.task = self.host.loop.create_task(self._sweeper(placement))
@@ -188,14 +185,19 @@ class RQAlarms:
         """Sweep unless another process swept within the interval (a lock in Redis)."""
         from django.db import connection
 
+        from .sweep import pending_alarms
+
         try:
             queue = get_queue()
             ttl = max(1, int(interval * 900))  # ms: a little under the interval
             if queue.connection.set(SWEEP_LOCK, self.host.placement.token, nx=True, px=ttl):
-                pending, created = sweep(scan)
+                alarms = pending_alarms(scan=scan)
+                created = ensure_jobs(queue, alarms)
                 if created:
                     logger.warning(
-                        "The alarm sweep re-created %d of %d pending alarm jobs.", created, pending
+                        "The alarm sweep re-created %d of %d pending alarm jobs.",
+                        created,
+                        len(alarms),
                     )
         except Exception as exc:
             logger.info("The alarm sweep failed (%s); it runs again later.", exc)
@@ -208,7 +210,31 @@ class RQAlarms:
             self.executor.submit(self.sweep_once, get_config()["ALARM_SWEEP_INTERVAL"])
 
     def close(self):
+        """Stop the sweeps; jobs already scheduled stay in Redis for the workers."""
         self.closed = True
         if self.task is not None:
             self.task.cancel()
         self.executor.shutdown(wait=False)
+
+    @classmethod
+    def sweep(cls, alarms):
+        """Re-create the job of each pending alarm whose job is lost; return how many."""
+        return ensure_jobs(get_queue(), alarms)
+
+    @classmethod
+    def check(cls, **kwargs):
+        """Yield the base class's messages, then whether RQ_QUEUES has ALARM_QUEUE."""
+        from django.conf import settings
+        from django.core.checks import Error
+
+        yield from super().check(**kwargs)
+        queue = get_config()["ALARM_QUEUE"]
+        if queue not in (getattr(settings, "RQ_QUEUES", None) or {}):
+            yield Error(
+                f"The alarm backend {cls.__module__}.{cls.__qualname__} needs "
+                f"RQ_QUEUES[{queue!r}], the django-rq queue of its jobs (ALARM_QUEUE).",
+                hint=f"Add 'django_rq' to INSTALLED_APPS and RQ_QUEUES = {{{queue!r}: "
+                "{'URL': <your Redis URL>}}, or set DURABLE_OBJECTS['ALARM_QUEUE'] to a key "
+                "of RQ_QUEUES.",
+                id="durable_objects.E018",
+            )

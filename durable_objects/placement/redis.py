@@ -15,6 +15,8 @@ import random
 import time
 from collections import OrderedDict
 
+from django.conf import settings
+from django.core.checks import Error
 from django.core.exceptions import ImproperlyConfigured
 from redis.exceptions import RedisError
 
@@ -24,6 +26,12 @@ from .base import BasePlacement
 from .leases import Leases, lease_key
 
 logger = logging.getLogger("durable_objects.placement")
+
+# Channel layers that cannot reach another process (E014).
+IN_PROCESS_LAYERS = (
+    "channels.layers.InMemoryChannelLayer",
+    "durable_objects.layers.InProcessChannelLayer",
+)
 
 ROUTES_KEPT = 10_000  # objects whose holder this process remembers (for a heartbeat)
 
@@ -218,3 +226,42 @@ class RedisPlacement(BasePlacement):
 
     def close(self):
         self.leases.leave_sync()  # daphne exits without awaiting anything
+
+    @classmethod
+    def check(cls, config):
+        errors = []
+        if not redis_url(config):
+            errors.append(
+                Error(
+                    "PLACEMENT is 'redis' but no Redis URL is set.",
+                    hint="Set DURABLE_OBJECTS['REDIS_URL'] or the REDIS_URL environment variable.",
+                    id="durable_objects.E009",
+                )
+            )
+        layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+        backend = layers.get("default", {}).get("BACKEND")
+        if backend in IN_PROCESS_LAYERS:
+            errors.append(
+                Error(
+                    f"PLACEMENT is 'redis' but the default channel layer is {backend}, which "
+                    "cannot reach other processes.",
+                    hint="Use channels_redis.core.RedisChannelLayer as the default channel "
+                    "layer, its hosts given as {'address': url, 'socket_timeout': None} "
+                    "(durable_objects.conf.cluster_channel_layers() writes CHANNEL_LAYERS).",
+                    id="durable_objects.E014",
+                )
+            )
+        alias = config["TRANSPORT_LAYER"]
+        # A missing default layer is E004 already.
+        if alias != "default" and alias not in layers:
+            errors.append(
+                Error(
+                    f"DURABLE_OBJECTS['TRANSPORT_LAYER'] is {alias!r}, which is not a key of "
+                    "CHANNEL_LAYERS.",
+                    hint="Add that layer to CHANNEL_LAYERS (channels_redis.pubsub."
+                    "RedisPubSubChannelLayer is the fastest), or remove TRANSPORT_LAYER to "
+                    "use the default layer.",
+                    id="durable_objects.E015",
+                )
+            )
+        return errors
