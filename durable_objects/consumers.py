@@ -22,9 +22,9 @@ from channels.layers import get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
 
 from durable_objects.conf import get_config
+from durable_objects.events.errors import encode_exception, is_unreachable
 from durable_objects.ids import DurableObjectId
 from durable_objects.runtime.calls import submit_event
-from durable_objects.runtime.errors import encode_exception, is_unreachable
 from durable_objects.sockets import flow, presence
 from durable_objects.sockets.backlog import Backlog
 from durable_objects.sockets.events import (

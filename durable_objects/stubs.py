@@ -4,8 +4,10 @@ from functools import partial
 
 from asgiref.sync import markcoroutinefunction
 
+from durable_objects.events.base import check_size
+from durable_objects.events.calls import Fetch, MethodCall
+
 from . import serialization
-from .runtime.events import Fetch, MethodCall, check_size
 
 
 class Stub:

@@ -1,9 +1,10 @@
 """Helpers for users' own tests, like Cloudflare's vitest-pool-workers helpers."""
 
+from durable_objects.events.calls import RunInObject
+
 from .conf import get_config
 from .ids import DurableObjectId
 from .runtime.calls import call, on_host_loop
-from .runtime.events import RunInObject
 from .runtime.lifecycle import current_host, get_host
 from .storage.files import shard_files
 

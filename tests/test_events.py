@@ -8,15 +8,16 @@ import pytest
 from durable_objects import serialization
 from durable_objects.admin.operations import AdminOperation
 from durable_objects.alarms.events import AlarmDelivery, AlarmRetry
+from durable_objects.events import base as events
+from durable_objects.events.base import Event, event_kind
+from durable_objects.events.calls import Fetch, MethodCall, RunInObject
+from durable_objects.events.errors import decode_exception, encode_exception, is_unreachable
 from durable_objects.exceptions import (
     UNREACHABLE,
     CallTimeout,
     ObjectUnavailable,
     RemoteError,
 )
-from durable_objects.runtime import events
-from durable_objects.runtime.errors import decode_exception, encode_exception, is_unreachable
-from durable_objects.runtime.events import Event, Fetch, MethodCall, RunInObject, event_kind
 from durable_objects.sockets.events import (
     SocketClose,
     SocketConnect,
@@ -114,7 +115,7 @@ def test_a_kind_defined_in_a_new_module_round_trips(kinds, tmp_path, monkeypatch
     (tmp_path / "tests_new_kinds.py").write_text(
         textwrap.dedent(
             '''
-            from durable_objects.runtime.events import Event
+            from durable_objects.events.base import Event
 
             class Ping(Event):
                 """A kind the codec has never heard of."""

@@ -15,7 +15,7 @@ import sqlite3
 import time
 
 from durable_objects import serialization
-from durable_objects.runtime.events import Event, current_event
+from durable_objects.events.base import Event, current_event
 from durable_objects.runtime.lifecycle import current_host
 from durable_objects.storage.kv import prefix_range
 
@@ -50,7 +50,7 @@ class AdminOperation(Event):
     def to_wire(self):
         return {"op": self.op, "args": self.args}
 
-    def invoke(self, instance):
+    def invoke(self, instance, activation):
         return _operations[self.op](instance, instance.ctx, **self.args)
 
     def __repr__(self):

@@ -1,7 +1,7 @@
 """Running an object's alarm now, from outside the object (the admin, tests)."""
 
+from durable_objects.events.errors import decode_exception
 from durable_objects.runtime.calls import call
-from durable_objects.runtime.errors import decode_exception
 
 from .events import AlarmDelivery
 

@@ -13,7 +13,7 @@ import time
 
 from durable_objects import serialization
 from durable_objects.conf import get_config
-from durable_objects.runtime.events import Event, current_event
+from durable_objects.events.base import Event
 from durable_objects.storage import alarm as alarm_row
 
 from .state import AlarmInfo, retry_delay
@@ -36,11 +36,10 @@ class AlarmDelivery(Event):
     def to_wire(self):
         return {"force": self.force}
 
-    def invoke(self, instance):
-        return self._deliver(instance)
+    def invoke(self, instance, activation):
+        return self._deliver(instance, activation)
 
-    async def _deliver(self, instance):
-        activation, _ = current_event.get()
+    async def _deliver(self, instance, activation):
         shard = activation.shard_for_event(create=False)
         row = alarm_row.read_row(shard) if shard is not None else None
         due = row["due_at"] if row is not None else None
@@ -102,8 +101,7 @@ class AlarmRetry(Event):
         self.retry_count = retry_count
         self.error = error
 
-    def invoke(self, instance):
-        activation, _ = current_event.get()
+    def invoke(self, instance, activation):
         shard = activation.shard_for_event()
         row = alarm_row.read_row(shard)
         if (

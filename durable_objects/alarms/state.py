@@ -1,6 +1,7 @@
 """What an alarm handler receives, the retry schedule, and the alarm row for inspection."""
 
 from durable_objects.conf import get_config
+from durable_objects.events.base import current_event
 from durable_objects.storage import alarm as alarm_row
 
 
@@ -31,5 +32,10 @@ def retry_delay(retry_count):
 
 def alarm_status(ctx):
     """The object's alarm row as a dict (see storage/alarm.py), or None; inside an event."""
-    shard = ctx._activation.shard_for_event(create=False)
+    running = current_event.get()
+    if running is None or running[0].ctx is not ctx:
+        raise RuntimeError(
+            "alarm_status(ctx) reads the alarm row inside one of the object's events."
+        )
+    shard = running[0].shard_for_event(create=False)
     return None if shard is None else alarm_row.read_row(shard)

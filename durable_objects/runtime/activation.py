@@ -14,6 +14,7 @@ import time
 from collections import deque
 
 from durable_objects.conf import get_config
+from durable_objects.events.base import current_event
 from durable_objects.exceptions import FencedError, ObjectReset
 from durable_objects.ids import DurableObjectId
 from durable_objects.sockets.registry import SocketRegistry
@@ -21,7 +22,6 @@ from durable_objects.storage import alarm as alarm_row
 from durable_objects.storage.shard import Shard, shard_path
 
 from .catalog import UNKNOWN
-from .events import current_event
 from .state import DurableObjectState
 
 _serials = itertools.count(1)
@@ -195,7 +195,7 @@ class Activation:
         try:
             if self.instance is None:
                 await self._construct()
-            result = event.invoke(self.instance)
+            result = event.invoke(self.instance, self)
             if inspect.isawaitable(result):
                 result = await result
             await self._await_gates()

@@ -3,8 +3,9 @@
 import asyncio
 import contextvars
 
-from .errors import decode_exception
-from .events import current_event
+from durable_objects.events.base import current_event
+from durable_objects.events.errors import decode_exception
+
 from .lifecycle import get_host
 
 

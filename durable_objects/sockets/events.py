@@ -6,7 +6,7 @@ socket's messages reach ``websocket_message`` in the order the client sent them.
 
 import inspect
 
-from durable_objects.runtime.events import Event
+from durable_objects.events.base import Event
 
 from . import presence
 from .protocol import CLOSE_NOT_ACCEPTED, truncate_reason
@@ -86,7 +86,7 @@ class SocketEvent(Event):
         self.channel = channel
 
     def encode_error(self, exc):
-        from durable_objects.runtime.errors import encode_exception
+        from durable_objects.events.errors import encode_exception
 
         return encode_exception(exc)
 
@@ -116,10 +116,10 @@ class SocketConnect(SocketEvent):
         self.user = user
         self.route = route or {}
 
-    async def invoke(self, instance):
+    async def invoke(self, instance, activation):
         from durable_objects.http import decode_request
 
-        registry = instance.ctx._activation.sockets
+        registry = activation.sockets
         ws = registry.handle(self.socket_id, self.channel)
         registry.pending[self.socket_id] = self.holder
         try:
@@ -174,8 +174,8 @@ class SocketMessage(SocketEvent):
         # The consumer's last auto-response, for a consumer in another process.
         self.auto_response_at = auto_response_at
 
-    async def invoke(self, instance):
-        registry = instance.ctx._activation.sockets
+    async def invoke(self, instance, activation):
+        registry = activation.sockets
         sid = self.socket_id
         presence.note_auto_response(sid, self.auto_response_at)
         if sid in registry.failed or not registry.contains(sid):
@@ -204,8 +204,8 @@ class SocketClose(SocketEvent):
         self.reason = reason
         self.was_clean = was_clean
 
-    async def invoke(self, instance):
-        activation = instance.ctx._activation
+    async def invoke(self, instance, activation):
+        activation = activation
         if not activation.sockets.forget(self.socket_id):
             return None  # closed by the object already, or never accepted
         notify(activation, self, "websocket_close", self.code, self.reason, self.was_clean)
@@ -223,10 +223,10 @@ class SocketError(SocketEvent):
         super().__init__(socket_id, channel, **kwargs)
         self.error = error
 
-    async def invoke(self, instance):
-        from durable_objects.runtime.errors import decode_exception
+    async def invoke(self, instance, activation):
+        from durable_objects.events.errors import decode_exception
 
-        activation = instance.ctx._activation
+        activation = activation
         activation.sockets.forget(self.socket_id)
         notify(activation, self, "websocket_error", decode_exception(self.error))
         return None
@@ -249,10 +249,10 @@ class SocketNotice(SocketEvent):
         self.handler = handler
         self.args = args
 
-    async def invoke(self, instance):
+    async def invoke(self, instance, activation):
         handler = getattr(instance, self.handler, None)
         if handler is not None:
-            ws = instance.ctx._activation.sockets.handle(self.socket_id, self.channel)
+            ws = activation.sockets.handle(self.socket_id, self.channel)
             await _maybe_await(handler(ws, *self.args))
         return None
 

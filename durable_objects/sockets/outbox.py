@@ -32,7 +32,7 @@ logger = logging.getLogger("durable_objects.sockets")
 
 def running_event(activation):
     """The event now running in activation, or a RuntimeError saying why there is none."""
-    from durable_objects.runtime.events import current_event
+    from durable_objects.events.base import current_event
 
     running = current_event.get()
     if running is None or running[0] is not activation or activation.closed:

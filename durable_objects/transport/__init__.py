@@ -18,8 +18,8 @@ import itertools
 import logging
 
 from durable_objects.conf import get_config
+from durable_objects.events.errors import encode_exception
 from durable_objects.exceptions import CallTimeout, ObjectUnavailable
-from durable_objects.runtime.errors import encode_exception
 
 from .wire import event_from_wire, event_to_wire
 

@@ -2,12 +2,12 @@
 
 An event crosses as ``{"kind", "fields", "chain"}``: its kind, what its ``to_wire()``
 gives, and its call chain. The receiver looks the kind up among the Event subclasses
-registered in its process (``runtime/events.py``), so the modules defining them must be
+registered in its process (``events/base.py``), so the modules defining them must be
 imported there: the app config imports the runtime's own, Django's admin autodiscovery
 the admin's, and a project its own where its objects are.
 """
 
-from durable_objects.runtime.events import event_kind
+from durable_objects.events.base import event_kind
 
 
 def event_to_wire(event):

@@ -1,0 +1,1 @@
+"""Events: what an object handles one at a time, their registry by kind, errors as data."""
