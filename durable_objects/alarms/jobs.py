@@ -12,7 +12,9 @@ import concurrent.futures
 import time
 
 from .events import AlarmDelivery
-from .rq import RUNNING, RUNNING_TTL_MS
+
+RUNNING = "do:alarm-run:"  # + job id: set by a job while it delivers (a short TTL, renewed)
+RUNNING_TTL_MS = 5000
 
 EARLY_WAIT = 5.0  # a job this early waits (RQ schedules in whole seconds)
 

@@ -24,13 +24,12 @@ from datetime import UTC, datetime
 from durable_objects.conf import get_config
 
 from .base import BaseAlarmBackend
+from .jobs import RUNNING
 
 logger = logging.getLogger("durable_objects.alarms")
 
 JOBS = "do:alarm-jobs"  # hash: hex id -> the id of the object's current job
-RUNNING = "do:alarm-run:"  # + job id: set by a job while it delivers (a short TTL, renewed)
 SWEEP_LOCK = "do:alarm-sweep"
-RUNNING_TTL_MS = 5000
 SCHEDULER_GRACE = 3.0  # seconds a scheduled job may wait past its time for the scheduler
 LIVE_STATUSES = {b"queued", b"scheduled", b"deferred"}  # waiting to run
 # Retries of a job that could not reach its object (no live host, a timeout); the sweep
