@@ -15,7 +15,7 @@ from asgiref.sync import async_to_sync
 
 from durable_objects.testing import evict, run_durable_object_alarm, run_in_durable_object
 from tests.alarm_contract import fired_rows, wait_for
-from tests.objects_alarms import Alarmed, NoHandler
+from tests.support.objects_alarms import Alarmed, NoHandler
 
 RETRY_BASE = 0.2
 MAX_RETRIES = 3
@@ -151,7 +151,7 @@ async def test_set_alarm_needs_an_alarm_handler():
 
 # -- durability ---------------------------------------------------------------------------
 
-SCRIPT = Path(__file__).resolve().parent / "alarm_process.py"
+SCRIPT = Path(__file__).resolve().parent / "support" / "alarm_process.py"
 
 
 def test_a_server_restart_rearms_pending_alarms(tmp_path):

@@ -2,11 +2,11 @@
 
 import asyncio
 
-from .conf import get_config
-from .ids import DurableObjectId
-from .runtime.activation import wait_idle
-from .runtime.events import RunInObject
-from .runtime.host import call, current_host, get_host
+from ..conf import get_config
+from ..ids import DurableObjectId
+from ..runtime.activation import wait_idle
+from ..runtime.events import RunInObject
+from ..runtime.host import call, current_host, get_host
 
 __all__ = [
     "evict",
@@ -35,8 +35,8 @@ async def run_durable_object_alarm(stub):
     If the handler raises, the failure is recorded and retried like any alarm's, and the
     exception is raised here.
     """
-    from .alarms.events import AlarmDelivery
-    from .runtime.errors import decode_exception
+    from ..alarms.events import AlarmDelivery
+    from ..runtime.errors import decode_exception
 
     result = await call(
         stub._namespace.model, stub.id, AlarmDelivery(force=True, name=stub.id.name)
