@@ -14,7 +14,7 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from durable_objects.testing import evict, run_durable_object_alarm, run_in_durable_object
-from tests.alarm_contract import fired_rows, wait_for
+from tests.contracts.alarms import AlarmContract, fired_rows, wait_for
 from tests.support.objects_alarms import Alarmed, NoHandler
 
 RETRY_BASE = 0.2
@@ -40,8 +40,9 @@ def alarms(settings):
     return LocalDriver()
 
 
-# The contract: every test of tests/alarm_contract.py, against this backend.
-from tests.alarm_contract import *  # noqa: E402, F403
+class LocalAlarmContractTests(AlarmContract):
+    """The alarm contract on the local timer of the embedded default."""
+
 
 # -- the API ------------------------------------------------------------------------------
 
