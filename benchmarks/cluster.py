@@ -174,7 +174,7 @@ def child(quick):
 def run_cluster_child(module, quick, child_flag="--child"):
     """Start a private Redis, run ``python -m <module> <child_flag>`` as a cluster client
     in a process of its own, and return its standard output."""
-    from durable_objects.devservers import RedisServer
+    from durable_objects.testing.servers import RedisServer
 
     work = Path(tempfile.mkdtemp(prefix="do-bench-cluster-"))
     server = RedisServer(work)

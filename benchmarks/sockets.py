@@ -41,8 +41,8 @@ def create_baseline_table():
 
 
 def start_daphne(work_dir):
-    from durable_objects.devservers import free_port
-    from durable_objects.devservers import start_daphne as start
+    from durable_objects.testing.servers import free_port
+    from durable_objects.testing.servers import start_daphne as start
 
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     port = free_port()

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from durable_objects.devservers import RedisServer, start_daphne
+from durable_objects.testing.servers import RedisServer, start_daphne
 
 REPO = Path(__file__).resolve().parent.parent
 

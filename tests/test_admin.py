@@ -20,7 +20,7 @@ from durable_objects.exceptions import CallTimeout
 from durable_objects.models import ObjectRecord
 from durable_objects.runtime.lifecycle import get_host
 from durable_objects.testing import is_active, run_in_durable_object
-from tests.objects import Counter
+from tests.support.objects import Counter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -510,7 +510,7 @@ def test_a_busy_object_gives_a_clear_message(admin_client, settings):
 
 
 def make_alarmed(name, when=None, **options):
-    from tests.objects_alarms import Alarmed
+    from tests.support.objects_alarms import Alarmed
 
     stub = Alarmed.objects.get_by_name(name)
     if options:
@@ -578,7 +578,7 @@ async def test_detail_and_list_show_connected_sockets(admin_client):
     from asgiref.sync import sync_to_async
     from channels.testing import WebsocketCommunicator
 
-    from tests.asgi import application
+    from tests.support.asgi import application
 
     sockets = []
     for user, tag in (("ann", "red"), ("bob", "blue")):

@@ -23,8 +23,8 @@ from asgiref.sync import async_to_sync
 from durable_objects.models import ObjectRecord
 from durable_objects.runtime.lifecycle import get_host
 from durable_objects.testing import run_in_durable_object
-from tests.objects import Counter
-from tests.objects_alarms import Alarmed
+from tests.support.objects import Counter
+from tests.support.objects_alarms import Alarmed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,7 +50,7 @@ def live_server():
 
 @pytest.fixture(scope="module")
 def browser():
-    """Chromium for this module only (it overrides the session's ``tests.browser`` one).
+    """Chromium for this module only (it overrides the session's ``tests.support.browser`` one).
 
     Playwright's sync API marks an event loop as running in the main thread for as long
     as it is open; closed at the end of this module, it cannot make later tests' sync
@@ -58,7 +58,7 @@ def browser():
     """
     from playwright.sync_api import sync_playwright
 
-    from tests.browser import CHROMIUM_ARGS, chromium_path
+    from tests.support.browser import CHROMIUM_ARGS, chromium_path
 
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(

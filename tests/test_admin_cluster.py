@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from tests.servers import REPO
+from tests.support.servers import REPO
 from tests.test_cluster import make_cluster
 
 

@@ -18,8 +18,8 @@ from durable_objects.alarms.base import BaseAlarmBackend
 from durable_objects.alarms.local import LocalAlarms
 from durable_objects.alarms.rq import RQAlarms
 from durable_objects.testing import evict, run_durable_object_alarm, run_in_durable_object
-from tests.alarm_contract import fired_rows, wait_for
-from tests.objects_alarms import Alarmed, NoHandler
+from tests.contracts.alarms import AlarmContract, fired_rows, wait_for
+from tests.support.objects_alarms import Alarmed, NoHandler
 
 RETRY_BASE = 0.2
 MAX_RETRIES = 3
@@ -44,8 +44,9 @@ def alarms(settings):
     return LocalDriver()
 
 
-# The contract: every test of tests/alarm_contract.py, against this backend.
-from tests.alarm_contract import *  # noqa: E402, F403
+class LocalAlarmContractTests(AlarmContract):
+    """The alarm contract on the local timer of the embedded default."""
+
 
 # -- the API ------------------------------------------------------------------------------
 
@@ -243,7 +244,7 @@ async def test_set_alarm_needs_an_alarm_handler():
 
 # -- durability ---------------------------------------------------------------------------
 
-SCRIPT = Path(__file__).resolve().parent / "alarm_process.py"
+SCRIPT = Path(__file__).resolve().parent / "support" / "alarm_process.py"
 
 
 def test_a_server_restart_rearms_pending_alarms(tmp_path):

@@ -14,9 +14,9 @@ import pytest
 
 from durable_objects.alarms.rq import SCHEDULER_GRACE
 from durable_objects.conf import cluster_channel_layers
-from tests.alarm_contract import fired_rows, wait_for
-from tests.objects_alarms import Alarmed
-from tests.servers import REPO, stop
+from tests.contracts.alarms import AlarmContract, fired_rows, wait_for
+from tests.support.objects_alarms import Alarmed
+from tests.support.servers import REPO, stop
 
 RETRY_BASE = 0.5
 MAX_RETRIES = 3
@@ -37,7 +37,7 @@ class RQCluster:
         self.env = {
             **os.environ,
             "PYTHONPATH": str(REPO),
-            "DJANGO_SETTINGS_MODULE": "tests.cluster_settings",
+            "DJANGO_SETTINGS_MODULE": "tests.support.cluster_settings",
             "DO_TEST_REDIS_URL": redis_url,
             "DO_TEST_DB": str(root / "db.sqlite3"),
             "DO_TEST_STORAGE_ROOT": str(root / "objects"),
@@ -155,8 +155,8 @@ def alarms(rq_cluster, settings):
     return rq_cluster
 
 
-# The contract: every test of tests/alarm_contract.py, against this backend.
-from tests.alarm_contract import *  # noqa: E402, F403
+class RQAlarmContractTests(AlarmContract):
+    """The alarm contract on RQ: a runobjects host and rqworker processes."""
 
 
 async def test_a_worker_killed_during_delivery_still_leads_to_one_success(alarms, tmp_path):

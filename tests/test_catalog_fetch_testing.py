@@ -11,7 +11,7 @@ from django.test import RequestFactory
 from durable_objects.models import ObjectRecord
 from durable_objects.runtime.lifecycle import get_host, reset_host
 from durable_objects.testing import evict, evict_all, is_active, list_ids, run_in_durable_object
-from tests.objects import Counter, Plain
+from tests.support.objects import Counter, Plain
 
 # -- catalog -----------------------------------------------------------------------------
 

@@ -151,10 +151,13 @@ def test_e008_placement_is_an_alias_or_an_importable_path(settings):
 
 
 def test_e008_placement_must_be_a_placement_backend(settings):
-    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "PLACEMENT": "tests.objects.Counter"}
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        "PLACEMENT": "tests.support.objects.Counter",
+    }
     assert check_durable_objects() == [
         Error(
-            "DURABLE_OBJECTS['PLACEMENT'] is 'tests.objects.Counter', which is not a subclass "
+            "DURABLE_OBJECTS['PLACEMENT'] is 'tests.support.objects.Counter', which is not a subclass "
             "of durable_objects.placement.base.BasePlacement.",
             hint="Use 'local' (one process), 'redis' (a cluster) or the dotted path of a "
             "BasePlacement subclass.",

@@ -6,7 +6,7 @@ from django.test import override_settings
 from durable_objects import DurableObject, DurableObjectId
 from durable_objects.options import ALLOWED_OPTIONS
 from durable_objects.registry import registry
-from tests.objects import Counter, Mixed, Plain, Relay, Sleepy
+from tests.support.objects import Counter, Mixed, Plain, Relay, Sleepy
 
 
 def test_label_is_app_label_and_class_name():
@@ -50,7 +50,7 @@ def test_two_classes_with_one_label_are_refused():
         class Counter(DurableObject):
             pass
 
-    assert registry.get("tests.Counter").__module__ == "tests.objects"
+    assert registry.get("tests.Counter").__module__ == "tests.support.objects"
 
 
 def test_meta_label_overrides_and_is_validated():

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.servers import REPO, free_port, start_daphne, stop
+from tests.support.servers import REPO, free_port, start_daphne, stop
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def cluster(tmp_path, redis_url):
 @pytest.fixture
 def own_redis(tmp_path):
     """A redis-server of this test's own, which it may restart."""
-    from durable_objects.devservers import RedisServer, redis_server_binary
+    from durable_objects.testing.servers import RedisServer, redis_server_binary
 
     if redis_server_binary() is None:
         pytest.skip("no redis-server binary")
@@ -40,7 +40,7 @@ def make_cluster(tmp_path, redis_url):
     client.flushall()
     client.set("do:boot", repr(time.time() - 3600))  # a Redis up for an hour, not a restart
     env = {
-        "DJANGO_SETTINGS_MODULE": "tests.cluster_settings",
+        "DJANGO_SETTINGS_MODULE": "tests.support.cluster_settings",
         "DO_TEST_REDIS_URL": redis_url,
         "DO_TEST_DB": str(tmp_path / "db.sqlite3"),
         "DO_TEST_STORAGE_ROOT": str(tmp_path / "objects"),
@@ -58,7 +58,7 @@ def make_cluster(tmp_path, redis_url):
         def daphne(self, role="auto"):
             port = free_port()
             options = {**env, "DO_TEST_ROLE": role}
-            processes.append(start_daphne("tests.asgi:application", port, options))
+            processes.append(start_daphne("tests.support.asgi:application", port, options))
             return f"http://127.0.0.1:{port}", processes[-1]
 
         def runobjects(self):
@@ -260,7 +260,7 @@ def lobby_holder(redis_url, hosts):
     """The pid of the runobjects process that holds the Lobby 'main'."""
     import redis as redis_client
 
-    from tests.objects_cluster import Lobby
+    from tests.support.objects_cluster import Lobby
 
     client = redis_client.Redis.from_url(redis_url)
     token = client.get(f"do:lease:{Lobby.objects.id_from_name('main')}").decode()
@@ -329,7 +329,7 @@ def test_objects_cluster_shows_the_processes_and_their_leases(cluster, tmp_path)
         text=True,
         check=True,
     ).stdout
-    from tests.objects_cluster import Tally
+    from tests.support.objects_cluster import Tally
 
     line = next(line for line in output.splitlines() if f" {first_process.pid} " in line)
     assert line.split()[2] == "host" and line.split()[-1] == "1"
@@ -381,7 +381,7 @@ async def test_a_room_that_moves_between_hosts_and_back_keeps_its_sockets(cluste
 def test_a_daphne_that_stops_cleanly_gives_its_leases_back(cluster):
     import redis
 
-    from tests.objects_cluster import Tally
+    from tests.support.objects_cluster import Tally
 
     first, first_process = cluster.daphne()
     assert get_json(f"{first}/tally/given-back/increment/")[0] == 200
@@ -404,7 +404,7 @@ async def test_a_call_the_host_cannot_run_is_answered_with_its_error(cluster):
     import redis
     from channels_redis.pubsub import RedisPubSubChannelLayer
 
-    from tests.objects_cluster import Tally
+    from tests.support.objects_cluster import Tally
 
     host = cluster.runobjects()
     client = redis.Redis.from_url(cluster.redis)

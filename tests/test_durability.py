@@ -11,9 +11,9 @@ from pathlib import Path
 from asgiref.sync import async_to_sync
 
 from durable_objects.storage.shard import shard_path
-from tests.objects import Counter
+from tests.support.objects import Counter
 
-SCRIPT = Path(__file__).resolve().parent / "object_process.py"
+SCRIPT = Path(__file__).resolve().parent / "support" / "object_process.py"
 
 
 def start(root, mode):

@@ -8,7 +8,7 @@ from django.db import connection
 from durable_objects.models import ObjectRecord
 from durable_objects.runtime import catalog as catalog_module
 from durable_objects.runtime.catalog import MAX_ROW_FAILURES, CatalogWriter
-from tests.objects import Counter
+from tests.support.objects import Counter
 
 
 @pytest.mark.parametrize("name", ["a\x00b", "line\nbreak", "tab\there", "bell\x07", "\x7f"])

@@ -10,8 +10,8 @@ from durable_objects import CallTimeout, FencedError, ObjectReset, RemoteError
 from durable_objects.runtime.lifecycle import get_host
 from durable_objects.storage.shard import shard_path
 from durable_objects.testing import evict, is_active, run_in_durable_object
-from tests.objects import Counter, Gated, Ledger, Plain, Relay, Sleepy
-from tests.objects_runtime import (
+from tests.support.objects import Counter, Gated, Ledger, Plain, Relay, Sleepy
+from tests.support.objects_runtime import (
     AtomicCaller,
     BrokenGate,
     Failing,
@@ -113,7 +113,7 @@ async def test_exception_type_and_message_reach_the_caller():
     with pytest.raises(SeatTaken, match="seat 3A is taken") as info:
         await stub.domain_error()
     assert info.value.remote is True
-    assert info.value.remote_type == "tests.objects_runtime.SeatTaken"
+    assert info.value.remote_type == "tests.support.objects_runtime.SeatTaken"
     assert "domain_error" in info.value.remote_traceback
     with pytest.raises(KeyError) as info:
         await stub.key_error()
@@ -322,7 +322,7 @@ async def test_sql_object_created_in_constructor():
 
 
 async def test_abort_stands_even_when_the_handler_catches_it():
-    from tests.objects_runtime import Catcher
+    from tests.support.objects_runtime import Catcher
 
     stub = Catcher.objects.get_by_name("catch")
     with pytest.raises(ObjectReset, match="aborted: caught"):
@@ -369,7 +369,7 @@ async def test_arguments_are_serialized_when_the_call_is_made():
 
 
 async def test_oversized_result_is_refused_and_the_instance_stays(settings):
-    from tests.objects_runtime import Catcher
+    from tests.support.objects_runtime import Catcher
 
     settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "MAX_CALL_SIZE": 1000}
     stub = Catcher.objects.get_by_name("big")
@@ -379,7 +379,7 @@ async def test_oversized_result_is_refused_and_the_instance_stays(settings):
 
 
 async def test_thread_sensitive_code_in_an_object_called_from_a_sync_view():
-    from tests.objects_runtime import ThreadSensitive
+    from tests.support.objects_runtime import ThreadSensitive
 
     stub = ThreadSensitive.objects.get_by_name("ts")
 
@@ -391,7 +391,7 @@ async def test_thread_sensitive_code_in_an_object_called_from_a_sync_view():
 
 
 def test_thread_sensitive_code_in_an_object_called_from_sync_code():
-    from tests.objects_runtime import ThreadSensitive
+    from tests.support.objects_runtime import ThreadSensitive
 
     stub = ThreadSensitive.objects.get_by_name("ts-sync")
     assert async_to_sync(stub.blocking_work)() == "done"

@@ -8,7 +8,7 @@ import pytest
 from durable_objects import ForbiddenQuery
 from durable_objects.storage.shard import INTERNAL, shard_path
 from durable_objects.testing import evict, run_in_durable_object
-from tests.objects import Ledger, Plain
+from tests.support.objects import Ledger, Plain
 
 
 def inside(stub, fn):

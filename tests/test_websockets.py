@@ -12,8 +12,8 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from durable_objects.sockets import presence
-from tests.asgi import application
-from tests.objects_sockets import Room
+from tests.support.asgi import application
+from tests.support.objects_sockets import Room
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -476,7 +476,7 @@ async def test_clients_joining_a_busy_room_are_not_closed():
 
 
 async def test_a_close_frame_without_a_code_is_1005():
-    from tests.objects_sockets import Open
+    from tests.support.objects_sockets import Open
 
     ann = await connect("/ws/open/")
     await ann.send_to("hi")
@@ -493,7 +493,7 @@ async def test_a_close_frame_without_a_code_is_1005():
 
 async def test_a_close_handler_that_raises_leaves_the_socket_gone():
     from durable_objects.testing import evict
-    from tests.objects_sockets import Open
+    from tests.support.objects_sockets import Open
 
     ann = await connect("/ws/open/")
     await ann.send_to("hi")

@@ -10,21 +10,21 @@ import socket
 import pytest
 import websockets
 
-from tests.servers import free_port, start_daphne, stop
+from tests.support.servers import free_port, start_daphne, stop
 
 
 @pytest.fixture
 def daphne_server(tmp_path):
-    """Start (and restart) daphne serving tests.asgi with a storage root of its own."""
+    """Start (and restart) daphne serving tests.support.asgi with a storage root of its own."""
     port = free_port()
     env = {
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DJANGO_SETTINGS_MODULE": "tests.support.settings",
         "DO_TEST_STORAGE_ROOT": str(tmp_path / "daphne-objects"),
     }
     processes = []
 
     def start(*options):
-        processes.append(start_daphne("tests.asgi:application", port, env, *options))
+        processes.append(start_daphne("tests.support.asgi:application", port, env, *options))
         return f"ws://127.0.0.1:{port}"
 
     def restart():

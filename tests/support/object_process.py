@@ -12,18 +12,18 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def main():
     root, mode = sys.argv[1], sys.argv[2]
     sys.path.insert(0, str(REPO))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.support.settings"
     os.environ["DO_TEST_STORAGE_ROOT"] = root
     import django
 
     django.setup()
-    from tests.objects import Counter
+    from tests.support.objects import Counter
 
     stub = Counter.objects.get_by_name("crash")
 

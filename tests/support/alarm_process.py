@@ -11,15 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.support.settings"
 os.environ["DO_TEST_STORAGE_ROOT"] = sys.argv[1]
 
 import django
 
 django.setup()
 
-from tests.objects_alarms import Alarmed  # noqa: E402
+from tests.support.objects_alarms import Alarmed  # noqa: E402
 
 NAMES = ["r1", "r2", "r3"]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo_server import demo_server_fixture, shared_demo_server_fixture  # noqa: F401
+from demo_site.tests.demo_server import demo_server_fixture, shared_demo_server_fixture  # noqa: F401
 
-IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
+IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 VIEWPORT = {"width": 1100, "height": 800}
 
 

@@ -63,7 +63,7 @@ class FailingConstructor(DurableObject):
 
 class AtomicCaller(DurableObject):
     async def call_inside_atomic(self):
-        from tests.objects import Relay
+        from tests.support.objects import Relay
 
         with self.ctx.storage.atomic():
             self.ctx.storage.put("x", 1)

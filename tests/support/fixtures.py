@@ -1,10 +1,9 @@
-"""Fixtures shared by the test suite."""
+"""Fixtures of every test directory (tests/ and demo_site/tests/), through conftest.py."""
 
 import pytest
 
 from durable_objects.placement.local import unlock_storage_root
 from durable_objects.runtime.lifecycle import reset_host
-from tests.browser import browser, browser_context  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +19,7 @@ def storage_root(tmp_path, settings):
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
     """A Redis for the cluster tests: REDIS_URL if set, else a private redis-server."""
-    from durable_objects.devservers import redis_url_for_tests
+    from durable_objects.testing.servers import redis_url_for_tests
 
     url, server = redis_url_for_tests(tmp_path_factory)
     yield url

@@ -4,7 +4,7 @@ import os
 
 import django
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.support.settings")
 django.setup()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
@@ -13,7 +13,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 from durable_objects.routing import websocket_path  # noqa: E402
-from tests.objects_sockets import Open, Room  # noqa: E402
+from tests.support.objects_sockets import Open, Room  # noqa: E402
 
 websocket_urlpatterns = [
     websocket_path("ws/room/<str:room>/", Room, name="room"),

@@ -13,7 +13,7 @@ from http.cookiejar import CookieJar
 
 import pytest
 
-from tests.demo_server import (  # noqa: F401 (fixtures)
+from demo_site.tests.demo_server import (  # noqa: F401 (fixtures)
     REPO,
     Booker,
     demo_server_fixture,

@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from tests.demo_server import REPO, Booker, free_port, recv_json
+from demo_site.tests.demo_server import REPO, Booker, free_port, recv_json
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import os
 
 from durable_objects.conf import cluster_channel_layers
-from tests.settings import *  # noqa: F403
+from tests.support.settings import *  # noqa: F403
 
 REDIS_URL = os.environ["DO_TEST_REDIS_URL"]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["DO_TEST_DB"]}}

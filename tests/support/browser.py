@@ -1,7 +1,7 @@
 """A real browser for the tests: Playwright driving Debian's chromium (never its own).
 
 ``scripts/bootstrap --browser`` installs chromium when it is missing. Use the fixtures
-from a test module with ``from tests.browser import browser, browser_context  # noqa``
+from a test module with ``from tests.support.browser import browser, browser_context  # noqa``
 or through conftest (they are registered there). Tests using them are sync functions:
 Playwright's sync API refuses to run inside an event loop.
 """

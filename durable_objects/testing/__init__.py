@@ -2,11 +2,11 @@
 
 from durable_objects.events.calls import RunInObject
 
-from .conf import get_config
-from .ids import DurableObjectId
-from .runtime.calls import call, on_host_loop
-from .runtime.lifecycle import current_host, get_host
-from .storage.files import shard_files
+from ..conf import get_config
+from ..ids import DurableObjectId
+from ..runtime.calls import call, on_host_loop
+from ..runtime.lifecycle import current_host, get_host
+from ..storage.files import shard_files
 
 __all__ = [
     "evict",
@@ -35,7 +35,7 @@ async def run_durable_object_alarm(stub):
     If the handler raises, the failure is recorded and retried like any alarm's, and the
     exception is raised here.
     """
-    from .alarms.control import run_alarm_now
+    from ..alarms.control import run_alarm_now
 
     return await run_alarm_now(stub._namespace.model, stub.id)
 

@@ -4,10 +4,10 @@ import os
 import subprocess
 from pathlib import Path
 
-from durable_objects import devservers
-from durable_objects.devservers import free_port, wait_for_port
+from durable_objects.testing import servers as devservers
+from durable_objects.testing.servers import free_port, wait_for_port
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 __all__ = ["REPO", "free_port", "start_daphne", "stop", "wait_for_port"]
 

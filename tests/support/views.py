@@ -3,7 +3,7 @@
 from django.http import JsonResponse
 
 from durable_objects import DurableObjectError
-from tests.objects_cluster import Tally
+from tests.support.objects_cluster import Tally
 
 
 async def _answer(call):

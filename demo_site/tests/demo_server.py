@@ -4,7 +4,7 @@ Each server has a DEMO_VAR_DIR of its own (its database and its objects' shards)
 restart on the same directory finds everything the last one stored. Test modules import
 the fixtures (``demo_server``, ``shared_demo_server``) under their function names::
 
-    from tests.demo_server import demo_server_fixture  # noqa: F401 (fixture)
+    from demo_site.tests.demo_server import demo_server_fixture  # noqa: F401 (fixture)
 """
 
 import asyncio
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port():
