@@ -157,8 +157,8 @@ def test_e008_placement_must_be_a_placement_backend(settings):
     }
     assert check_durable_objects() == [
         Error(
-            "DURABLE_OBJECTS['PLACEMENT'] is 'tests.support.objects.Counter', which is not a subclass "
-            "of durable_objects.placement.base.BasePlacement.",
+            "DURABLE_OBJECTS['PLACEMENT'] is 'tests.support.objects.Counter', which is not a "
+            "subclass of durable_objects.placement.base.BasePlacement.",
             hint="Use 'local' (one process), 'redis' (a cluster) or the dotted path of a "
             "BasePlacement subclass.",
             id="durable_objects.E008",
