@@ -9,6 +9,7 @@ Playwright's sync API refuses to run inside an event loop.
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,18 @@ def browser_context(browser):
     yield make
     for context in contexts:
         context.close()
+
+
+def save_screenshot(page, filename):
+    """Take a screenshot into docs/images/ if DO_SCREENSHOTS=1, else into a temp folder.
+
+    So a test run leaves the work tree as it found it; refresh the documentation's
+    pictures with ``DO_SCREENSHOTS=1 ./scripts/test -k browser``.
+    """
+    if os.environ.get("DO_SCREENSHOTS") == "1":
+        folder = Path(__file__).resolve().parents[2] / "docs" / "images"
+    else:
+        folder = Path(tempfile.gettempdir()) / "durable-objects-screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / filename), full_page=True)
+    return folder / filename
