@@ -2,7 +2,7 @@
 
 pytest-django's ``live_server`` runs Django in a thread of this process, so the objects
 the test creates and the ones the pages read live on one host. The screenshots of the
-admin topic (docs/images/admin-*.png) are taken here.
+admin topic (docs/images/admin-*.png) are taken here, and saved with DO_SCREENSHOTS=1.
 
 Playwright's sync API keeps an event loop marked as running in the main thread, so the
 test talks to its objects from a worker thread (``off_loop``), where the host is the
@@ -23,12 +23,12 @@ from asgiref.sync import async_to_sync
 from durable_objects.models import ObjectRecord
 from durable_objects.runtime.host import get_host
 from durable_objects.testing import run_in_durable_object
+from tests.support.browser import save_screenshot
 from tests.support.objects import Counter
 from tests.support.objects_alarms import Alarmed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 ADMIN_STATIC = Path(django.__file__).parent / "contrib" / "admin" / "static"
 
 
@@ -97,8 +97,7 @@ def serve_admin_static(route):
 
 
 def shot(page, name):
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMAGES / f"admin-{name}.png"), full_page=True)
+    save_screenshot(page, f"admin-{name}.png")
 
 
 def test_staff_user_finds_an_object_reads_it_queries_it_and_deletes_a_key(

@@ -1,17 +1,16 @@
 """The demos in a real browser: Playwright driving Debian's chromium against runserver.
 
-Each test also saves a screenshot of its demo into docs/images/ (docs/topics/demo-site.md
-shows them).
+Each test also takes a screenshot of its demo, saved into docs/images/ (which
+docs/topics/demo-site.md shows) only with DO_SCREENSHOTS=1.
 """
 
 import time
-from pathlib import Path
 
 import pytest
 
 from demo_site.tests.demo_server import demo_server_fixture, shared_demo_server_fixture  # noqa: F401
+from tests.support.browser import save_screenshot
 
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 VIEWPORT = {"width": 1100, "height": 800}
 
 
@@ -26,8 +25,7 @@ def connected(page):
 
 
 def screenshot(page, name):
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=IMAGES / f"demo-{name}.png", full_page=True)
+    save_screenshot(page, f"demo-{name}.png")
 
 
 def script_errors(page):

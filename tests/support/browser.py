@@ -1,14 +1,14 @@
 """A real browser for the tests: Playwright driving Debian's chromium (never its own).
 
-``scripts/bootstrap --browser`` installs chromium when it is missing. Use the fixtures
-from a test module with ``from tests.support.browser import browser, browser_context  # noqa``
-or through conftest (they are registered there). Tests using them are sync functions:
+``scripts/bootstrap --browser`` installs chromium when it is missing. The fixtures are
+registered for every test directory by the root conftest.py. Tests using them are sync functions:
 Playwright's sync API refuses to run inside an event loop.
 """
 
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +26,22 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
+
+
+# Where the docs' screenshots live; the browser tests write there only when asked.
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+SCREENSHOTS_VARIABLE = "DO_SCREENSHOTS"
+
+
+def save_screenshot(page, filename):
+    """Screenshot the whole page into docs/images/ if DO_SCREENSHOTS=1, else keep it nowhere."""
+    if os.environ.get(SCREENSHOTS_VARIABLE, "") in ("", "0"):
+        # Taken all the same (the page must render), so a plain test run leaves the work
+        # tree as it was.
+        page.screenshot(full_page=True)
+        return
+    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOCS_IMAGES / filename), full_page=True)
 
 
 def chromium_path():
