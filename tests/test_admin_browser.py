@@ -2,7 +2,7 @@
 
 pytest-django's ``live_server`` runs Django in a thread of this process, so the objects
 the test creates and the ones the pages read live on one host. The screenshots of the
-admin topic (docs/images/admin-*.png) are taken here, with DO_SCREENSHOTS=1.
+admin topic (docs/images/admin-*.png) are taken here, and saved with DO_SCREENSHOTS=1.
 
 Playwright's sync API keeps an event loop marked as running in the main thread, so the
 test talks to its objects from a worker thread (``off_loop``), where the host is the

@@ -1,417 +1,83 @@
-"""The semantics of DESIGN.md section 3 that hold in one process."""
+"""The runtime semantics under each placement: ``PlacementContract`` (tests/contracts)."""
 
 import asyncio
-import sqlite3
+import time
 
 import pytest
-from asgiref.sync import async_to_sync, sync_to_async
 
-from durable_objects import CallTimeout, FencedError, ObjectReset, RemoteError
-from durable_objects.runtime.lifecycle import get_host
-from durable_objects.storage.shard import shard_path
-from durable_objects.testing import evict, is_active, run_in_durable_object
-from tests.support.objects import Counter, Gated, Ledger, Plain, Relay, Sleepy
-from tests.support.objects_runtime import (
-    AtomicCaller,
-    BrokenGate,
-    Failing,
-    FailingConstructor,
-    Order,
-    SeatTaken,
-    Slow,
-)
-
-
-def raw_value(root, stub, key):
-    """Read a key straight from the shard file through a separate SQLite connection."""
-    from durable_objects import serialization
-
-    path = shard_path(root, stub._namespace.label, str(stub.id))
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        row = conn.execute("SELECT value FROM _do_kv WHERE key = ?", (key,)).fetchone()
-    finally:
-        conn.close()
-    return serialization.loads(row[0]) if row else None
-
-
-# -- one event at a time -----------------------------------------------------------------
-
-
-async def test_200_concurrent_increments_end_at_exactly_200():
-    stub = Counter.objects.get_by_name("c200")
-    results = await asyncio.gather(*(stub.increment() for _ in range(200)))
-    assert sorted(results) == list(range(1, 201))
-    assert await stub.value() == 200
-
-
-async def test_await_between_read_and_write_loses_no_update():
-    stub = Counter.objects.get_by_name("slow")
-    await asyncio.gather(*(stub.slow_increment() for _ in range(50)))
-    assert await stub.value() == 50
-
-
-async def test_events_run_in_arrival_order():
-    stub = Order.objects.get_by_name("order")
-    await asyncio.gather(*(stub.record(i) for i in range(30)))
-    assert await stub.log() == list(range(30))
-
-
-async def test_one_live_instance_per_id_keeps_memory_between_calls():
-    stub = Counter.objects.get_by_name("memory")
-    assert await stub.remember("a") == ["a"]
-    assert await stub.remember("b") == ["a", "b"]
-    other = Counter.objects.get_by_name("other-memory")
-    assert await other.remember("c") == ["c"]
-
-
-async def test_different_ids_are_different_objects():
-    a, b = Counter.objects.get_by_name("a"), Counter.objects.get_by_name("b")
-    await a.increment(5)
-    assert await b.value() == 0
-
-
-async def test_a_slow_object_does_not_block_another():
-    slow = Slow.objects.get_by_name("slow")
-    nap = asyncio.ensure_future(slow.nap(0.3))
-    await asyncio.sleep(0.01)
-    assert await Slow.objects.get_by_name("fast").quick() == "quick"
-    assert not nap.done()
-    assert await nap == "awake"
-
-
-# -- transactions and errors -------------------------------------------------------------
-
-
-async def test_raising_handler_leaves_no_write_behind(storage_root):
-    stub = Counter.objects.get_by_name("fail")
-    await stub.increment()
-    with pytest.raises(ValueError, match="failed after writing") as info:
-        await stub.increment_then_fail()
-    assert info.value.remote is True
-    assert await stub.value() == 1
-    tables = await run_in_durable_object(
-        stub,
-        lambda obj, ctx: ctx.storage.sql.exec(
-            "SELECT name FROM sqlite_schema WHERE name = 'scratch'"
-        ).to_array(),
-    )
-    assert tables == []
-    assert raw_value(storage_root, stub, "value") == 1
-
-
-async def test_instance_survives_an_exception():
-    stub = Counter.objects.get_by_name("survives")
-    await stub.remember("kept")
-    with pytest.raises(ValueError):
-        await stub.increment_then_fail()
-    assert await stub.remember("more") == ["kept", "more"]
-
-
-async def test_exception_type_and_message_reach_the_caller():
-    stub = Failing.objects.get_by_name("f")
-    with pytest.raises(SeatTaken, match="seat 3A is taken") as info:
-        await stub.domain_error()
-    assert info.value.remote is True
-    assert info.value.remote_type == "tests.support.objects_runtime.SeatTaken"
-    assert "domain_error" in info.value.remote_traceback
-    with pytest.raises(KeyError) as info:
-        await stub.key_error()
-    assert info.value.args == ("missing",)
-
-
-async def test_exception_that_cannot_be_rebuilt_becomes_remote_error():
-    with pytest.raises(RemoteError, match="Picky: 1/<object") as info:
-        await Failing.objects.get_by_name("f").odd_error()
-    assert info.value.remote is True
-    assert info.value.type_name == "Picky"
-
-
-async def test_unserializable_result_is_a_type_error_and_rolls_back():
-    stub = Counter.objects.get_by_name("result")
-    await stub.increment()
-    with pytest.raises(TypeError, match="result of unserializable_result"):
-        await stub.unserializable_result()
-    assert await stub.value() == 1
-
-
-# -- the output gate and group commit ----------------------------------------------------
-
-
-async def test_reply_arrives_only_after_the_write_is_committed(storage_root):
-    stub = Counter.objects.get_by_name("gate")
-    for expected in range(1, 6):
-        assert await stub.increment() == expected
-        # A separate connection sees the write as soon as the reply is here: it committed.
-        assert raw_value(storage_root, stub, "value") == expected
-
-
-async def test_concurrent_events_share_commits():
-    stub = Counter.objects.get_by_name("group")
-    await stub.increment()
-    host = get_host()
-    before = host.commits
-    await asyncio.gather(*(stub.increment() for _ in range(100)))
-    commits = host.commits - before
-    assert await stub.value() == 101
-    assert 1 <= commits < 50
-
-
-async def test_call_to_another_object_commits_the_writes_before_it():
-    stub = Relay.objects.get_by_name("writer")
-    with pytest.raises(RuntimeError, match="after the call"):
-        await stub.write_call_fail("peer")
-    assert await stub.read("before") == 1
-    assert await stub.read("after") is None
-
-
-async def test_call_inside_atomic_is_refused():
-    stub = AtomicCaller.objects.get_by_name("a")
-    with pytest.raises(RuntimeError, match="not allowed inside storage.atomic"):
-        await stub.call_inside_atomic()
-    value = await run_in_durable_object(stub, lambda obj, ctx: ctx.storage.get("x"))
-    assert value is None
-
-
-# -- call chains -------------------------------------------------------------------------
-
-
-async def test_call_chain_a_to_b_to_a_completes():
-    assert await Relay.objects.get_by_name("A").ask_back("B") == "pong"
-
-
-async def test_independent_deadlock_is_broken_by_call_timeout(settings):
-    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "CALL_TIMEOUT": 0.3}
-    slow = Slow.objects.get_by_name("timeout")
-    with pytest.raises(CallTimeout):
-        await slow.nap(1.0)
-    assert issubclass(CallTimeout, Exception) and CallTimeout.retryable
-
-
-# -- reset -------------------------------------------------------------------------------
-
-
-async def test_failed_commit_resets_the_instance_and_loses_the_write(storage_root):
-    stub = Counter.objects.get_by_name("fenced")
-    await stub.increment()
-    await stub.remember("in memory")
-    # Another holder bumps the fencing epoch behind this activation's back.
-    path = shard_path(storage_root, "tests.Counter", str(stub.id))
-    conn = sqlite3.connect(path)
-    conn.execute("UPDATE _do_meta SET value = value + 1 WHERE key = 'epoch'")
-    conn.commit()
-    conn.close()
-    with pytest.raises(ObjectReset, match="Commit failed"):
-        await stub.increment()
-    assert await stub.value() == 1  # the refused write is gone
-    assert await stub.remember("fresh") == ["fresh"]  # a new instance
-
-
-async def test_abort_resets_the_instance_and_drops_the_event_writes():
-    stub = Counter.objects.get_by_name("abort")
-    await stub.increment()
-    await stub.remember("old")
-    constructed = Counter.constructions
-    with pytest.raises(ObjectReset, match="aborted: test"):
-        await stub.abort_after_write()
-    assert await stub.value() == 1
-    assert await stub.remember("new") == ["new"]
-    assert Counter.constructions == constructed + 1
-
-
-async def test_block_concurrency_while_runs_before_any_event():
-    stub = Gated.objects.get_by_name("g")
-    results = await asyncio.gather(*(stub.loaded_value() for _ in range(5)))
-    assert results == [1] * 5
-    await evict(stub)
-    assert await stub.loaded_value() == 2  # the constructor ran again and saw storage
-
-
-async def test_failing_block_concurrency_while_resets_the_instance():
-    stub = BrokenGate.objects.get_by_name("b")
-    constructed = BrokenGate.constructions
-    with pytest.raises(ObjectReset, match="block_concurrency_while"):
-        await stub.hello()
-    with pytest.raises(ObjectReset):
-        await stub.hello()
-    assert BrokenGate.constructions == constructed + 2
-
-
-async def test_failing_constructor_fails_the_event_and_writes_nothing():
-    stub = FailingConstructor.objects.get_by_name("fc")
-    for _ in range(2):
-        with pytest.raises(RuntimeError, match="constructor failed"):
-            await stub.hello()
-    constructed = await run_in_durable_object(
-        Plain.objects.get_by_name("unrelated"), lambda obj, ctx: "ok"
-    )
-    assert constructed == "ok"
-
-
-# -- hibernation and memory --------------------------------------------------------------
-
-
-async def test_hibernation_runs_the_constructor_again_and_keeps_storage():
-    stub = Sleepy.objects.get_by_name("zz")
-    constructed = Sleepy.constructions
-    await stub.put("k", "v")
-    assert is_active(stub)
-    for _ in range(100):  # hibernate_after is 0.2 s
-        await asyncio.sleep(0.05)
-        if not is_active(stub):
-            break
-    assert not is_active(stub)
-    assert await stub.get("k") == "v"
-    assert Sleepy.constructions == constructed + 2
-
-
-async def test_busy_object_does_not_hibernate():
-    stub = Slow.objects.get_by_name("busy")
-    nap = asyncio.ensure_future(stub.nap(0.5))
-    await asyncio.sleep(0.05)
-    host = get_host()
-    activation = host.activations[stub.id.key]
-    activation.hibernate_after = 0.01
-    await asyncio.sleep(0.2)
-    assert is_active(stub)
-    assert await nap == "awake"
-
-
-async def test_host_bounds_live_instances_and_open_shards(settings):
-    settings.DURABLE_OBJECTS = {
-        **settings.DURABLE_OBJECTS,
-        "MAX_ACTIVE_OBJECTS": 5,
-        "MAX_OPEN_SHARDS": 3,
-    }
-    stubs = [Counter.objects.get_by_name(f"bound-{i}") for i in range(20)]
-    for stub in stubs:
-        await stub.increment()
-    host = get_host()
-    assert len(host.activations) <= 5
-    assert len(host.open_shards) <= 3
-    assert sum(a.shard is not None and a.shard.is_open for a in host.activations.values()) <= 3
-    for stub in stubs:
-        assert await stub.increment() == 2
-
-
-# -- callers in other threads and loops --------------------------------------------------
-
-
-async def test_sync_caller_in_a_thread_reaches_the_same_instance():
-    stub = Counter.objects.get_by_name("threads")
-    await stub.remember("from async")
-    remembered = await sync_to_async(async_to_sync(stub.remember), thread_sensitive=False)("sync")
-    assert remembered == ["from async", "sync"]
-
-
-def test_sync_callers_without_a_loop_use_a_background_host():
-    stub = Counter.objects.get_by_name("background")
-    for expected in range(1, 4):
-        assert async_to_sync(stub.increment)() == expected
-    assert async_to_sync(stub.remember)("x") == ["x"]
-
-
-async def test_sql_object_created_in_constructor():
-    stub = Ledger.objects.get_by_name("ledger")
-    assert await stub.add(5) == {"id": 1, "amount": 5}
-    await stub.add(7)
-    assert await stub.total() == 12
-
-
-# -- found in review ---------------------------------------------------------------------
-
-
-async def test_abort_stands_even_when_the_handler_catches_it():
-    from tests.support.objects_runtime import Catcher
-
-    stub = Catcher.objects.get_by_name("catch")
-    with pytest.raises(ObjectReset, match="aborted: caught"):
-        await stub.abort_and_catch()
-    assert await stub.read() is None
-
-
-async def test_fenced_reopen_resets_the_instance(settings, storage_root):
-    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "MAX_OPEN_SHARDS": 1}
-    stub = Counter.objects.get_by_name("reopen")
-    await stub.increment()
-    await stub.remember("stale memory")
-    await Counter.objects.get_by_name("other").increment()  # closes the first shard
-    assert not get_host().activations[stub.id.key].shard.is_open
-    path = shard_path(storage_root, "tests.Counter", str(stub.id))
-    conn = sqlite3.connect(path)
-    conn.execute("UPDATE _do_meta SET value = value + 1 WHERE key = 'epoch'")
-    conn.commit()
-    conn.close()
-    with pytest.raises(FencedError, match="newer activation") as info:
-        await stub.increment()
-    assert info.value.remote and info.value.retryable
-    assert await stub.remember("fresh") == ["fresh"]
-    assert await stub.increment() == 2
-
-
-async def test_callers_id_is_not_changed_by_the_object():
-    named = Counter.objects.get_by_name("copy")
-    await named.increment()
-    await evict(named)
-    stub = Counter.objects.get(str(named.id))
-    assert await stub.my_name() == "copy"
-    assert stub.id.name is None
-
-
-async def test_arguments_are_serialized_when_the_call_is_made():
-    stub = Counter.objects.get_by_name("early")
-    item = ["before"]
-    pending = stub.remember(item)
-    item.append("after the call")
-    assert await pending == [["before"]]
-    with pytest.raises(TypeError, match="argument 'item'"):
-        stub.remember(object())  # raised by the call itself, nothing to await
-
-
-async def test_oversized_result_is_refused_and_the_instance_stays(settings):
-    from tests.support.objects_runtime import Catcher
-
-    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "MAX_CALL_SIZE": 1000}
-    stub = Catcher.objects.get_by_name("big")
-    with pytest.raises(ValueError, match=r"result of big_result\(\) are \d+ bytes"):
-        await stub.big_result(5000)
-    assert await stub.big_result(10) == "x" * 10
-
-
-async def test_thread_sensitive_code_in_an_object_called_from_a_sync_view():
-    from tests.support.objects_runtime import ThreadSensitive
-
-    stub = ThreadSensitive.objects.get_by_name("ts")
-
-    def sync_view():
-        return async_to_sync(stub.blocking_work)()
-
-    assert await sync_to_async(sync_view)() == "done"
-    assert await stub.blocking_work() == "done"
-
-
-def test_thread_sensitive_code_in_an_object_called_from_sync_code():
-    from tests.support.objects_runtime import ThreadSensitive
-
-    stub = ThreadSensitive.objects.get_by_name("ts-sync")
-    assert async_to_sync(stub.blocking_work)() == "done"
-    assert async_to_sync(stub.blocking_work)() == "done"
-
-
-async def test_waking_reuses_the_parked_shard_until_its_room_is_needed(settings):
-    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "MAX_OPEN_SHARDS": 2}
-    stub = Counter.objects.get_by_name("parked")
-    await stub.increment()
-    host = get_host()
-    connection = host.activations[stub.id.key].shard.conn
-    await evict(stub)
-    assert not is_active(stub)
-    assert host.open_shards[stub.id.key].conn is connection  # parked, still open
-    assert await stub.increment() == 2  # a new activation, with a new epoch
-    assert host.activations[stub.id.key].shard.conn is connection
-    await evict(stub)
-    for name in ("p1", "p2"):  # two other objects need the room
-        await Counter.objects.get_by_name(name).increment()
-    assert stub.id.key not in host.open_shards
-    assert len(host.open_shards) == 2
-    assert await stub.increment() == 3  # reopened from disk
+from durable_objects.conf import cluster_channel_layers
+from durable_objects.runtime.lifecycle import current_host, reset_host
+from tests.contracts.placement import PlacementContract
+from tests.support.objects import Counter
+
+
+async def cancel_leftover_tasks():
+    """Cancel the running loop's other tasks until they end.
+
+    The host's shutdown leaves its cluster's tasks to the loop's end. Python 3.11's
+    asyncio.wait_for (inside redis-py) can swallow a cancellation that arrives as its inner
+    call completes, and the heartbeat loop then runs on; the loop's close would wait for it
+    forever, so it is cancelled again.
+    """
+    current = asyncio.current_task()
+    for _ in range(100):
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        if not tasks:
+            return
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=0.1)
+    raise AssertionError(f"tasks that refuse to end: {tasks}")
+
+
+class LocalPlacementTests(PlacementContract):
+    """The contract on the embedded default: one process, the storage root locked to it."""
+
+
+class RedisPlacementTests(PlacementContract):
+    """The contract with this process as a cluster host: leases in the session's Redis,
+    calls between processes on the cluster's channel layers."""
+
+    @pytest.fixture(autouse=True)
+    async def placement(self, redis_url, settings, storage_root):
+        """Every test on an empty Redis, this process its objects' host."""
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        client.flushall()
+        # A Redis up for an hour, not one that just lost its data: leases may be claimed.
+        client.set("do:boot", repr(time.time() - 3600))
+        client.close()
+        settings.CHANNEL_LAYERS = cluster_channel_layers(redis_url)
+        settings.RQ_QUEUES = {"default": {"URL": redis_url}}
+        settings.DURABLE_OBJECTS = {
+            **settings.DURABLE_OBJECTS,
+            "PLACEMENT": "redis",
+            "REDIS_URL": redis_url,
+            "TRANSPORT_LAYER": "transport",
+            # Sync tests call through a background host, which would otherwise be a client.
+            "CLUSTER_ROLE": "host",
+        }
+        yield redis_url
+        # The cluster's tasks (heartbeat, transport) end before their loop does: a
+        # background host's loop is closed with its tasks pending, the test's is closed
+        # by pytest-asyncio.
+        host = current_host()
+        if host is not None and host.usable and host.thread is not None:
+            future = asyncio.run_coroutine_threadsafe(cancel_leftover_tasks(), host.loop)
+            await asyncio.wrap_future(future)
+        reset_host()
+        await cancel_leftover_tasks()
+
+    async def test_the_host_holds_the_lease_of_each_object_it_runs(self, placement):
+        import redis
+
+        from durable_objects.sockets import presence
+
+        stub = Counter.objects.get_by_name("leased")
+        assert await stub.increment() == 1
+        client = redis.Redis.from_url(placement)
+        try:
+            assert client.get(f"do:lease:{stub.id}") == presence.HOLDER.encode()
+        finally:
+            client.close()

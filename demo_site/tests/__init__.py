@@ -1,0 +1,1 @@
+"""The demo site's tests (run from the repository, not installed)."""

@@ -1,7 +1,7 @@
 """The demos in a real browser: Playwright driving Debian's chromium against runserver.
 
-Each test also saves a screenshot of its demo, into docs/images/ with DO_SCREENSHOTS=1
-(docs/topics/demo-site.md shows them).
+Each test also takes a screenshot of its demo, saved into docs/images/ (which
+docs/topics/demo-site.md shows) only with DO_SCREENSHOTS=1.
 """
 
 import time

@@ -1,0 +1,1 @@
+"""Contract tests: classes that each backend's test module subclasses once."""

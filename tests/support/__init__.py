@@ -1,0 +1,1 @@
+"""What the tests share: objects, settings, servers, process helpers, browser fixtures."""

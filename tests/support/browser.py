@@ -1,8 +1,7 @@
 """A real browser for the tests: Playwright driving Debian's chromium (never its own).
 
-``scripts/bootstrap --browser`` installs chromium when it is missing. Use the fixtures
-from a test module with ``from tests.support.browser import browser, browser_context  # noqa``
-or through conftest (they are registered there). Tests using them are sync functions:
+``scripts/bootstrap --browser`` installs chromium when it is missing. The fixtures are
+registered for every test directory by the root conftest.py. Tests using them are sync functions:
 Playwright's sync API refuses to run inside an event loop.
 """
 
@@ -27,6 +26,22 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
+
+
+# Where the docs' screenshots live; the browser tests write there only when asked.
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+SCREENSHOTS_VARIABLE = "DO_SCREENSHOTS"
+
+
+def save_screenshot(page, filename):
+    """Screenshot the whole page into docs/images/ if DO_SCREENSHOTS=1, else keep it nowhere."""
+    if os.environ.get(SCREENSHOTS_VARIABLE, "") in ("", "0"):
+        # Taken all the same (the page must render), so a plain test run leaves the work
+        # tree as it was.
+        page.screenshot(full_page=True)
+        return
+    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOCS_IMAGES / filename), full_page=True)
 
 
 def chromium_path():
@@ -87,18 +102,3 @@ def browser_context(browser):
     yield make
     for context in contexts:
         context.close()
-
-
-def save_screenshot(page, filename):
-    """Take a screenshot into docs/images/ if DO_SCREENSHOTS=1, else into a temp folder.
-
-    So a test run leaves the work tree as it found it; refresh the documentation's
-    pictures with ``DO_SCREENSHOTS=1 ./scripts/test -k browser``.
-    """
-    if os.environ.get("DO_SCREENSHOTS") == "1":
-        folder = Path(__file__).resolve().parents[2] / "docs" / "images"
-    else:
-        folder = Path(tempfile.gettempdir()) / "durable-objects-screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(folder / filename), full_page=True)
-    return folder / filename
