@@ -91,6 +91,7 @@ class Leases:
         self.last_beat = time.time()  # when the heartbeat last reached Redis
         self.boot = None  # the BOOT marker this process has seen
         self.live_tokens = None  # the processes heard from at the last heartbeat
+        self.stopped = False  # set when the host shuts down: run() ends
 
     # -- hosts ---------------------------------------------------------------------------
 
@@ -216,9 +217,15 @@ class Leases:
                 self.on_lost(hex_id)
 
     async def run(self):
-        """Heartbeat and renew the leases until cancelled."""
+        """Heartbeat and renew the leases until cancelled or stopped."""
         interval = min(self.heartbeat, self.ttl / 3)
-        while True:
+        task = asyncio.current_task()
+        while not self.stopped:
+            # Python 3.11's asyncio.wait_for (inside redis-py's connect) can swallow a
+            # cancellation: stop on the task's pending cancel too, or the loop beats on
+            # forever and the process never exits.
+            if task.cancelling():
+                raise asyncio.CancelledError
             try:
                 beat = self.beat_redis
                 await self._check_boot(beat)
@@ -248,6 +255,7 @@ class Leases:
         """
         import redis
 
+        self.stopped = True
         leases, self.leases = list(self.leases), {}
         try:
             client = redis.Redis.from_url(self.url, socket_timeout=1)

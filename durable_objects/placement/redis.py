@@ -219,6 +219,7 @@ class RedisPlacement(BasePlacement):
 
     async def leave(self):
         """Release the leases, stop heartbeats and the transport (clean shutdown)."""
+        self.leases.stopped = True
         if self._task is not None:
             self._task.cancel()
         await self.transport.close()
@@ -226,6 +227,10 @@ class RedisPlacement(BasePlacement):
 
     def close(self):
         self.leases.leave_sync()  # daphne exits without awaiting anything
+        task, loop = self._task, self.host.loop
+        if task is not None and not task.done() and not loop.is_closed():
+            # From any thread: the heartbeat must not outlive the host.
+            loop.call_soon_threadsafe(task.cancel)
 
     @classmethod
     def check(cls, config):
