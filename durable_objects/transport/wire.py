@@ -73,6 +73,8 @@ REPLY_FIELDS = {"type": _TEXT, "id": _TEXT, "ok": WireField(bool), "value": None
 
 
 def _problems(message, schema):
+    if not isinstance(message, dict):
+        return f"is a {type(message).__name__}, not a dict"
     missing = sorted(set(schema) - set(message))
     if missing:
         return f"lacks {missing}"
