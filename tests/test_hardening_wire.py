@@ -451,3 +451,91 @@ def test_a_receive_loop_that_dies_is_restarted(client, settings, wire):
     assert failures
     wire.send(local["channel"], {**good, "id": "after-restart"})
     assert wire.replies(1)["after-restart"]["ok"] is True
+
+
+# -- item 6: RQ jobs are JSON, never pickles ---------------------------------------------
+
+
+class Touch:
+    """Unpickling this runs ``touch path``: what a hostile pickle in the queue would do."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+def test_the_alarm_queue_and_its_jobs_are_json(settings, redis_url):
+    import zlib
+
+    import redis
+    from rq.serializers import JSONSerializer
+
+    from durable_objects.alarms.rq import get_queue, schedule_job
+
+    settings.RQ_QUEUES = {"default": {"URL": redis_url}}  # even without SERIALIZER here
+    queue = get_queue()
+    assert queue.serializer is JSONSerializer
+    hex_id = str(Counter.objects.id_from_name("json-job"))
+    job = schedule_job(queue, "tests.Counter", hex_id, time.time() + 3600)
+    data = redis.Redis.from_url(redis_url).hget(job.key, "data")
+    function, _, args, _ = json.loads(zlib.decompress(data))
+    assert function == "durable_objects.alarms.jobs.deliver"
+    assert args[:2] == ["tests.Counter", hex_id]
+    schedule_job(queue, "tests.Counter", hex_id, None)  # deleted with the JSON serializer
+
+
+def test_a_pickled_job_in_the_queue_is_refused_not_run(host, tmp_path):
+    import redis
+    from rq import Queue
+    from rq.serializers import DefaultSerializer
+
+    from durable_objects.alarms.rq import WORKER_COMMAND
+
+    connection = redis.Redis.from_url(host.redis_url)
+    marker = tmp_path / "pickle-ran"
+    hostile = Queue("default", connection=connection, serializer=DefaultSerializer)
+    job = hostile.enqueue(print, Touch(marker))  # a job as RQ's default would write it
+    with (tmp_path / "worker.log").open("w") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "manage.py", *WORKER_COMMAND, "--burst"],
+            cwd=REPO,
+            env=host.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            code = worker.wait(60)  # --burst: it exits once the queue is empty
+        finally:
+            stop(worker)
+    log_text = (tmp_path / "worker.log").read_text()
+    assert not marker.exists(), log_text
+    assert code == 0, log_text  # the worker survived the job
+    assert connection.hget(job.key, "status") == b"failed", log_text
+    assert job.id in Queue("default", connection=connection).failed_job_registry.get_job_ids()
+
+
+def test_e019_the_alarm_queue_must_use_the_json_serializer(settings):
+    from django.core.checks import Error
+
+    from durable_objects.alarms.rq import RQAlarms
+
+    expected = Error(
+        "RQ_QUEUES['default'], the queue of the alarm jobs, does not use RQ's JSON "
+        "serializer: pickled jobs read from Redis run code in whatever reads them.",
+        hint="Add 'SERIALIZER': 'rq.serializers.JSONSerializer' to RQ_QUEUES['default'] "
+        "and run the workers with 'manage.py rqworker --with-scheduler --serializer "
+        "rq.serializers.JSONSerializer'.",
+        id="durable_objects.E019",
+    )
+    for serializer in (None, "rq.serializers.DefaultSerializer", "pickle", "no.such.Thing"):
+        config = {"URL": "redis://127.0.0.1:1/0"}
+        if serializer is not None:
+            config["SERIALIZER"] = serializer
+        settings.RQ_QUEUES = {"default": config}
+        found = [m for m in RQAlarms.check() if m.id == "durable_objects.E019"]
+        assert found == [expected], serializer
+    for serializer in ("rq.serializers.JSONSerializer", "json"):
+        settings.RQ_QUEUES = {"default": {"URL": "redis://x", "SERIALIZER": serializer}}
+        assert not [m for m in RQAlarms.check() if m.id == "durable_objects.E019"]
