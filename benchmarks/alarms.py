@@ -16,6 +16,7 @@ import sys
 import time
 
 from benchmarks.cluster import REPO, percentile, row, verdict
+from durable_objects.alarms.rq import WORKER_COMMAND
 
 RQ_WORKERS = int(os.environ.get("BENCH_RQ_WORKERS", "3"))
 
@@ -107,7 +108,7 @@ def rq_child(quick):
     assert "Hosting objects" in host.stdout.readline()
     workers = [
         subprocess.Popen(
-            [sys.executable, "manage.py", "rqworker", "--with-scheduler"],
+            [sys.executable, "manage.py", *WORKER_COMMAND],
             cwd=REPO,
             env={**os.environ, "BENCH_ROLE": "auto"},  # a client of the cluster
             stdout=subprocess.DEVNULL,

@@ -51,5 +51,7 @@ if BENCH_REDIS_URL:
     }
     # Alarms (benchmarks/alarms.py): RQ through django-rq, one process per worker.
     INSTALLED_APPS = [*INSTALLED_APPS, "django_rq"]
-    RQ_QUEUES = {"default": {"URL": BENCH_REDIS_URL}}
+    RQ_QUEUES = {
+        "default": {"URL": BENCH_REDIS_URL, "SERIALIZER": "rq.serializers.JSONSerializer"}
+    }
     RQ = {"WORKER_CLASS": "rq.worker.SimpleWorker"}

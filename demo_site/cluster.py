@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from durable_objects.alarms.rq import WORKER_COMMAND
 from durable_objects.testing.servers import RedisServer, start_daphne
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,7 +52,9 @@ def main():
         )
         processes.append(  # delivers the alarms (the trial demo's)
             subprocess.Popen(
-                [sys.executable, "manage.py", "rqworker", "--with-scheduler"], cwd=REPO, env=env
+                [sys.executable, "manage.py", *WORKER_COMMAND],
+                cwd=REPO,
+                env=env,
             )
         )
         sites = " and ".join(f"http://127.0.0.1:{port}/" for port in options.ports)

@@ -85,9 +85,15 @@ if CLUSTER_REDIS_URL:
         "TRANSPORT_LAYER": "transport",
         "REDIS_URL": CLUSTER_REDIS_URL,
     }
-    # Alarms (the trial demo) are RQ jobs, run by `manage.py rqworker --with-scheduler`.
+    # Alarms (the trial demo) are RQ jobs, JSON, run by `manage.py rqworker
+    # --with-scheduler --serializer rq.serializers.JSONSerializer`.
     INSTALLED_APPS = [*INSTALLED_APPS, "django_rq"]
-    RQ_QUEUES = {"default": {"URL": CLUSTER_REDIS_URL}}
+    RQ_QUEUES = {
+        "default": {
+            "URL": CLUSTER_REDIS_URL,
+            "SERIALIZER": "rq.serializers.JSONSerializer",  # jobs as JSON, never pickles
+        }
+    }
     # One worker process runs every job, without a fork per job, so its connection to
     # the cluster stays up between alarms.
     RQ = {"WORKER_CLASS": "rq.worker.SimpleWorker"}

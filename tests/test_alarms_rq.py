@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from durable_objects.alarms.rq import SCHEDULER_GRACE
+from durable_objects.alarms.rq import SCHEDULER_GRACE, WORKER_COMMAND
 from durable_objects.conf import cluster_channel_layers
 from tests.contracts.alarms import AlarmContract, fired_rows, wait_for
 from tests.support.objects_alarms import Alarmed
@@ -88,7 +88,7 @@ class RQCluster:
         before = {w.name for w in Worker.all(connection=connection)}
         started = [
             subprocess.Popen(
-                [sys.executable, "manage.py", "rqworker", "--with-scheduler"],
+                [sys.executable, "manage.py", *WORKER_COMMAND],
                 cwd=REPO,
                 env=self.env,
                 stdout=subprocess.DEVNULL,

@@ -176,7 +176,7 @@ class OnePlacement(LocalPlacement):
 
 def test_a_subclass_of_a_placement_backend_is_checked_like_it(settings):
     cluster_settings(settings, PLACEMENT="tests.test_checks.ClusterPlacement", REDIS_URL=None)
-    settings.RQ_QUEUES = {"default": {"URL": "redis://x"}}
+    settings.RQ_QUEUES = {"default": {"URL": "redis://x", "SERIALIZER": "json"}}
     ids = [e.id for e in check_durable_objects()]
     assert ids == ["durable_objects.E009"]  # no Redis URL, and nothing else wrong
     settings.DURABLE_OBJECTS = {

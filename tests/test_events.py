@@ -18,6 +18,7 @@ from durable_objects.exceptions import (
     ObjectUnavailable,
     RemoteError,
 )
+from durable_objects.http import encode_request
 from durable_objects.sockets.events import (
     SocketClose,
     SocketConnect,
@@ -171,8 +172,8 @@ def test_a_fetch_crosses_with_its_request():
     [
         SocketMessage("s-1", "chan", "hello", auto_response_at=1.5),
         SocketClose("s-1", "chan", code=1001, reason="bye", was_clean=False),
-        SocketError("s-1", "chan", {"type": "builtins.ValueError", "message": "m"}),
-        SocketConnect("s-1", "chan", request={"path": "/"}, holder="h", user=None),
+        SocketError("s-1", "chan", encode_exception(ValueError("m"))),
+        SocketConnect("s-1", "chan", request=encode_request("/"), holder="h", user=None),
         AlarmDelivery(force=True),
         AdminOperation("kv_value", {"key": "k"}),
     ],

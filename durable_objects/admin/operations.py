@@ -15,7 +15,7 @@ import sqlite3
 import time
 
 from durable_objects import serialization
-from durable_objects.events.base import Event, current_event
+from durable_objects.events.base import Event, WireField, current_event, wire_limit
 from durable_objects.runtime.lifecycle import current_host
 from durable_objects.storage.kv import prefix_range
 
@@ -39,6 +39,11 @@ class AdminOperation(Event):
     __slots__ = ("args", "op")
 
     kind = "admin_operation"
+    wire_fields = {
+        "op": WireField(str, max_size=100),
+        # Keyword arguments of the operation: their types are the operation's to check.
+        "args": WireField(dict, None, required=False, max_size=wire_limit("MAX_CALL_SIZE")),
+    }
 
     def __init__(self, op, args=None, **kwargs):
         super().__init__(**kwargs)
@@ -46,6 +51,8 @@ class AdminOperation(Event):
             raise ValueError(f"Unknown admin operation {op!r}.")
         self.op = op
         self.args = dict(args or {})
+        if not all(isinstance(key, str) for key in self.args):
+            raise ValueError(f"The arguments of the admin operation {op!r} need text names.")
 
     def to_wire(self):
         return {"op": self.op, "args": self.args}

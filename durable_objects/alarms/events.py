@@ -13,7 +13,7 @@ import time
 
 from durable_objects import serialization
 from durable_objects.conf import get_config
-from durable_objects.events.base import Event
+from durable_objects.events.base import Event, WireField
 from durable_objects.storage import alarm as alarm_row
 
 from .state import AlarmInfo, retry_delay
@@ -27,6 +27,7 @@ class AlarmDelivery(Event):
     __slots__ = ("attempt", "force")
 
     kind = "alarm"
+    wire_fields = {"force": WireField(bool, required=False)}
 
     def __init__(self, *, force=False, **kwargs):
         super().__init__(**kwargs)

@@ -11,6 +11,12 @@ Redis may lose the jobs (FLUSHALL, a restart without persistence) and a worker m
 mid-job. ``ensure_jobs`` re-creates the job of every pending alarm that has none live;
 the hosts run it at start and every ALARM_SWEEP_INTERVAL (one host at a time, under a
 lock), and ``manage.py sweep_alarms`` runs it on demand.
+
+Jobs are JSON (``rq.serializers.JSONSerializer``), never pickles: RQ's default serializer
+unpickles what it reads from Redis, so anyone who could write to the queue's Redis would
+run code in the workers (and in django-rq's admin pages). The queue, every job this module
+reads and the workers (``rqworker --serializer rq.serializers.JSONSerializer``) use it;
+check E019 asks for it in ``RQ_QUEUES``.
 """
 
 import asyncio
@@ -37,10 +43,30 @@ LIVE_STATUSES = {b"queued", b"scheduled", b"deferred"}  # waiting to run
 DELIVERY_RETRY_INTERVALS = [1, 2, 4, 8, 16, 30, 60, 60, 60, 60]
 
 
-def get_queue():
-    import django_rq
+SERIALIZER = "rq.serializers.JSONSerializer"  # for RQ_QUEUES and rqworker --serializer
+# The worker, as ``manage.py`` arguments: RQ's scheduler in it, jobs read as JSON.
+WORKER_COMMAND = ("rqworker", "--with-scheduler", "--serializer", SERIALIZER)
 
-    return django_rq.get_queue(get_config()["ALARM_QUEUE"])
+
+def get_queue():
+    """The alarm queue (ALARM_QUEUE), with the JSON serializer whatever RQ_QUEUES says."""
+    import django_rq
+    from rq.serializers import JSONSerializer
+
+    return django_rq.get_queue(get_config()["ALARM_QUEUE"], serializer=JSONSerializer)
+
+
+def uses_json(serializer):
+    """True if an RQ_QUEUES SERIALIZER (a path, an alias or a class) is RQ's JSON one."""
+    from rq.serializers import JSONSerializer, resolve_serializer
+
+    if not serializer:
+        return False  # RQ's default: pickle
+    try:
+        resolved = resolve_serializer(serializer)
+    except Exception:
+        return False
+    return isinstance(resolved, type) and issubclass(resolved, JSONSerializer)
 
 
 def schedule_job(queue, label, hex_id, due):
@@ -53,7 +79,7 @@ def schedule_job(queue, label, hex_id, due):
     # A running job finishes on its own (its object decides); a waiting one is deleted.
     if old is not None and connection.hget(Job.key_for(old.decode()), "status") in LIVE_STATUSES:
         with suppress(NoSuchJobError):
-            Job.fetch(old.decode(), connection=connection).delete()
+            Job.fetch(old.decode(), connection=connection, serializer=queue.serializer).delete()
     if due is None:
         connection.hdel(JOBS, hex_id)
         return None
@@ -222,13 +248,14 @@ class RQAlarms(BaseAlarmBackend):
 
     @classmethod
     def check(cls, **kwargs):
-        """Yield the base class's messages, then whether RQ_QUEUES has ALARM_QUEUE."""
+        """Yield the base class's messages, whether RQ_QUEUES has ALARM_QUEUE, and JSON."""
         from django.conf import settings
         from django.core.checks import Error
 
         yield from super().check(**kwargs)
         queue = get_config()["ALARM_QUEUE"]
-        if queue not in (getattr(settings, "RQ_QUEUES", None) or {}):
+        queues = getattr(settings, "RQ_QUEUES", None) or {}
+        if queue not in queues:
             yield Error(
                 f"The alarm backend {cls.__module__}.{cls.__qualname__} needs "
                 f"RQ_QUEUES[{queue!r}], the django-rq queue of its jobs (ALARM_QUEUE).",
@@ -236,4 +263,12 @@ class RQAlarms(BaseAlarmBackend):
                 "{'URL': <your Redis URL>}}, or set DURABLE_OBJECTS['ALARM_QUEUE'] to a key "
                 "of RQ_QUEUES.",
                 id="durable_objects.E018",
+            )
+        if queue in queues and not uses_json(queues[queue].get("SERIALIZER")):
+            yield Error(
+                f"RQ_QUEUES[{queue!r}], the queue of the alarm jobs, does not use RQ's JSON "
+                "serializer: pickled jobs read from Redis run code in whatever reads them.",
+                hint=f"Add 'SERIALIZER': {SERIALIZER!r} to RQ_QUEUES[{queue!r}] and run the "
+                f"workers with 'manage.py rqworker --with-scheduler --serializer {SERIALIZER}'.",
+                id="durable_objects.E019",
             )

@@ -5,6 +5,11 @@ itself under that kind when its class is made. A kind that may cross processes s
 ``to_wire()`` gives the plain data that rebuilds it, ``from_wire()`` rebuilds it. A kind
 that holds Python objects (a function, an exception) sets ``local_only = True`` and runs
 only in the process that made it. ``transport/wire.py`` is the codec that uses these.
+
+What arrives from another process is not trusted to be well formed (anyone who can write
+to the channel layer's Redis can send anything), so each kind declares its wire fields
+(``wire_fields``: a ``WireField`` per keyword argument) and ``from_wire()`` refuses, with
+a ``ValueError``, fields that are missing, unknown, of another type or too large.
 """
 
 import contextvars
@@ -38,6 +43,101 @@ def check_size(size, what):
         raise ValueError(
             f"{what} are {size} bytes serialized; the limit is {limit} bytes (MAX_CALL_SIZE)."
         )
+
+
+MAX_WIRE_TEXT = 1024  # characters of a short text field on the wire (ids, channels, names)
+
+
+def wire_limit(setting):
+    """A size limit read from a setting at validation time, for ``WireField(max_size=)``."""
+    return lambda: get_config()[setting]
+
+
+class WireField:
+    """One keyword argument of an event kind as it crosses processes.
+
+    ``types`` are the types its value may have (``None`` for None; ``int`` excludes
+    ``bool``); ``max_size`` bounds the length of a str, bytes, list or dict (a number, or
+    a callable such as ``wire_limit("MAX_CALL_SIZE")``); ``check(value)`` may refuse more
+    with a ValueError (the shape of a dict, a range).
+    """
+
+    __slots__ = ("check", "max_size", "required", "types")
+
+    def __init__(self, *types, required=True, max_size=MAX_WIRE_TEXT, check=None):
+        self.types = tuple(type(None) if t is None else t for t in types)
+        self.required = required
+        self.max_size = max_size
+        self.check = check
+
+    def validate(self, value):
+        """Return None if value fits, else what is wrong with it (text)."""
+        if not isinstance(value, self.types) or (
+            isinstance(value, bool) and bool not in self.types
+        ):
+            names = " or ".join(_type_name(t) for t in self.types)
+            return f"must be {names}, not {_type_name(type(value))}"
+        limit = self.max_size() if callable(self.max_size) else self.max_size
+        sized = isinstance(value, str | bytes | list | dict)
+        if limit is not None and sized and len(value) > limit:
+            return f"is {len(value)} long; the limit is {limit}"
+        if self.check is not None and value is not None:
+            try:
+                self.check(value)
+            except (TypeError, ValueError) as exc:
+                return str(exc)
+        return None
+
+
+def _type_name(cls):
+    return "None" if cls is type(None) else cls.__name__
+
+
+def check_wire_fields(cls, fields):
+    """Refuse fields that ``cls.wire_fields`` does not describe, with a ValueError."""
+    where = f"A {cls.kind!r} event from another process"
+    if not isinstance(fields, dict) or not all(isinstance(key, str) for key in fields):
+        raise ValueError(f"{where} has fields that are not a dict with text keys.")
+    schema = cls.wire_fields
+    if schema is None:  # a kind of a project's own that declares nothing: the constructor
+        return
+    unknown = sorted(set(fields) - set(schema))
+    if unknown:
+        raise ValueError(f"{where} has unknown fields {unknown}.")
+    for name, field in schema.items():
+        if name not in fields:
+            if field.required:
+                raise ValueError(f"{where} lacks the field {name!r}.")
+            continue
+        problem = field.validate(fields[name])
+        if problem is not None:
+            raise ValueError(f"{where}: the field {name!r} {problem}.")
+
+
+ENCODED_ERROR = {
+    "type": WireField(str),
+    "message": WireField(str, max_size=64 * 1024),
+    "args": WireField(list, None, max_size=100),
+    "retryable": WireField(bool, required=False),
+    "traceback": WireField(str, max_size=256 * 1024),
+}
+
+
+def check_encoded_error(data):
+    """Refuse, with a ValueError, an error that ``errors.decode_exception`` cannot take."""
+    if not isinstance(data, dict):
+        raise ValueError(f"an encoded error must be a dict, not {_type_name(type(data))}")
+    unknown = sorted(str(key) for key in set(data) - set(ENCODED_ERROR))
+    if unknown:
+        raise ValueError(f"an encoded error has unknown keys {unknown}")
+    for name, field in ENCODED_ERROR.items():
+        if name not in data:
+            if field.required:
+                raise ValueError(f"an encoded error lacks {name!r}")
+            continue
+        problem = field.validate(data[name])
+        if problem is not None:
+            raise ValueError(f"an encoded error's {name!r} {problem}")
 
 
 def event_kind(kind):
@@ -89,6 +189,9 @@ class Event:
     kind = None  # set by each concrete kind; a class without one of its own is abstract
     timed = True  # False: the event waits as long as it takes (socket events)
     local_only = False  # True: holds Python objects, never crosses processes
+    # name -> WireField for each keyword argument to_wire() gives; None: not declared
+    # (the constructor alone checks what arrives; declare them for a kind that crosses).
+    wire_fields = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -110,6 +213,9 @@ class Event:
             self.token = new_token()
         return (*self.chain, self.token)
 
+    def check_for(self, cls):
+        """Refuse, with an exception for the caller, an event cls must not run (wire)."""
+
     def invoke(self, instance, activation):
         raise NotImplementedError("Event subclasses must define invoke()")
 
@@ -119,8 +225,15 @@ class Event:
 
     @classmethod
     def from_wire(cls, fields, *, chain, name):
-        """Rebuild an event from what ``to_wire()`` gave in another process."""
-        return cls(**fields, chain=chain, name=name)
+        """Rebuild an event from what ``to_wire()`` gave in another process.
+
+        ValueError if the fields do not fit ``wire_fields`` or the constructor refuses them.
+        """
+        check_wire_fields(cls, fields)
+        try:
+            return cls(**fields, chain=chain, name=name)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"A {cls.kind!r} event from another process: {exc}") from None
 
     def encode(self, result):
         return result

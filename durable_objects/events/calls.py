@@ -2,7 +2,32 @@
 
 from durable_objects import serialization
 
-from .base import Event, check_size
+from .base import Event, WireField, check_size, wire_limit
+
+MAX_HEADERS = 500  # headers of a request that crosses processes
+
+
+def check_request(data):
+    """Refuse, with a ValueError, a request dict that ``http.decode_request`` cannot take."""
+    expected = {"method", "path", "query", "headers", "body"}
+    if set(data) != expected:
+        raise ValueError(f"must have exactly the keys {sorted(expected)}")
+    for key in ("method", "path", "query"):
+        if not isinstance(data[key], str):
+            raise ValueError(f"has a {key!r} that is not a str")
+    if not isinstance(data["body"], bytes):
+        raise ValueError("has a 'body' that is not bytes")
+    check_size(len(data["body"]), "The request body")
+    headers = data["headers"]
+    if not isinstance(headers, dict) or len(headers) > MAX_HEADERS:
+        raise ValueError(f"must have 'headers', a dict of at most {MAX_HEADERS} entries")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise ValueError("has headers that are not str: str")
+
+
+def _check_method_name(name):
+    if not name.isidentifier():
+        raise ValueError(f"{name[:100]!r} is not a method name")
 
 
 class MethodCall(Event):
@@ -11,6 +36,10 @@ class MethodCall(Event):
     __slots__ = ("method", "payload")
 
     kind = "call"
+    wire_fields = {
+        "method": WireField(str, max_size=200, check=_check_method_name),
+        "payload": WireField(bytes, max_size=wire_limit("MAX_CALL_SIZE")),
+    }
 
     def __init__(self, method, payload, **kwargs):
         super().__init__(**kwargs)
@@ -20,7 +49,16 @@ class MethodCall(Event):
     def to_wire(self):
         return {"method": self.method, "payload": self.payload}
 
+    def check_for(self, cls):
+        """Refuse a method a stub could not call: private, a dunder, a handler, not one."""
+        if self.method not in cls.objects.methods:
+            raise AttributeError(
+                f"{cls._meta.label} has no public method {self.method[:100]!r} to call "
+                "through a stub."
+            )
+
     def invoke(self, instance, activation):
+        self.check_for(activation.cls)
         args, kwargs = serialization.loads(self.payload)
         return getattr(instance, self.method)(*args, **kwargs)
 
@@ -45,6 +83,7 @@ class Fetch(Event):
     __slots__ = ("request",)
 
     kind = "fetch"
+    wire_fields = {"request": WireField(dict, max_size=None, check=check_request)}
 
     def __init__(self, request, **kwargs):
         super().__init__(**kwargs)

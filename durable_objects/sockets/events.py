@@ -6,7 +6,8 @@ socket's messages reach ``websocket_message`` in the order the client sent them.
 
 import inspect
 
-from durable_objects.events.base import Event
+from durable_objects.events.base import Event, WireField, check_encoded_error, wire_limit
+from durable_objects.events.calls import check_request
 
 from . import presence
 from .protocol import CLOSE_NOT_ACCEPTED, truncate_reason
@@ -50,6 +51,42 @@ def user_snapshot(scope):
     }
 
 
+_USER_FIELDS = {
+    "pk": (int, str, type(None)),
+    "username": (str,),
+    "is_authenticated": (bool,),
+    "is_staff": (bool,),
+    "is_superuser": (bool,),
+    "is_active": (bool,),
+}
+
+
+def _check_user(data):
+    """Refuse a user snapshot that is not what ``user_snapshot()`` makes."""
+    for key, value in data.items():
+        types = _USER_FIELDS.get(key)
+        if types is None:
+            raise ValueError(f"has an unknown key {str(key)[:100]!r}")
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ValueError(f"has a {key!r} of type {type(value).__name__}")
+        if isinstance(value, str) and len(value) > 1024:
+            raise ValueError(f"has a {key!r} over 1024 characters")
+
+
+def _check_route(data):
+    """Refuse URL route keyword arguments that are not text keys with scalar values."""
+    for key, value in data.items():
+        if not isinstance(key, str) or not isinstance(value, str | int | float | bool | None):
+            raise ValueError("must map str to str, int, float, bool or None")
+        if isinstance(value, str) and len(value) > 4096:
+            raise ValueError(f"has a value for {key[:100]!r} over 4096 characters")
+
+
+def _check_close_code(code):
+    if not 1000 <= code <= 4999:
+        raise ValueError(f"{code} is not a WebSocket close code (1000-4999)")
+
+
 class SocketUser:
     """``request.user`` on a WebSocket connect: a snapshot of the user in the scope."""
 
@@ -79,6 +116,7 @@ class SocketEvent(Event):
     __slots__ = ("channel", "socket_id")
 
     timed = False
+    wire_fields = {"socket_id": WireField(str, max_size=64), "channel": WireField(str)}
 
     def __init__(self, socket_id, channel, **kwargs):
         super().__init__(**kwargs)
@@ -108,6 +146,13 @@ class SocketConnect(SocketEvent):
 
     kind = "socket_connect"
     timed = True  # the client waits on its handshake: CALL_TIMEOUT applies
+    wire_fields = {
+        **SocketEvent.wire_fields,
+        "request": WireField(dict, max_size=None, check=check_request),
+        "holder": WireField(str),
+        "user": WireField(dict, None, required=False, max_size=20, check=_check_user),
+        "route": WireField(dict, None, required=False, max_size=100, check=_check_route),
+    }
 
     def __init__(self, socket_id, channel, *, request, holder, user=None, route=None, **kw):
         super().__init__(socket_id, channel, **kw)
@@ -167,6 +212,11 @@ class SocketMessage(SocketEvent):
     __slots__ = ("auto_response_at", "message")
 
     kind = "socket_message"
+    wire_fields = {
+        **SocketEvent.wire_fields,
+        "message": WireField(str, bytes, max_size=wire_limit("WEBSOCKET_MAX_MESSAGE_SIZE")),
+        "auto_response_at": WireField(int, float, None, required=False),
+    }
 
     def __init__(self, socket_id, channel, message, *, auto_response_at=None, **kwargs):
         super().__init__(socket_id, channel, **kwargs)
@@ -197,6 +247,12 @@ class SocketClose(SocketEvent):
     __slots__ = ("code", "reason", "was_clean")
 
     kind = "socket_close"
+    wire_fields = {
+        **SocketEvent.wire_fields,
+        "code": WireField(int, check=_check_close_code),
+        "reason": WireField(str, required=False),
+        "was_clean": WireField(bool, required=False),
+    }
 
     def __init__(self, socket_id, channel, *, code, reason="", was_clean=True, **kwargs):
         super().__init__(socket_id, channel, **kwargs)
@@ -218,6 +274,10 @@ class SocketError(SocketEvent):
     __slots__ = ("error",)
 
     kind = "socket_error"
+    wire_fields = {
+        **SocketEvent.wire_fields,
+        "error": WireField(dict, max_size=None, check=check_encoded_error),
+    }
 
     def __init__(self, socket_id, channel, error, **kwargs):
         super().__init__(socket_id, channel, **kwargs)

@@ -11,6 +11,11 @@ channels-redis receives one message per Redis round trip, which would cap a proc
 about a thousand calls a second. So what is posted to one channel while a send to it is
 on its way leaves with the next send, as one message (``BATCH``): one caller pays one
 round trip, and many callers share them.
+
+Anything may arrive in a channel (whoever can write to the Redis can send), so the
+receive loop checks each item on its own (``wire.py``): a malformed one is logged and
+dropped, and answered with an error where its reply channel and id are readable; the
+loop goes on with the next. A supervisor restarts the loop if it dies all the same.
 """
 
 import asyncio
@@ -21,14 +26,24 @@ from durable_objects.conf import get_config
 from durable_objects.events.errors import encode_exception
 from durable_objects.exceptions import CallTimeout, ObjectUnavailable
 
-from .wire import event_from_wire, event_to_wire
+from .wire import (
+    BATCH,
+    CALL,
+    MAX_HOPS,
+    REPLY,
+    MalformedMessage,
+    batch_items,
+    check_call,
+    check_reply,
+    event_from_wire,
+    event_to_wire,
+)
+
+__all__ = ["BATCH", "CALL", "MAX_HOPS", "REPLY", "Transport"]
 
 logger = logging.getLogger("durable_objects.transport")
 
-CALL = "do.call"
-REPLY = "do.reply"
-BATCH = "do.batch"  # calls and replies for one process, sent together
-MAX_HOPS = 4
+RESTART_DELAY = 0.5  # seconds before a receive loop that died is started again
 
 
 class Transport:
@@ -52,12 +67,23 @@ class Transport:
         # process's channels of one prefix in one BRPOP; a second prefix would wait for
         # the first's (5 s) timeout before each receive.
         self.channel = await self.layer.new_channel()
-        self._receiver = asyncio.ensure_future(self._receive())
+        self._receiver = asyncio.ensure_future(self._supervise())
 
     def _spawn(self, coroutine):
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _supervise(self):
+        """Run the receive loop; start it again if it ever dies (it should not)."""
+        while True:
+            try:
+                await self._receive()
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                logger.exception("The receive loop of %s died; restarting it.", self.channel)
+                await asyncio.sleep(RESTART_DELAY)
 
     async def _receive(self):
         while True:
@@ -65,18 +91,58 @@ class Transport:
                 message = await self.layer.receive(self.channel)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # Redis is away: try again shortly
+            except Exception:  # Redis is away, or sent what the layer cannot decode
                 logger.warning("Receiving on %s failed.", self.channel, exc_info=True)
                 await asyncio.sleep(0.5)
                 continue
-            for item in message["messages"] if message.get("type") == BATCH else [message]:
-                kind = item.get("type")
-                if kind == REPLY:
-                    future = self.pending.pop(item["id"], None)
-                    if future is not None and not future.done():
-                        future.set_result((item["ok"], item["value"]))
-                elif kind == CALL:
-                    self._serve(item)
+            self.handle(message)
+
+    def handle(self, message):
+        """Take what the channel received: each call and reply on its own; never raises."""
+        try:
+            items = batch_items(message)
+        except MalformedMessage as exc:
+            logger.warning("Dropped a malformed message on %s: %s", self.channel, exc)
+            return
+        for item in items:
+            try:
+                self._handle_item(item)
+            except MalformedMessage as exc:
+                logger.warning("Dropped a malformed message on %s: %s", self.channel, exc)
+                self._refuse_malformed(exc)
+            except Exception:
+                logger.exception("Dropped a message on %s that failed.", self.channel)
+
+    def _handle_item(self, item):
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == REPLY:
+            self._take_reply(item)
+        elif kind == CALL:
+            check_call(item)
+            self._serve(item)
+        else:
+            raise MalformedMessage(
+                f"A transport message must have the type {CALL!r} or {REPLY!r}, "
+                f"not {str(kind)[:100]!r}."
+            )
+
+    def _take_reply(self, item):
+        try:
+            check_reply(item)
+        except MalformedMessage as exc:
+            future = self.pending.pop(exc.request, None) if exc.request else None
+            if future is not None and not future.done():
+                error = ObjectUnavailable(f"The reply to this call was malformed ({exc}).")
+                future.set_result((False, encode_exception(error)))
+            raise
+        future = self.pending.pop(item["id"], None)
+        if future is not None and not future.done():
+            future.set_result((item["ok"], item["value"]))
+
+    def _refuse_malformed(self, exc):
+        """Answer a malformed call whose reply channel and id could be read."""
+        if exc.reply is not None and exc.request is not None:
+            self._refuse({"reply": exc.reply, "id": exc.request}, exc)
 
     def _post(self, channel, message):
         """Queue message for channel; return a future set once it has left, in order."""
@@ -115,9 +181,14 @@ class Transport:
         try:
             cls = registry.get(message["label"])
             object_id = cls.objects.id_from_string(message["hex"])
-            object_id.name = message.get("name")
+            name = message["name"]
+            if name is not None and cls.objects.id_from_name(name) != object_id:
+                raise ValueError(f"The name of the call is not the name of {object_id!r}.")
+            object_id.name = name
             event = event_from_wire(message)
+            event.check_for(cls)  # a MethodCall: only what a stub may call
         except Exception as exc:
+            logger.warning("Refused a call on %s: %s", self.channel, exc)
             self._refuse(message, exc)
             return
         if self.leases.presumed_dead():
@@ -130,7 +201,11 @@ class Transport:
             )
             return
         # Queue it now, before any await, so calls keep their order.
-        outcome = self.host.placement.route(cls, object_id, event, hops=message.get("hops", 0))
+        try:
+            outcome = self.host.placement.route(cls, object_id, event, hops=message["hops"])
+        except Exception as exc:
+            self._refuse(message, exc)
+            return
         self._spawn(self._reply(message, outcome))
 
     def _refuse(self, message, exc):

@@ -21,7 +21,7 @@ DURABLE_OBJECTS = {
     "ALARM_MAX_RETRIES": int(os.environ.get("DO_TEST_ALARM_MAX_RETRIES", "6")),
     "ALARM_SWEEP_INTERVAL": float(os.environ.get("DO_TEST_ALARM_SWEEP_INTERVAL", "60")),
 }
-RQ_QUEUES = {"default": {"URL": REDIS_URL}}
+RQ_QUEUES = {"default": {"URL": REDIS_URL, "SERIALIZER": "rq.serializers.JSONSerializer"}}
 # One process runs every job (no fork per job): its connection to the cluster stays up.
 RQ = {"WORKER_CLASS": os.environ.get("DO_TEST_RQ_WORKER_CLASS", "rq.worker.SimpleWorker")}
 LOGGING = {

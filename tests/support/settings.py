@@ -48,7 +48,12 @@ DURABLE_OBJECTS = {
     "CATALOG_FLUSH_INTERVAL": 0.1,
 }
 # django_rq needs its queues named; the embedded tests never reach this Redis.
-RQ_QUEUES = {"default": {"URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")}}
+RQ_QUEUES = {
+    "default": {
+        "URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "SERIALIZER": "rq.serializers.JSONSerializer",  # no pickle (check E019)
+    }
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Tests without database access make the catalog's writes fail by design; keep them quiet.
