@@ -64,8 +64,7 @@ async def not_found(scope, receive, send):
             logger.info("Refused a socket on %r: no route matches it.", scope.get("path"))
             await send({"type": "websocket.accept"})
             if not flow.close_frame(send, CLOSE_NOT_FOUND, REASON_NOT_FOUND):
-                await send(
-                    {"type": "websocket.close", "code": CLOSE_NOT_FOUND, "reason": REASON_NOT_FOUND}
-                )
+                close = {"type": "websocket.close", "code": CLOSE_NOT_FOUND}
+                await send({**close, "reason": REASON_NOT_FOUND})
         elif message["type"] == "websocket.disconnect":
             return
