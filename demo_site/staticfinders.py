@@ -14,7 +14,7 @@ class _NotFoundOutside:
         try:
             return super().find(path, find_all=find_all, **kwargs)
         except SuspiciousFileOperation:
-            return [] if find_all or kwargs.get("all") else None
+            return []  # what Django's finders return for "not here", find_all or not
 
 
 class FileSystemFinder(_NotFoundOutside, finders.FileSystemFinder):
