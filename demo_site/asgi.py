@@ -12,14 +12,24 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from durable_objects.routing import websocket_path  # noqa: E402
+from demo_site.protocol import is_valid_name  # noqa: E402
+from durable_objects.routing import websocket_not_found, websocket_path  # noqa: E402
 
+# A name no demo page can have is refused (4404) before its object wakes, so that no
+# shard is made for it; any other path is refused with 4404 too.
 websocket_urlpatterns = [
-    websocket_path("ws/chat/<str:room>/", "chat.ChatRoom", name="room"),
-    websocket_path("ws/board/<str:board>/", "board.DrawingBoard", name="board"),
-    websocket_path("ws/poll/<str:poll>/", "poll.Poll", name="poll"),
-    websocket_path("ws/flights/<str:code>/", "flights.Flight", name="code"),
-    websocket_path("ws/trial/<str:account>/", "trial.Subscription", name="account"),
+    websocket_path("ws/chat/<str:room>/", "chat.ChatRoom", name="room", valid_name=is_valid_name),
+    websocket_path(
+        "ws/board/<str:board>/", "board.DrawingBoard", name="board", valid_name=is_valid_name
+    ),
+    websocket_path("ws/poll/<str:poll>/", "poll.Poll", name="poll", valid_name=is_valid_name),
+    websocket_path(
+        "ws/flights/<str:code>/", "flights.Flight", name="code", valid_name=is_valid_name
+    ),
+    websocket_path(
+        "ws/trial/<str:account>/", "trial.Subscription", name="account", valid_name=is_valid_name
+    ),
+    websocket_not_found(),
 ]
 
 application = ProtocolTypeRouter(

@@ -1,14 +1,15 @@
 """The demos' WebSocket messages: JSON objects with a "type", checked before any use.
 
-A message that is not what the page sends (not text, too long, not JSON, not an object,
-a field of the wrong type or size) is refused with an error message to its sender alone;
-nothing is stored and nothing is broadcast.
+A message that is not what the page sends (not text, too long, not JSON, nested deeper
+than any page nests, not an object, a field of the wrong type or size) is refused with an
+error message to its sender alone; nothing is stored and nothing is broadcast.
 """
 
 import json
 import re
 
 NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")  # rooms, boards, polls, flights, accounts
+MAX_DEPTH = 8  # the deepest a page nests: a stroke's points are [[x, y], ...] in an object
 
 
 class Refused(ValueError):
@@ -25,13 +26,41 @@ def parse(message, *, max_bytes):
         raise Refused("Send text frames holding JSON.")
     if len(message.encode()) > max_bytes:
         raise Refused(f"Message too large: at most {max_bytes} bytes.")
-    try:
-        data = json.loads(message)
-    except ValueError:
-        raise Refused("Message is not valid JSON.") from None
+    data = parse_json(message)
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise Refused('Send a JSON object with a "type".')
     return data
+
+
+def parse_json(message):
+    """json.loads(message), or Refused: not JSON, or nested deeper than MAX_DEPTH.
+
+    Thousands of nested brackets raise RecursionError inside json.loads (not a
+    ValueError), and a value nested a few hundred deep can raise it again wherever it
+    is walked: both are refused here, before any use.
+    """
+    try:
+        data = json.loads(message)
+    except RecursionError:
+        raise Refused(f"Message nested too deeply: at most {MAX_DEPTH} levels.") from None
+    except ValueError:  # UnicodeDecodeError (bytes) is one
+        raise Refused("Message is not valid JSON.") from None
+    if _depth(data) > MAX_DEPTH:
+        raise Refused(f"Message nested too deeply: at most {MAX_DEPTH} levels.")
+    return data
+
+
+def _depth(value):
+    """How deeply lists and objects nest in value (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:  # deeper is refused anyway: no need to walk it
+                children = value.values() if isinstance(value, dict) else value
+                stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def text(data, key, *, max_length, label=None):

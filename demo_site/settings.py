@@ -72,6 +72,10 @@ CHANNEL_LAYERS = {"default": {"BACKEND": "durable_objects.layers.InProcessChanne
 
 DURABLE_OBJECTS = {
     "STORAGE_ROOT": VAR_DIR / "durable_objects",
+    # Per-client limits (docs/ref/settings.md): sockets one address holds open, and
+    # objects without storage it may wake (a page's socket, a counter, a flight) a minute.
+    "WEBSOCKET_MAX_PER_CLIENT": int(os.environ.get("DEMO_MAX_SOCKETS_PER_CLIENT", "64")),
+    "NEW_OBJECTS_PER_CLIENT_PER_MINUTE": int(os.environ.get("DEMO_NEW_OBJECTS_PER_MINUTE", "30")),
 }
 
 # The cluster shape (./scripts/cluster): the same code, with Redis for the placement
@@ -107,6 +111,12 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
+# runserver's static files: a path that leaves the static directories ("..%2F") is a
+# 404, not the 500 Django's finders give (demo_site/staticfinders.py).
+STATICFILES_FINDERS = [
+    "demo_site.staticfinders.FileSystemFinder",
+    "demo_site.staticfinders.AppDirectoriesFinder",
+]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 VAR_DIR.mkdir(parents=True, exist_ok=True)

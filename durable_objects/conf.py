@@ -45,6 +45,12 @@ DEFAULTS = {
     "WEBSOCKET_MAX_IN_FLIGHT": 64,
     # Most accepted sockets one object may hold.
     "WEBSOCKET_MAX_PER_OBJECT": 32_768,
+    # Per-client limits, by client address (scope["client"], REMOTE_ADDR), counted in
+    # each process; None turns one off (docs/ref/settings.md). Sockets one address may
+    # hold open at once (more are closed with 4429), and objects without storage it may
+    # wake per minute, over sockets and durable_objects.clients.allow_new_object().
+    "WEBSOCKET_MAX_PER_CLIENT": None,
+    "NEW_OBJECTS_PER_CLIENT_PER_MINUTE": None,
     # Where objects live (docs/topics/cluster.md): a placement backend's dotted path, or
     # an alias of PLACEMENT_ALIASES. "local": one process, the embedded default; "redis":
     # leases and host heartbeats in Redis, calls over the channel layer.

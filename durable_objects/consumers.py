@@ -21,6 +21,7 @@ from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
 
+from durable_objects import clients
 from durable_objects.conf import get_config
 from durable_objects.events.errors import encode_exception, is_unreachable
 from durable_objects.ids import DurableObjectId
@@ -40,9 +41,17 @@ from durable_objects.sockets.protocol import (
     CLOSE_BAD_ROUTE,
     CLOSE_INTERNAL_ERROR,
     CLOSE_NO_STATUS,
+    CLOSE_NOT_FOUND,
     CLOSE_OBJECT_MOVED,
     CLOSE_TOO_BIG,
+    CLOSE_TOO_MANY,
     CLOSE_TOO_SLOW,
+    REASON_BAD_ROUTE,
+    REASON_INTERNAL_ERROR,
+    REASON_NOT_FOUND,
+    REASON_OBJECT_MOVED,
+    REASON_TOO_MANY_OBJECTS,
+    REASON_TOO_MANY_SOCKETS,
     Sequence,
     group_name,
     truncate_reason,
@@ -61,23 +70,31 @@ logger = logging.getLogger("durable_objects.sockets")
 FAREWELL_PATIENCE = 30.0
 
 
+class NoSuchObject(Exception):
+    """The route refused the name (``valid_name``) or ``object_id(scope)`` returned None."""
+
+
 class DurableObjectConsumer(AsyncConsumer):
     """One WebSocket connection of an object (see ``durable_objects.routing``).
 
     ``object_class`` is the class or its label; the object's ID comes from the URL kwarg
     ``name_kwarg`` (as a name) or from ``object_id(scope)``, which returns a
-    DurableObjectId or a name.
+    DurableObjectId or a name, or None to refuse the connection. ``valid_name(name)``,
+    if given, is asked about every name first: a false answer refuses it. A refused
+    connection wakes no object.
     """
 
     object_class = None
     name_kwarg = None
     object_id = None
+    valid_name = None
 
-    def __init__(self, *, object_class=None, name_kwarg=None, object_id=None):
+    def __init__(self, *, object_class=None, name_kwarg=None, object_id=None, valid_name=None):
         super().__init__()
         self.object_class = object_class or self.object_class
         self.name_kwarg = name_kwarg or self.name_kwarg
         self.object_id = object_id or self.object_id
+        self.valid_name = valid_name or self.valid_name
         if self.object_class is None:
             raise ImproperlyConfigured("DurableObjectConsumer needs object_class.")
         if (self.name_kwarg is None) == (self.object_id is None):
@@ -97,6 +114,7 @@ class DurableObjectConsumer(AsyncConsumer):
         self._refresher = None
         self._tasks = set()
         self._farewell = None  # the close (or error) event told to the object
+        self.client = None  # the client's address, once counted (clients.take_socket)
 
     async def __call__(self, scope, receive, send):
         """Serve the connection: one loop for the client's frames, one for the object's.
@@ -173,15 +191,27 @@ class DurableObjectConsumer(AsyncConsumer):
             kwargs = self.scope.get("url_route", {}).get("kwargs", {})
             if self.name_kwarg not in kwargs:
                 raise ValueError(f"The route has no URL kwarg {self.name_kwarg!r}.")
-            return cls, cls.objects.id_from_name(str(kwargs[self.name_kwarg]))
+            return cls, self._id_from_name(cls, str(kwargs[self.name_kwarg]))
         found = self.object_id(self.scope)
+        if found is None:
+            raise NoSuchObject("object_id(scope) returned None.")
         if isinstance(found, DurableObjectId):
             if found.label != cls._meta.label:
                 raise ValueError(f"object_id(scope) returned an ID of {found.label}.")
+            if found.name is not None:
+                self._check_name(found.name)
             return cls, found
         if isinstance(found, str):
-            return cls, cls.objects.id_from_name(found)
+            return cls, self._id_from_name(cls, found)
         raise TypeError(f"object_id(scope) must return a DurableObjectId or a name: {found!r}")
+
+    def _id_from_name(self, cls, name):
+        self._check_name(name)
+        return cls.objects.id_from_name(name)
+
+    def _check_name(self, name):
+        if self.valid_name is not None and not self.valid_name(name):
+            raise NoSuchObject(f"valid_name() refused the name {name[:80]!r}.")
 
     def _submit(self, event_class, *args, **kwargs):
         """Queue an event for the object now; return the future of its outcome."""
@@ -224,10 +254,29 @@ class DurableObjectConsumer(AsyncConsumer):
             self._settled.set()
 
     async def _connect(self):
+        # Everything that may refuse the connection comes before the object is woken:
+        # a refused name or client never constructs an object or creates its shard.
+        client = clients.client_address(self.scope)
+        if not clients.take_socket(client):
+            logger.info("Refused a socket of %s: WEBSOCKET_MAX_PER_CLIENT reached.", client)
+            await self._refuse(CLOSE_TOO_MANY, REASON_TOO_MANY_SOCKETS)
+            return
+        self.client = client
         try:
             self.cls, self.oid = self._resolve()
+        except NoSuchObject as exc:
+            logger.info("Refused a socket on %r: %s", self.scope.get("path"), exc)
+            await self._refuse(CLOSE_NOT_FOUND, REASON_NOT_FOUND)
+            return
         except Exception as exc:
-            await self._refuse(CLOSE_BAD_ROUTE, str(exc))
+            logger.info(
+                "Refused a socket on %r: %s: %s", self.scope.get("path"), type(exc).__name__, exc
+            )
+            await self._refuse(CLOSE_BAD_ROUTE, REASON_BAD_ROUTE)
+            return
+        if not clients.allow_new_object(self.cls, self.oid, client):
+            logger.info("Refused a socket of %s: NEW_OBJECTS_PER_CLIENT_PER_MINUTE.", client)
+            await self._refuse(CLOSE_TOO_MANY, REASON_TOO_MANY_OBJECTS)
             return
         self.socket_id = secrets.token_hex(12)
         self.group = group_name(str(self.oid))
@@ -247,8 +296,17 @@ class DurableObjectConsumer(AsyncConsumer):
         if not ok or not value["accepted"]:
             await self._leave()
             if not ok:
-                code = CLOSE_OBJECT_MOVED if is_unreachable(value) else CLOSE_INTERNAL_ERROR
-                await self._refuse(code, value["message"])
+                # The error's text stays here: it may tell a client about the code.
+                logger.warning(
+                    "The connect of a socket of %s failed: %s: %s",
+                    self.oid,
+                    value.get("type"),
+                    value.get("message"),
+                )
+                if is_unreachable(value):
+                    await self._refuse(CLOSE_OBJECT_MOVED, REASON_OBJECT_MOVED)
+                else:
+                    await self._refuse(CLOSE_INTERNAL_ERROR, REASON_INTERNAL_ERROR)
             else:
                 await self._refuse(value["code"], value["reason"])
             return
@@ -312,7 +370,7 @@ class DurableObjectConsumer(AsyncConsumer):
             return
         # The object could not be reached (not its handler's failure): the client reconnects.
         if is_unreachable(value):
-            self._spawn(self._close(CLOSE_OBJECT_MOVED, "The object is moving; reconnect."))
+            self._spawn(self._close(CLOSE_OBJECT_MOVED, REASON_OBJECT_MOVED))
         else:
             self._spawn(self._handler_failed(value))
 
@@ -322,7 +380,7 @@ class DurableObjectConsumer(AsyncConsumer):
             return
         self.closing = True
         self._farewell_to_object(SocketError, error)
-        await self._send_close(CLOSE_INTERNAL_ERROR, "Internal error")
+        await self._send_close(CLOSE_INTERNAL_ERROR, REASON_INTERNAL_ERROR)
 
     async def websocket_disconnect(self, message):
         if self.accepted and not self.closing:
@@ -421,6 +479,9 @@ class DurableObjectConsumer(AsyncConsumer):
         task.add_done_callback(self._tasks.discard)
 
     async def _leave(self):
+        if self.client is not None:
+            client, self.client = self.client, None
+            clients.release_socket(client)
         if self._refresher is not None:
             self._refresher.cancel()
             self._refresher = None

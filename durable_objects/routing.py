@@ -1,19 +1,28 @@
 """One line in a Channels URL router ties a WebSocket path to a DurableObject class.
 
 websocket_urlpatterns = [
-    websocket_path("ws/chat/<str:room>/", ChatRoom, name="room"),
+    websocket_path("ws/chat/<str:room>/", ChatRoom, name="room", valid_name=is_room_name),
     websocket_path("ws/me/", "accounts.Inbox", object_id=lambda scope: str(scope["user"].pk)),
+    websocket_not_found(),  # last: any other path is closed with 4404, not a 500
 ]
 """
 
-from django.urls import path
+import logging
+
+from django.urls import path, re_path
+
+logger = logging.getLogger("durable_objects.sockets")
 
 
-def websocket_path(route, object_class, *, name=None, object_id=None, consumer=None):
+def websocket_path(
+    route, object_class, *, name=None, object_id=None, consumer=None, valid_name=None
+):
     """A ``path()`` for a Channels ``URLRouter`` whose sockets belong to object_class.
 
     The object is chosen by the URL kwarg ``name`` (used as the object's name) or by
-    ``object_id(scope)``, which returns a DurableObjectId or a name. ``consumer`` is a
+    ``object_id(scope)``, which returns a DurableObjectId or a name, or None to refuse.
+    ``valid_name(name)``, if given, is asked first about every name: the names it
+    refuses are closed with 4404 before any object wakes. ``consumer`` is a
     DurableObjectConsumer subclass, if you need one.
     """
     from django.core.exceptions import ImproperlyConfigured
@@ -24,8 +33,38 @@ def websocket_path(route, object_class, *, name=None, object_id=None, consumer=N
         raise ImproperlyConfigured(
             f"websocket_path({route!r}) needs exactly one of name= and object_id=."
         )
+    if valid_name is not None and not callable(valid_name):
+        raise ImproperlyConfigured(
+            f"websocket_path({route!r}): valid_name must be a function of the name."
+        )
     consumer_class = consumer or DurableObjectConsumer
     application = consumer_class.as_asgi(
-        object_class=object_class, name_kwarg=name, object_id=object_id
+        object_class=object_class, name_kwarg=name, object_id=object_id, valid_name=valid_name
     )
     return path(route, application)
+
+
+def websocket_not_found():
+    """A last route for a ``URLRouter``: any path no route matched is closed with 4404.
+
+    Without it Channels raises for an unknown path (``..%2F`` decoded into the path, a
+    name holding ``/``) and the server fails the handshake with a 500.
+    """
+    return re_path(r"", not_found)
+
+
+async def not_found(scope, receive, send):
+    """Accept and close at once with 4404, so that the browser sees the code."""
+    from durable_objects.sockets import flow
+    from durable_objects.sockets.protocol import CLOSE_NOT_FOUND, REASON_NOT_FOUND
+
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            logger.info("Refused a socket on %r: no route matches it.", scope.get("path"))
+            await send({"type": "websocket.accept"})
+            if not flow.close_frame(send, CLOSE_NOT_FOUND, REASON_NOT_FOUND):
+                close = {"type": "websocket.close", "code": CLOSE_NOT_FOUND}
+                await send({**close, "reason": REASON_NOT_FOUND})
+        elif message["type"] == "websocket.disconnect":
+            return

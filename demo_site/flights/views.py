@@ -1,4 +1,3 @@
-import json
 import secrets
 
 from django.core import signing
@@ -7,8 +6,9 @@ from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from demo_site.objectinfo import object_panel
-from demo_site.protocol import is_valid_name
+from demo_site.protocol import Refused, is_valid_name, parse_json
 from demo_site.ratelimit.policy import BOOKING_BURST, BOOKING_RATE, limiter_for
+from durable_objects.clients import allow_new_object, client_address
 
 from .objects import BOOKER_COOKIE, BOOKER_SALT, LETTERS, MAX_PASSENGER, ROWS, Flight
 
@@ -69,9 +69,9 @@ async def _act(request, code, action):
     if len(request.body) > 1000:
         return JsonResponse({"error": "Request too large."}, status=413)
     try:
-        data = json.loads(request.body)
-    except ValueError:
-        data = None
+        data = parse_json(request.body)
+    except Refused as error:
+        return JsonResponse({"error": str(error)}, status=400)
     if not isinstance(data, dict):
         return JsonResponse({"error": "Send a JSON object."}, status=400)
     request.user = await request.auser()
@@ -80,6 +80,11 @@ async def _act(request, code, action):
         message = f"Too many bookings at once: retry in {verdict['retry_after']:g} s."
         return JsonResponse({"error": message}, status=429)
     stub = Flight.objects.get_by_name(code)
+    if not allow_new_object(Flight, stub.id, client_address(request)):
+        return JsonResponse(
+            {"error": "Too many new flights from your address; try again in a minute."},
+            status=429,
+        )
     if action == "book":
         result = await stub.book(data.get("seat"), data.get("passenger"), booker)
     else:

@@ -52,7 +52,7 @@ class Poll(DurableObject):
             if data["type"] != "vote":
                 raise protocol.Refused(f"Unknown message type {data['type'][:20]!r}.")
             choice = data.get("choice")
-            if choice not in CHOICES:
+            if not isinstance(choice, str) or choice not in CHOICES:
                 raise protocol.Refused(f"Choose one of: {', '.join(CHOICES)}.")
             if not self.rates.allow(ws):
                 raise protocol.Refused(self.rates.message)

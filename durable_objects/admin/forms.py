@@ -4,6 +4,24 @@ import json
 
 from django import forms
 
+# The deepest JSON value the entry form takes. Deeper values fail later, wherever a
+# value is walked recursively (serialized, shown), with a RecursionError.
+MAX_JSON_DEPTH = 100
+TOO_DEEP = f"This JSON is nested too deeply: at most {MAX_JSON_DEPTH} levels of [] and {{}}."
+
+
+def json_depth(value):
+    """How deeply lists and objects nest in value (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, level)
+            if level <= MAX_JSON_DEPTH:  # deeper is refused anyway: no need to walk it
+                children = value.values() if isinstance(value, dict) else value
+                stack.extend((child, level + 1) for child in children)
+    return deepest
+
 
 class EntryForm(forms.Form):
     key = forms.CharField(strip=False, widget=forms.TextInput(attrs={"size": 60}))
@@ -16,11 +34,16 @@ class EntryForm(forms.Form):
     def clean_value(self):
         text = self.cleaned_data["value"]
         try:
-            return json.loads(text)
+            value = json.loads(text)
+        except RecursionError:  # thousands of nested brackets: not a ValueError
+            raise forms.ValidationError(TOO_DEEP) from None
         except ValueError as exc:
             raise forms.ValidationError(
                 f'This is not valid JSON ({exc}). Strings need double quotes: "like this".'
             ) from None
+        if json_depth(value) > MAX_JSON_DEPTH:
+            raise forms.ValidationError(TOO_DEEP)
+        return value
 
 
 class ConsoleForm(forms.Form):

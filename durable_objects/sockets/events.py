@@ -20,17 +20,23 @@ async def _maybe_await(result):
 
 
 def upgrade_request(scope):
-    """The upgrade request of a WebSocket scope as plain data (``http.decode_request``)."""
+    """The upgrade request of a WebSocket scope as plain data (``http.decode_request``).
+
+    As in ``http.encode_request``: the path is text (the server decoded it as UTF-8), the
+    query string is ASCII (bytes beyond it percent-encoded, as a browser sends them) and
+    header values are latin-1, as HTTP and Django have them.
+    """
+    from durable_objects.http import ascii_query
+
     headers = {}
     for name, value in scope.get("headers", ()):
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    query = scope.get("query_string", b"")
     return {
         "method": "GET",
-        "path": scope.get("path", "/"),
-        "query": query.decode("latin-1") if isinstance(query, bytes) else query,
+        "path": scope.get("path") or "/",
+        "query": ascii_query(scope.get("query_string", b"")),
         "headers": headers,
         "body": b"",
     }

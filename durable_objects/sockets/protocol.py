@@ -20,6 +20,16 @@ CLOSE_OBJECT_MOVED = 1012  # a cluster's host of the object died or lost it: rec
 CLOSE_TOO_SLOW = 4008  # the client did not keep up; the object received websocket_close()
 CLOSE_BAD_ROUTE = 4400  # the route could not name an object (bad name, bad id)
 CLOSE_NOT_ACCEPTED = 4403  # the object did not accept; 4000 + its response's 4xx/5xx status
+CLOSE_NOT_FOUND = 4404  # the route refused the name (valid_name, object_id() -> None)
+CLOSE_TOO_MANY = 4429  # the client holds WEBSOCKET_MAX_PER_CLIENT sockets or woke too many
+
+# Close reasons a client is told; the details go to the log, never to the client.
+REASON_BAD_ROUTE = "This address names no object."
+REASON_NOT_FOUND = "No such object."
+REASON_INTERNAL_ERROR = "Internal error"
+REASON_OBJECT_MOVED = "The object is moving; reconnect."
+REASON_TOO_MANY_SOCKETS = "Too many connections from your address."
+REASON_TOO_MANY_OBJECTS = "Too many new objects from your address; try again in a minute."
 
 MAX_TAGS = 10
 MAX_TAG_LENGTH = 256
