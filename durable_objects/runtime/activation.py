@@ -10,6 +10,8 @@ import asyncio
 import contextvars
 import inspect
 import itertools
+import logging
+import threading
 import time
 from collections import deque
 
@@ -21,8 +23,11 @@ from durable_objects.sockets.registry import SocketRegistry
 from durable_objects.storage import alarm as alarm_row
 from durable_objects.storage.shard import Shard, shard_path
 
+from . import waits
 from .catalog import UNKNOWN
 from .state import DurableObjectState
+
+logger = logging.getLogger("durable_objects.runtime")
 
 _serials = itertools.count(1)
 
@@ -50,7 +55,13 @@ class Activation:
         self.held = []  # (event, outcome) pairs waiting for the commit
         self.gates = []  # block_concurrency_while() tasks
         self.runner = None
+        self.reentrant = set()  # tasks of re-entrant events
         self.inline = False  # an event is running in its caller's task (run_inline)
+        self.running_since = None  # when the oldest running event started (EVENT_DEADLINE)
+        self.outgoing = []  # (running event, target hex, call event) of calls in progress
+        self.threaded = cls._meta.run_sync_on_thread
+        self.worker = None  # the concurrent future of a sync handler on a worker thread
+        self.worker_thread = None  # that thread's ident while it runs
         self.last_active = time.monotonic()
         self.closed = False
         self.abort_cause = None
@@ -62,15 +73,43 @@ class Activation:
     # -- arrival -------------------------------------------------------------------------
 
     def submit(self, event):
-        """Queue event (or run it at once if its call chain is already inside this object)."""
+        """Queue event (or run it at once if its call chain is already inside this object).
+
+        A call that would wait behind an event that itself waits on the call (two call
+        chains crossed) fails at once with DeadlockError (``waits``).
+        """
         if self.stack and event.chain:
             running = {e.token for e in self.stack if e.token is not None}
             if running.intersection(event.chain):
-                self._spawn(self._run_reentrant(event))
+                task = self._spawn(self._run_reentrant(event))
+                self.reentrant.add(task)
+                task.add_done_callback(self.reentrant.discard)
+                return
+            deadlock = waits.find_deadlock(self, event)
+            if deadlock is not None:
+                self.host.deliver(event, (False, event.encode_error(deadlock)))
                 return
         self.queue.append(event)
+        force_after = getattr(event, "force_after", None)
+        if force_after is not None:
+            self.host.loop.call_later(force_after, self._unstick, event)
         if self.runner is None and not self.inline:
             self.runner = self._spawn(self._drain())
+
+    def _unstick(self, event):
+        """Reset the object if event (the admin's evict) still waits in its queue."""
+        if self.closed or event not in self.queue:
+            return
+        self.queue.remove(event)
+        logger.warning(
+            "%s %s: an eviction waited %s s behind a running event; resetting the instance.",
+            self.cls._meta.label,
+            self.hex,
+            event.force_after,
+        )
+        self.force_reset(
+            ObjectReset("The object was stuck and evicted from the admin; it was reset.")
+        )
 
     def can_run_inline(self, event):
         """True if event may run in the caller's task: idle, constructed, a sync method."""
@@ -79,6 +118,7 @@ class Activation:
             and event.kind == "call"
             and self.idle
             and not self.closed
+            and not self.threaded
             and event.method in self.host.sync_methods(self.cls)
         )
 
@@ -190,12 +230,19 @@ class Activation:
         await self._commit_held()
 
     async def _run_event(self, event):
+        if not self.stack:
+            self.running_since = time.monotonic()
         self.stack.append(event)
         token = current_event.set((self, event))
         try:
             if self.instance is None:
                 await self._construct()
-            result = event.invoke(self.instance, self)
+            if self.threaded and self._sync_handler(event):
+                result = await self._invoke_on_thread(event)
+            elif self.host.slow_handler:
+                result = self._invoke_timed(event)
+            else:
+                result = event.invoke(self.instance, self)
             if inspect.isawaitable(result):
                 result = await result
             await self._await_gates()
@@ -216,6 +263,55 @@ class Activation:
             self.stack.pop()
             self.last_active = time.monotonic()
         return outcome
+
+    def _sync_handler(self, event):
+        """True if event runs a sync method or a sync fetch() (Meta.run_sync_on_thread)."""
+        if event.kind == "call":
+            return event.method in self.host.sync_methods(self.cls)
+        if event.kind == "fetch":
+            handler = getattr(self.cls, "fetch", None)
+            return handler is not None and not inspect.iscoroutinefunction(handler)
+        return False
+
+    async def _invoke_on_thread(self, event):
+        """Run the sync handler on a worker thread; the loop serves other objects meanwhile.
+
+        The runner awaits it, so the object still runs one event at a time, and nothing on
+        the loop touches this object's shard meanwhile (a reset closes it afterwards).
+        """
+        context = contextvars.copy_context()  # current_event, for storage and sockets
+        worker = self.host.sync_executor.submit(context.run, self._invoke_here, event)
+        self.worker = worker
+        try:
+            return await asyncio.wrap_future(worker)
+        finally:
+            if self.worker is worker:
+                self.worker = None
+
+    def _invoke_here(self, event):
+        self.worker_thread = threading.get_ident()
+        try:
+            return event.invoke(self.instance, self)
+        finally:
+            self.worker_thread = None
+
+    def _invoke_timed(self, event):
+        """Invoke event, warning if its sync part held the loop past SLOW_HANDLER_WARNING."""
+        started = time.perf_counter()
+        try:
+            return event.invoke(self.instance, self)
+        finally:
+            held = time.perf_counter() - started
+            if held > self.host.slow_handler:
+                logger.warning(
+                    "%s.%s held the event loop for %.3f s (SLOW_HANDLER_WARNING is %g s); "
+                    "every object of the process waited. Make it async, or set "
+                    "Meta.run_sync_on_thread = True.",
+                    self.cls._meta.label,
+                    handler_name(event),
+                    held,
+                    self.host.slow_handler,
+                )
 
     async def _construct(self):
         """Run the constructor (and its block_concurrency_while) in a savepoint of its own."""
@@ -269,12 +365,24 @@ class Activation:
             if not create and shard is None and not self.path.exists():
                 return None
             try:
-                shard = self._open_shard()
+                if self.worker_thread == threading.get_ident():
+                    shard = self._open_shard_on_loop()
+                else:
+                    shard = self._open_shard()
             except FencedError as exc:
                 self.abort_cause = ObjectReset(f"{exc} The object was reset.")
                 raise
         shard.touch()
         return shard
+
+    def _open_shard_on_loop(self):
+        """Open the shard from a worker thread: the host's open-shard LRU lives on the loop,
+        which is free, as the runner awaits the worker."""
+
+        async def open_shard():
+            return self._open_shard()
+
+        return asyncio.run_coroutine_threadsafe(open_shard(), self.host.loop).result()
 
     def _open_shard(self):
         shard = self.shard or self.host.take_parked_shard(self.key)
@@ -417,6 +525,42 @@ class Activation:
         self.abort_cause = cause
         return cause
 
+    def exceed_deadline(self, deadline):
+        """Reset the instance whose event ran past EVENT_DEADLINE (the host's tick)."""
+        logger.warning(
+            "%s %s: an event (%s) ran past EVENT_DEADLINE (%g s); resetting the instance.",
+            self.cls._meta.label,
+            self.hex,
+            ", ".join(handler_name(event) for event in self.stack),
+            deadline,
+        )
+        self.force_reset(
+            ObjectReset(
+                f"The object's event ran past EVENT_DEADLINE ({deadline:g} s); the object "
+                "was reset. Retry if the call is idempotent."
+            )
+        )
+
+    def force_reset(self, cause):
+        """Reset now, even with events running: they and the held ones fail with cause.
+
+        Their tasks are cancelled (a sync handler on a worker thread runs on, but its
+        storage is closed to it); queued events go to a fresh activation.
+        """
+        if self.closed:
+            return
+        failed = [*self.stack, *(event for event, _ in self.held)]
+        self.held = []
+        for event in failed:
+            if event.future is not None:
+                self.host.deliver(event, (False, event.encode_error(cause)))
+        tasks = [self.runner, *self.reentrant]
+        self.reset(cause)
+        current = asyncio.current_task()
+        for task in tasks:
+            if task is not None and task is not current:
+                task.cancel()
+
     def reset(self, cause):
         """Drop the instance (storage stays); queued events go to a fresh activation."""
         if self.closed:
@@ -439,7 +583,16 @@ class Activation:
         self.closed = True
         self.host.forget(self)
         shard = self.shard
-        if shard is not None and shard.is_open:
+        worker = self.worker
+        if shard is not None and shard.is_open and worker is not None and not worker.done():
+            # A worker thread still uses the connection: close it when the thread is done.
+            if self.host.open_shards.get(self.key) is shard:
+                del self.host.open_shards[self.key]
+            loop = self.host.loop
+            worker.add_done_callback(
+                lambda _: loop.call_soon_threadsafe(self._close_after_worker, shard)
+            )
+        elif shard is not None and shard.is_open:
             shard.rollback()
             if not park:
                 self.host.release_shard(self.key, shard)
@@ -448,6 +601,17 @@ class Activation:
         self.gates.clear()
         self.instance = None
         self.ctx = None
+
+    def _close_after_worker(self, shard):
+        if shard.is_open:
+            shard.rollback()
+            shard.close(self.host.close_later)
+
+
+def handler_name(event):
+    """What an event runs, for messages: ``m()`` for a call of m, else its kind."""
+    method = getattr(event, "method", None)
+    return f"{method}()" if method is not None else f"{event.kind} event"
 
 
 def wait_idle(activation):
