@@ -7,10 +7,12 @@ returns (the output gate). See docs/topics/events-and-transactions.md.
 """
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import itertools
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -585,9 +587,13 @@ class Activation:
         shard = self.shard
         worker = self.worker
         if shard is not None and shard.is_open and worker is not None and not worker.done():
-            # A worker thread still uses the connection: close it when the thread is done.
+            # A worker thread still runs a handler: stop its statement and roll back now, so
+            # the next activation can claim the shard, and close the connection after it.
             if self.host.open_shards.get(self.key) is shard:
                 del self.host.open_shards[self.key]
+            shard.conn.interrupt()
+            with contextlib.suppress(sqlite3.Error):
+                shard.rollback()
             loop = self.host.loop
             worker.add_done_callback(
                 lambda _: loop.call_soon_threadsafe(self._close_after_worker, shard)
@@ -604,7 +610,8 @@ class Activation:
 
     def _close_after_worker(self, shard):
         if shard.is_open:
-            shard.rollback()
+            with contextlib.suppress(sqlite3.Error):
+                shard.rollback()
             shard.close(self.host.close_later)
 
 

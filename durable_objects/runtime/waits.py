@@ -117,7 +117,10 @@ def describe(label, hex_id, name=None):
 
 def _error(activation, caller):
     here = describe(activation.cls._meta.label, activation.hex, activation.id.name)
-    there = describe(*caller) if caller is not None else "another object"
+    there = "another object"
+    if caller is not None:
+        local = activation.host.find_activation(caller[1])  # its name, if it lives here
+        there = describe(*caller, local.id.name if local is not None else None)
     return DeadlockError(
         f"Deadlock: the call from {there} to {here} was refused. {here} is running an "
         f"event that waits (through its calls) on {there}, whose event waits on this "
