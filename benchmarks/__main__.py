@@ -127,6 +127,26 @@ async def calls_per_second(method, total, callers):
     return rate, ok
 
 
+async def thread_cost_us(total):
+    """Microseconds per call of a no-op sync method on a worker thread, and on the loop."""
+    from benchmarks.objects import BenchCounter
+
+    class BenchThreaded(BenchCounter):
+        class Meta:
+            label = "benchmarks.BenchThreaded"
+            run_sync_on_thread = True
+
+    async def per_call(cls):
+        stub = cls.objects.get_by_name("thread-cost")
+        await stub.noop()  # activate outside the timing
+        start = time.perf_counter()
+        for _ in range(total):
+            await stub.noop()
+        return (time.perf_counter() - start) / total * 1e6
+
+    return await per_call(BenchThreaded), await per_call(BenchCounter)
+
+
 # -- (c): activation --------------------------------------------------------------------
 
 
@@ -323,9 +343,10 @@ def main():
         b1, ok1 = await calls_per_second("increment", writes, 1)
         b32, ok32 = await calls_per_second("increment", group_writes, 32)
         existing, warm, new = await activation_times(activations)
-        return a1, a32, b1, ok1, b32, ok32, existing, warm, new
+        threaded = await thread_cost_us(calls // 4)
+        return a1, a32, b1, ok1, b32, ok32, existing, warm, new, threaded
 
-    a1, a32, b1, ok1, b32, ok32, existing, warm, new = asyncio.run(runtime_figures())
+    a1, a32, b1, ok1, b32, ok32, existing, warm, new, threaded = asyncio.run(runtime_figures())
     emit(
         row(
             "(a) calls/s, no storage, 1 caller",
@@ -334,6 +355,13 @@ def main():
         )
     )
     emit(row("(a) calls/s, no storage, 32 callers", f"{a32:,.0f}"))
+    emit(
+        row(
+            "(a) us per call, Meta.run_sync_on_thread, 1 caller",
+            f"{threaded[0]:.1f}",
+            f"{threaded[0] - threaded[1]:.1f} us over the loop ({threaded[1]:.1f} us)",
+        )
+    )
     emit(
         row(
             "(b) calls/s, one durable write each, 1 caller",

@@ -3,6 +3,7 @@
 from .base import DurableObject
 from .exceptions import (
     CallTimeout,
+    DeadlockError,
     DurableObjectError,
     FencedError,
     ForbiddenQuery,
@@ -15,6 +16,7 @@ from .ids import DurableObjectId
 
 __all__ = [
     "CallTimeout",
+    "DeadlockError",
     "DurableObject",
     "DurableObjectError",
     "DurableObjectId",

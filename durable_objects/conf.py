@@ -21,6 +21,14 @@ DEFAULTS = {
     "MAX_CALL_SIZE": 32 * 1024 * 1024,
     # Seconds a caller waits for a reply before CallTimeout.
     "CALL_TIMEOUT": 30.0,
+    # Seconds one event (a call, a fetch, a socket message, an alarm) may run before the
+    # instance is reset; its callers get ObjectReset and the next event constructs it again.
+    "EVENT_DEADLINE": 60.0,
+    # Seconds a handler may hold the event loop before a warning names it (None: only with
+    # settings.DEBUG, at 0.1 s; 0 turns the warning off).
+    "SLOW_HANDLER_WARNING": None,
+    # Threads that run the sync handlers of classes with Meta.run_sync_on_thread.
+    "SYNC_HANDLER_THREADS": 8,
     # Seconds block_concurrency_while() may run before the instance is reset.
     "BLOCK_CONCURRENCY_TIMEOUT": 30.0,
     # Default for Meta.hibernate_after, in seconds.
@@ -87,6 +95,8 @@ POSITIVE_KEYS = (
     "MAX_ENTRY_SIZE",
     "MAX_CALL_SIZE",
     "CALL_TIMEOUT",
+    "EVENT_DEADLINE",
+    "SYNC_HANDLER_THREADS",
     "BLOCK_CONCURRENCY_TIMEOUT",
     "HIBERNATE_AFTER",
     "MAX_ACTIVE_OBJECTS",

@@ -45,6 +45,16 @@ class ForbiddenQuery(DurableObjectError):
     """A SQL statement was refused: transaction control, ATTACH, internal tables, PRAGMA."""
 
 
+class DeadlockError(DurableObjectError):
+    """A call was refused because it would close a cycle of objects waiting on each other.
+
+    Two call chains crossed (A waits on B while B waits on A): waiting would last until
+    CALL_TIMEOUT, so one of the calls fails at once instead. The message names the objects.
+    """
+
+    retryable = True
+
+
 class ObjectUnavailable(DurableObjectError):
     """The object's host cannot be reached now (it died, or no host is live); retry."""
 

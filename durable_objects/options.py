@@ -5,7 +5,7 @@ import re
 
 from django.apps import apps
 
-ALLOWED_OPTIONS = ("abstract", "label", "hibernate_after", "verbose_name")
+ALLOWED_OPTIONS = ("abstract", "label", "hibernate_after", "run_sync_on_thread", "verbose_name")
 LABEL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -32,6 +32,16 @@ class Options:
         )
         if self._hibernate_after is not None:
             self._check_hibernate_after(cls, self._hibernate_after)
+        # Sync handlers and methods on a worker thread, so a blocking one holds up only its
+        # own object (docs/topics/events-and-transactions.md).
+        self.run_sync_on_thread = given.get(
+            "run_sync_on_thread", parent_meta.run_sync_on_thread if parent_meta else False
+        )
+        if not isinstance(self.run_sync_on_thread, bool):
+            raise ValueError(
+                f"{cls.__name__}.Meta.run_sync_on_thread must be True or False, not "
+                f"{self.run_sync_on_thread!r}."
+            )
         self.label = None
         if not self.abstract:
             self.label = given.get("label") or self._default_label(cls)

@@ -15,6 +15,7 @@ import sqlite3
 import time
 
 from durable_objects import serialization
+from durable_objects.conf import get_config
 from durable_objects.events.base import Event, WireField, current_event, wire_limit
 from durable_objects.runtime.lifecycle import current_host
 from durable_objects.storage.kv import prefix_range
@@ -56,6 +57,17 @@ class AdminOperation(Event):
 
     def to_wire(self):
         return {"op": self.op, "args": self.args}
+
+    @property
+    def force_after(self):
+        """Seconds the evict may wait in the queue before the object counts as stuck.
+
+        The activation resets a stuck object then (``Host.evict(force=True)``), as its
+        running event holds up every event behind it, the evict included.
+        """
+        if self.op == "evict":
+            return get_config()["CALL_TIMEOUT"]
+        return None
 
     def invoke(self, instance, activation):
         return _operations[self.op](instance, instance.ctx, **self.args)
@@ -318,7 +330,11 @@ def delete_storage(instance, ctx):
 
 @operation
 def evict(instance, ctx):
-    """Drop the instance from memory once this event and the queued ones are done."""
+    """Drop the instance from memory once this event and the queued ones are done.
+
+    If this event is still queued after CALL_TIMEOUT (see ``AdminOperation.force_after``),
+    the object is stuck: it is reset instead, without waiting for its running event.
+    """
     host = current_host()
     task = host.loop.create_task(_evict_when_idle(host, ctx.id.key))
     _evictions.add(task)

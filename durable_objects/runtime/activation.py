@@ -7,9 +7,13 @@ returns (the output gate). See docs/topics/events-and-transactions.md.
 """
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import itertools
+import logging
+import sqlite3
+import threading
 import time
 from collections import deque
 
@@ -21,13 +25,17 @@ from durable_objects.sockets.registry import SocketRegistry
 from durable_objects.storage import alarm as alarm_row
 from durable_objects.storage.shard import Shard, shard_path
 
+from . import waits
 from .catalog import UNKNOWN
+from .invocation import InvocationMixin, handler_name
 from .state import DurableObjectState
+
+logger = logging.getLogger("durable_objects.runtime")
 
 _serials = itertools.count(1)
 
 
-class Activation:
+class Activation(InvocationMixin):
     """The live instance of one object in this host, and everything it holds."""
 
     def __init__(self, host, cls, object_id):
@@ -50,7 +58,13 @@ class Activation:
         self.held = []  # (event, outcome) pairs waiting for the commit
         self.gates = []  # block_concurrency_while() tasks
         self.runner = None
+        self.reentrant = set()  # tasks of re-entrant events
         self.inline = False  # an event is running in its caller's task (run_inline)
+        self.running_since = None  # when the oldest running event started (EVENT_DEADLINE)
+        self.outgoing = []  # (running event, target hex, call event) of calls in progress
+        self.threaded = cls._meta.run_sync_on_thread
+        self.worker = None  # the concurrent future of a sync handler on a worker thread
+        self.worker_thread = None  # that thread's ident while it runs
         self.last_active = time.monotonic()
         self.closed = False
         self.abort_cause = None
@@ -62,15 +76,43 @@ class Activation:
     # -- arrival -------------------------------------------------------------------------
 
     def submit(self, event):
-        """Queue event (or run it at once if its call chain is already inside this object)."""
+        """Queue event (or run it at once if its call chain is already inside this object).
+
+        A call that would wait behind an event that itself waits on the call (two call
+        chains crossed) fails at once with DeadlockError (``waits``).
+        """
         if self.stack and event.chain:
             running = {e.token for e in self.stack if e.token is not None}
             if running.intersection(event.chain):
-                self._spawn(self._run_reentrant(event))
+                task = self._spawn(self._run_reentrant(event))
+                self.reentrant.add(task)
+                task.add_done_callback(self.reentrant.discard)
+                return
+            deadlock = waits.find_deadlock(self, event)
+            if deadlock is not None:
+                self.host.deliver(event, (False, event.encode_error(deadlock)))
                 return
         self.queue.append(event)
+        force_after = getattr(event, "force_after", None)
+        if force_after is not None:
+            self.host.loop.call_later(force_after, self._unstick, event)
         if self.runner is None and not self.inline:
             self.runner = self._spawn(self._drain())
+
+    def _unstick(self, event):
+        """Reset the object if event (the admin's evict) still waits in its queue."""
+        if self.closed or event not in self.queue:
+            return
+        self.queue.remove(event)
+        logger.warning(
+            "%s %s: an eviction waited %s s behind a running event; resetting the instance.",
+            self.cls._meta.label,
+            self.hex,
+            event.force_after,
+        )
+        self.force_reset(
+            ObjectReset("The object was stuck and evicted from the admin; it was reset.")
+        )
 
     def can_run_inline(self, event):
         """True if event may run in the caller's task: idle, constructed, a sync method."""
@@ -79,6 +121,7 @@ class Activation:
             and event.kind == "call"
             and self.idle
             and not self.closed
+            and not self.threaded
             and event.method in self.host.sync_methods(self.cls)
         )
 
@@ -190,12 +233,19 @@ class Activation:
         await self._commit_held()
 
     async def _run_event(self, event):
+        if not self.stack:
+            self.running_since = time.monotonic()
         self.stack.append(event)
         token = current_event.set((self, event))
         try:
             if self.instance is None:
                 await self._construct()
-            result = event.invoke(self.instance, self)
+            if self.threaded and self._sync_handler(event):
+                result = await self._invoke_on_thread(event)
+            elif self.host.slow_handler:
+                result = self._invoke_timed(event)
+            else:
+                result = event.invoke(self.instance, self)
             if inspect.isawaitable(result):
                 result = await result
             await self._await_gates()
@@ -269,12 +319,24 @@ class Activation:
             if not create and shard is None and not self.path.exists():
                 return None
             try:
-                shard = self._open_shard()
+                if self.worker_thread == threading.get_ident():
+                    shard = self._open_shard_on_loop()
+                else:
+                    shard = self._open_shard()
             except FencedError as exc:
                 self.abort_cause = ObjectReset(f"{exc} The object was reset.")
                 raise
         shard.touch()
         return shard
+
+    def _open_shard_on_loop(self):
+        """Open the shard from a worker thread: the host's open-shard LRU lives on the loop,
+        which is free, as the runner awaits the worker."""
+
+        async def open_shard():
+            return self._open_shard()
+
+        return asyncio.run_coroutine_threadsafe(open_shard(), self.host.loop).result()
 
     def _open_shard(self):
         shard = self.shard or self.host.take_parked_shard(self.key)
@@ -417,6 +479,42 @@ class Activation:
         self.abort_cause = cause
         return cause
 
+    def exceed_deadline(self, deadline):
+        """Reset the instance whose event ran past EVENT_DEADLINE (the host's tick)."""
+        logger.warning(
+            "%s %s: an event (%s) ran past EVENT_DEADLINE (%g s); resetting the instance.",
+            self.cls._meta.label,
+            self.hex,
+            ", ".join(handler_name(event) for event in self.stack),
+            deadline,
+        )
+        self.force_reset(
+            ObjectReset(
+                f"The object's event ran past EVENT_DEADLINE ({deadline:g} s); the object "
+                "was reset. Retry if the call is idempotent."
+            )
+        )
+
+    def force_reset(self, cause):
+        """Reset now, even with events running: they and the held ones fail with cause.
+
+        Their tasks are cancelled (a sync handler on a worker thread runs on, but its
+        storage is closed to it); queued events go to a fresh activation.
+        """
+        if self.closed:
+            return
+        failed = [*self.stack, *(event for event, _ in self.held)]
+        self.held = []
+        for event in failed:
+            if event.future is not None:
+                self.host.deliver(event, (False, event.encode_error(cause)))
+        tasks = [self.runner, *self.reentrant]
+        self.reset(cause)
+        current = asyncio.current_task()
+        for task in tasks:
+            if task is not None and task is not current:
+                task.cancel()
+
     def reset(self, cause):
         """Drop the instance (storage stays); queued events go to a fresh activation."""
         if self.closed:
@@ -439,7 +537,20 @@ class Activation:
         self.closed = True
         self.host.forget(self)
         shard = self.shard
-        if shard is not None and shard.is_open:
+        worker = self.worker
+        if shard is not None and shard.is_open and worker is not None and not worker.done():
+            # A worker thread still runs a handler: stop its statement and roll back now, so
+            # the next activation can claim the shard, and close the connection after it.
+            if self.host.open_shards.get(self.key) is shard:
+                del self.host.open_shards[self.key]
+            shard.conn.interrupt()
+            with contextlib.suppress(sqlite3.Error):
+                shard.rollback()
+            loop = self.host.loop
+            worker.add_done_callback(
+                lambda _: loop.call_soon_threadsafe(self._close_after_worker, shard)
+            )
+        elif shard is not None and shard.is_open:
             shard.rollback()
             if not park:
                 self.host.release_shard(self.key, shard)

@@ -2,10 +2,12 @@
 
 import asyncio
 import contextvars
+import threading
 
 from durable_objects.events.base import current_event
 from durable_objects.events.errors import decode_exception
 
+from . import waits
 from .lifecycle import get_host
 
 
@@ -13,10 +15,26 @@ async def call(cls, object_id, event):
     """Deliver event to the object wherever its host runs; return the decoded result."""
     event.context = contextvars.copy_context()
     outer = current_event.get()
-    if outer is not None:
-        activation, running = outer
-        event.chain = running.call_chain()
-        await activation.before_outgoing_call(running)
+    if outer is None:
+        return await _call(cls, object_id, event)
+    activation, running = outer
+    if activation.worker_thread == threading.get_ident():
+        raise RuntimeError(
+            "A sync method running on a worker thread (Meta.run_sync_on_thread) cannot call "
+            "other objects; make the method async to call them."
+        )
+    await activation.before_outgoing_call(running)
+    # Computed after the commit above, just before the call is queued: who waits on it.
+    event.chain = waits.outgoing_chain(activation, running)
+    waiting = (running, str(object_id), event)
+    activation.outgoing.append(waiting)
+    try:
+        return await _call(cls, object_id, event)
+    finally:
+        activation.outgoing.remove(waiting)
+
+
+async def _call(cls, object_id, event):
     host = get_host()
     if host.loop is _running_loop() and host.holds(str(object_id)):
         activation = host.activation(cls, object_id)

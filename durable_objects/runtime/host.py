@@ -10,10 +10,11 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
+from django.conf import settings
 from django.utils.module_loading import import_string
 
 from durable_objects.conf import alarm_backend_path, get_config, placement_path
-from durable_objects.exceptions import CallTimeout, FencedError
+from durable_objects.exceptions import CallTimeout, FencedError, ObjectReset
 from durable_objects.sockets import presence
 from durable_objects.sockets.outbox import Outbox
 
@@ -42,6 +43,8 @@ class Host:
         self.commit_executor = ThreadPoolExecutor(
             config["COMMIT_THREADS"], thread_name_prefix="durable-objects-commit"
         )
+        self._sync_executor = None  # threads for Meta.run_sync_on_thread, made on first use
+        self.slow_handler = slow_handler_threshold(config)  # seconds; 0: no warning
         self.catalog = CatalogWriter(self)
         self.outbox = Outbox(loop, distributed=self.placement.distributed)
         self._sync_methods = {}
@@ -85,6 +88,15 @@ class Host:
     def track(self, event):
         """Fail the event's future with CallTimeout if no outcome arrives in time."""
         event.timer = self.loop.call_later(get_config()["CALL_TIMEOUT"], self._expire, event)
+
+    @property
+    def sync_executor(self):
+        """The threads that run sync handlers of classes with Meta.run_sync_on_thread."""
+        if self._sync_executor is None:
+            self._sync_executor = ThreadPoolExecutor(
+                get_config()["SYNC_HANDLER_THREADS"], thread_name_prefix="durable-objects-sync"
+            )
+        return self._sync_executor
 
     def sync_methods(self, cls):
         """Names of cls's public methods that are plain functions (may run inline)."""
@@ -162,12 +174,20 @@ class Host:
         activation.hibernate()
         self.placement.hibernated(activation.hex)
 
-    async def evict(self, keys=None):
-        """Hibernate the activations of keys (every one if None), each once it is idle."""
+    async def evict(self, keys=None, *, force=False):
+        """Hibernate the activations of keys (every one if None), each once it is idle.
+
+        With force=True, reset them at once instead, even a stuck one: their running and
+        held events fail with ObjectReset, their queued events go to a fresh instance.
+        """
         targets = list(self.activations.values())
         if keys is not None:
             targets = [a for a in targets if a.key in keys]
         for activation in targets:
+            if force:
+                self.catalog.touch(activation)
+                activation.force_reset(ObjectReset("The object was evicted; it was reset."))
+                continue
             await wait_idle(activation)
             if self.activations.get(activation.key) is activation:
                 self.hibernate(activation)
@@ -242,7 +262,7 @@ class Host:
     # -- housekeeping --------------------------------------------------------------------
 
     def _schedule_tick(self, hibernate_after):
-        interval = min(1.0, max(0.02, hibernate_after / 4))
+        interval = min(1.0, max(0.02, min(hibernate_after, get_config()["EVENT_DEADLINE"]) / 4))
         if self._tick_handle is None or interval < self.tick_interval:
             self.tick_interval = min(self.tick_interval, interval)
             if self._tick_handle is not None:
@@ -250,13 +270,16 @@ class Host:
             self._tick_handle = self.loop.call_later(self.tick_interval, self._tick)
 
     def _tick(self):
-        """Hibernate idle objects and write the catalog; runs every tick_interval seconds."""
+        """Hibernate idle objects, reset stuck ones, write the catalog; every tick_interval s."""
         self._tick_handle = None
         if self.closed:
             return
         now = time.monotonic()
+        deadline = get_config()["EVENT_DEADLINE"]
         for activation in list(self.activations.values()):
-            if activation.idle and now - activation.last_active >= activation.hibernate_after:
+            if activation.stack and now - activation.running_since >= deadline:
+                activation.exceed_deadline(deadline)
+            elif activation.idle and now - activation.last_active >= activation.hibernate_after:
                 self.hibernate(activation)
         self.catalog.maybe_flush(now)
         if self.activations or self.catalog.pending:
@@ -281,4 +304,14 @@ class Host:
         self.placement.close()
         self.catalog.flush_sync()
         self.commit_executor.shutdown(wait=False)
+        if self._sync_executor is not None:
+            self._sync_executor.shutdown(wait=False)
         self.catalog.executor.shutdown(wait=False)
+
+
+def slow_handler_threshold(config):
+    """Seconds a handler may hold the loop before a warning; 0 for no warning."""
+    value = config["SLOW_HANDLER_WARNING"]
+    if value is None:
+        return 0.1 if settings.DEBUG else 0
+    return value or 0

@@ -25,7 +25,7 @@ BATCH = "do.batch"  # calls and replies for one process, sent together
 MAX_HOPS = 4
 MAX_BATCH = 100_000  # items of one BATCH
 MAX_CHAIN = 256  # tokens of a call chain (one per event on the way)
-MAX_TOKEN = 200  # characters of one chain token
+MAX_TOKEN = 400  # characters of one chain token (a waiter: ~<label>/<hex id>:<token>)
 
 
 class MalformedMessage(ValueError):
