@@ -317,14 +317,28 @@ def evict(model_admin, request, object_id):
     if where == activity.HIBERNATED:
         messages.info(request, "The object is not active anywhere; there was nothing to evict.")
         return redirect(_detail_url(record))
-    _act(
-        model_admin,
-        request,
-        record,
-        "evict",
-        "Evicted the instance.",
-        "The instance was evicted: it hibernates after the events it has queued.",
-    )
+    try:
+        calls.run(record, "evict", write=True)
+    except OperationFailed as exc:
+        messages.error(request, str(exc))
+    except ObjectUnreachable as exc:
+        # A stuck object does not let the evict run: past CALL_TIMEOUT the evict resets it
+        # instead (admin/operations.py, force_after), and the wait here ends unanswered.
+        if activity.status_of([record])[record.pk][0] == activity.HIBERNATED:
+            model_admin.log_change(request, record, "Reset the stuck instance.")
+            messages.success(
+                request,
+                "The object was stuck behind an event that did not finish, so it was reset: "
+                "that event's uncommitted writes are lost, and the next call constructs it "
+                "again.",
+            )
+        else:
+            messages.error(request, str(exc))
+    else:
+        model_admin.log_change(request, record, "Evicted the instance.")
+        messages.success(
+            request, "The instance was evicted: it hibernates after the events it has queued."
+        )
     return redirect(_detail_url(record))
 
 
