@@ -153,10 +153,10 @@ def function_refusal(name):
     lowered = (name or "").lower()
     if lowered in ALLOWED_FUNCTIONS:
         return None
+    *groups, last = FUNCTION_GROUPS
     return (
-        f"function {lowered}() is not allowed; SQL may call SQLite's "
-        + ", ".join(FUNCTION_GROUPS)
-        + " functions"
+        f"function {lowered}() is not allowed; SQL may call SQLite's {', '.join(groups)} "
+        f"and {last} functions"
     )
 
 
