@@ -24,6 +24,8 @@ class ObjectRecord(models.Model):
         ]
         indexes = [models.Index(fields=["label", "name"], name="do_record_label_name")]
         ordering = ["label", "object_id"]
+        # The console runs any read-only SQL in a shard: more than viewing the pages.
+        permissions = [("use_sql_console", "Can run read-only SQL in an object's console")]
 
     def __str__(self):
         return f"{self.label} {self.name or self.object_id}"

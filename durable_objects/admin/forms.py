@@ -51,5 +51,5 @@ class ConsoleForm(forms.Form):
         label="SQL",
         widget=forms.Textarea(attrs={"rows": 6, "cols": 80, "spellcheck": "false"}),
         help_text="One read-only statement: SELECT, WITH … SELECT, or a PRAGMA such as "
-        "table_info(name). Results stop at 500 rows.",
+        "table_info(name). Results stop at 500 rows or 8 MiB of values.",
     )

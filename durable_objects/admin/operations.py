@@ -140,7 +140,7 @@ def overview(instance, ctx, kv_after=None, kv_limit=50, kv_prefix=None):
     if shard is None:
         return result
     result["database_size"] = shard.database_size()
-    result["kv_count"] = shard.execute("SELECT count(*) FROM _do_kv").fetchone()[0]
+    result["kv_count"] = shard.execute("SELECT count(*) FROM main._do_kv").fetchone()[0]
     clauses, params = [], []
     if kv_after is not None:
         clauses.append("key > ?")
@@ -155,7 +155,7 @@ def overview(instance, ctx, kv_after=None, kv_limit=50, kv_prefix=None):
             params.append(upper)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     rows = shard.execute(
-        f"SELECT key, value FROM _do_kv {where} ORDER BY key LIMIT ?", (*params, kv_limit + 1)
+        f"SELECT key, value FROM main._do_kv {where} ORDER BY key LIMIT ?", (*params, kv_limit + 1)
     ).fetchall()
     entries = [_entry(k, serialization.loads(v), len(v)) for k, v in rows[:kv_limit]]
     result["kv"] = entries
@@ -199,7 +199,7 @@ def sockets_of(ctx):
     shard = _shard(ctx)
     accepted = {}
     if shard is not None and handles:
-        accepted = dict(shard.execute("SELECT id, accepted_at FROM _do_sockets").fetchall())
+        accepted = dict(shard.execute("SELECT id, accepted_at FROM main._do_sockets").fetchall())
     sockets = []
     for ws in handles:
         attachment = ws.deserialize_attachment()
@@ -220,7 +220,7 @@ def kv_value(instance, ctx, key):
     shard = _shard(ctx)
     row = None
     if shard is not None:
-        row = shard.execute("SELECT value FROM _do_kv WHERE key = ?", (key,)).fetchone()
+        row = shard.execute("SELECT value FROM main._do_kv WHERE key = ?", (key,)).fetchone()
     if row is None:
         return {"key": key, "found": False}
     value = serialization.loads(row[0])
@@ -320,7 +320,7 @@ def delete_storage(instance, ctx):
     shard = _shard(ctx)
     if shard is None:
         return {"entries": 0, "tables": 0}
-    entries = shard.execute("SELECT count(*) FROM _do_kv").fetchone()[0]
+    entries = shard.execute("SELECT count(*) FROM main._do_kv").fetchone()[0]
     tables = len(tables_of(ctx))
     ctx.storage.delete_all()
     if ctx.storage.get_alarm() is not None:

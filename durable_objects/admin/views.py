@@ -4,10 +4,12 @@ Every read and change runs inside the object's live instance (``calls.run``), so
 admin is one more caller: its events queue behind the others, commit with the epoch
 fence, and reach the object in whichever process holds it. Permissions are the
 catalog model's: view for the pages, change for editing an entry, the alarm and
-eviction, delete for deleting an entry or all storage.
+eviction, delete for deleting an entry or all storage, and view plus
+``use_sql_console`` for the console.
 """
 
 from datetime import UTC, datetime
+from functools import partial
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -22,6 +24,7 @@ from . import activity, calls
 from .calls import ObjectUnreachable, OperationFailed
 from .forms import ConsoleForm, EntryForm
 
+CONSOLE_PERMISSION = "durable_objects.use_sql_console"
 KV_PAGE = 50
 TABLE_PAGE = 50
 TEMPLATES = "admin/durable_objects/"
@@ -39,10 +42,17 @@ def _record(model_admin, request, object_id, permission):
         "view": model_admin.has_view_or_change_permission,
         "change": model_admin.has_change_permission,
         "delete": model_admin.has_delete_permission,
+        "console": partial(_may_use_console, model_admin),
     }[permission]
     if not check(request, record):
         raise PermissionDenied
     return record
+
+
+def _may_use_console(model_admin, request, record=None):
+    return model_admin.has_view_or_change_permission(request, record) and (
+        request.user.has_perm(CONSOLE_PERMISSION)
+    )
 
 
 def _render(model_admin, request, record, template, title, status=200, **context):
@@ -56,6 +66,7 @@ def _render(model_admin, request, record, template, title, status=200, **context
         "detail_url": _detail_url(record),
         "can_change": model_admin.has_change_permission(request, record),
         "can_delete": model_admin.has_delete_permission(request, record),
+        "can_use_console": _may_use_console(model_admin, request, record),
         "installed": calls.class_of(record) is not None,
         **context,
     }
@@ -242,7 +253,7 @@ def table(model_admin, request, object_id):
 
 
 def console(model_admin, request, object_id):
-    record = _record(model_admin, request, object_id, "view")
+    record = _record(model_admin, request, object_id, "console")
     result, error, status = None, None, 200
     if request.method == "POST":
         form = ConsoleForm(request.POST)

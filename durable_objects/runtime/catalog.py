@@ -211,4 +211,4 @@ def _socket_count(activation):
     if not registry.rows_changed or shard is None or not shard.is_open:
         return None
     registry.rows_changed = False
-    return shard.execute("SELECT count(*) FROM _do_sockets").fetchone()[0]
+    return shard.execute("SELECT count(*) FROM main._do_sockets").fetchone()[0]

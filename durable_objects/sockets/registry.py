@@ -41,7 +41,7 @@ class SocketRegistry:
         """
         from .events import notify
 
-        rows = shard.execute("SELECT id, channel, holder FROM _do_sockets").fetchall()
+        rows = shard.execute("SELECT id, channel, holder FROM main._do_sockets").fetchall()
         placement = self.activation.host.placement
         stale = [
             (sid, ch)
@@ -50,7 +50,9 @@ class SocketRegistry:
         ]
         if not stale:
             return
-        shard.executemany("DELETE FROM _do_sockets WHERE id = ?", [(sid,) for sid, _ in stale])
+        shard.executemany(
+            "DELETE FROM main._do_sockets WHERE id = ?", [(sid,) for sid, _ in stale]
+        )
         for sid, channel in stale:
             self.activation.host.outbox.forget_socket(self.activation.hex, sid)
             self.handles.pop(sid, None)
@@ -75,12 +77,13 @@ class SocketRegistry:
 
     def add(self, ws, tags, holder):
         shard = self._shard(create=True)
-        count = shard.execute("SELECT count(*) FROM _do_sockets").fetchone()[0]
+        count = shard.execute("SELECT count(*) FROM main._do_sockets").fetchone()[0]
         limit = get_config()["WEBSOCKET_MAX_PER_OBJECT"]
         if count >= limit:
             raise ValueError(f"This object already holds {count} sockets (limit {limit}).")
         shard.execute(
-            "INSERT INTO _do_sockets(id, channel, holder, tags, accepted_at) VALUES (?,?,?,?,?)",
+            "INSERT INTO main._do_sockets(id, channel, holder, tags, accepted_at) "
+            "VALUES (?,?,?,?,?)",
             (ws.id, ws.channel, holder, json.dumps(tags), time.time()),
         )
         self.rows_changed = True
@@ -90,7 +93,7 @@ class SocketRegistry:
         shard = self._shard(create=False)
         if shard is None:
             return False
-        cursor = shard.execute("DELETE FROM _do_sockets WHERE id = ?", (socket_id,))
+        cursor = shard.execute("DELETE FROM main._do_sockets WHERE id = ?", (socket_id,))
         self.handles.pop(socket_id, None)
         self.rows_changed = self.rows_changed or cursor.rowcount > 0
         return cursor.rowcount > 0
@@ -108,7 +111,7 @@ class SocketRegistry:
         shard = self._shard(create=False)
         if shard is None:
             return False
-        row = shard.execute("SELECT 1 FROM _do_sockets WHERE id = ?", (socket_id,)).fetchone()
+        row = shard.execute("SELECT 1 FROM main._do_sockets WHERE id = ?", (socket_id,)).fetchone()
         return row is not None
 
     def websockets(self, tag=None):
@@ -116,7 +119,7 @@ class SocketRegistry:
         if shard is None:
             return []
         rows = shard.execute(
-            "SELECT id, channel, tags FROM _do_sockets ORDER BY accepted_at, id"
+            "SELECT id, channel, tags FROM main._do_sockets ORDER BY accepted_at, id"
         ).fetchall()
         return [
             self.handle(sid, channel)
@@ -144,7 +147,7 @@ class SocketRegistry:
             )
         shard = self._shard(create=True)
         cursor = shard.execute(
-            "UPDATE _do_sockets SET attachment = ? WHERE id = ?", (data, socket_id)
+            "UPDATE main._do_sockets SET attachment = ? WHERE id = ?", (data, socket_id)
         )
         if cursor.rowcount == 0:
             raise ValueError("This socket is closed or was never accepted.")
@@ -154,7 +157,7 @@ class SocketRegistry:
         if shard is None:
             return None
         row = shard.execute(
-            f"SELECT {column} FROM _do_sockets WHERE id = ?", (socket_id,)
+            f"SELECT {column} FROM main._do_sockets WHERE id = ?", (socket_id,)
         ).fetchone()
         return None if row is None else row[0]
 

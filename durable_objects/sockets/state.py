@@ -69,7 +69,7 @@ class SocketStateMixin:
             pair = [request, response]
         shard = self._activation.shard_for_event()
         shard.execute(
-            "INSERT OR REPLACE INTO _do_meta(key, value) VALUES ('auto_response', ?)",
+            "INSERT OR REPLACE INTO main._do_meta(key, value) VALUES ('auto_response', ?)",
             (json.dumps(pair),),
         )
         emit(self._activation, AutoResponse(pair))

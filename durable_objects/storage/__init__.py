@@ -41,7 +41,7 @@ class DurableObjectStorage(KeyValueMixin, AlarmMixin):
         """Delete every key-value entry, every table, view, index and trigger, and the alarm."""
         shard = self._shard()
         with shard.savepoint():
-            shard.execute("DELETE FROM _do_kv")
+            shard.execute("DELETE FROM main._do_kv")
             self.delete_alarm()
             objects = shard.execute(
                 "SELECT type, name FROM sqlite_schema WHERE name NOT LIKE '\\_do\\_%' ESCAPE '\\' "
@@ -50,5 +50,5 @@ class DurableObjectStorage(KeyValueMixin, AlarmMixin):
             ).fetchall()
             for kind, name in objects:
                 quoted = '"' + name.replace('"', '""') + '"'
-                shard.execute(f"DROP {kind.upper()} IF EXISTS {quoted}")
+                shard.execute(f"DROP {kind.upper()} IF EXISTS main.{quoted}")
             shard.authorizer.wrote_schema = True

@@ -13,7 +13,7 @@ import numbers
 from datetime import datetime
 
 ALARM_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS _do_alarm (id INTEGER PRIMARY KEY CHECK (id = 1), "
+    "CREATE TABLE IF NOT EXISTS main._do_alarm (id INTEGER PRIMARY KEY CHECK (id = 1), "
     "scheduled_at REAL, due_at REAL, retry_count INTEGER NOT NULL DEFAULT 0, "
     "last_error TEXT, last_error_at REAL, last_fired_at REAL, abandoned_at REAL)"
 )
@@ -57,13 +57,13 @@ def to_timestamp(when):
 
 def read_row(shard):
     """The alarm row as a dict, or None if the object never set an alarm."""
-    row = shard.execute(f"SELECT {', '.join(COLUMNS)} FROM _do_alarm WHERE id = 1").fetchone()
+    row = shard.execute(f"SELECT {', '.join(COLUMNS)} FROM main._do_alarm WHERE id = 1").fetchone()
     return None if row is None else dict(zip(COLUMNS, row, strict=True))
 
 
 def due_at(shard):
     """When the next delivery is due (UNIX seconds), or None."""
-    row = shard.execute("SELECT due_at FROM _do_alarm WHERE id = 1").fetchone()
+    row = shard.execute("SELECT due_at FROM main._do_alarm WHERE id = 1").fetchone()
     return None if row is None else row[0]
 
 
@@ -73,7 +73,7 @@ def write(shard, **values):
     marks = ", ".join("?" * len(values))
     updates = ", ".join(f"{name} = excluded.{name}" for name in values)
     shard.execute(
-        f"INSERT INTO _do_alarm (id, {names}) VALUES (1, {marks}) "
+        f"INSERT INTO main._do_alarm (id, {names}) VALUES (1, {marks}) "
         f"ON CONFLICT (id) DO UPDATE SET {updates}",
         tuple(values.values()),
     )
@@ -87,7 +87,7 @@ class AlarmMixin:
         shard = self._existing_shard()
         if shard is None:
             return None
-        row = shard.execute("SELECT scheduled_at FROM _do_alarm WHERE id = 1").fetchone()
+        row = shard.execute("SELECT scheduled_at FROM main._do_alarm WHERE id = 1").fetchone()
         return None if row is None else row[0]
 
     def set_alarm(self, when):
@@ -111,7 +111,7 @@ class AlarmMixin:
         if shard is None:
             return
         cursor = shard.execute(
-            "UPDATE _do_alarm SET scheduled_at = NULL, due_at = NULL, retry_count = 0 "
+            "UPDATE main._do_alarm SET scheduled_at = NULL, due_at = NULL, retry_count = 0 "
             "WHERE id = 1 AND due_at IS NOT NULL"
         )
         if cursor.rowcount:

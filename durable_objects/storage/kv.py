@@ -69,7 +69,7 @@ class KeyValueMixin:
         shard = self._existing_shard()
         if shard is None:
             return default
-        row = shard.execute("SELECT value FROM _do_kv WHERE key = ?", (key,)).fetchone()
+        row = shard.execute("SELECT value FROM main._do_kv WHERE key = ?", (key,)).fetchone()
         return serialization.loads(row[0]) if row else default
 
     def get_many(self, keys):
@@ -82,7 +82,9 @@ class KeyValueMixin:
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            rows = shard.execute(f"SELECT key, value FROM _do_kv WHERE key IN ({marks})", chunk)
+            rows = shard.execute(
+                f"SELECT key, value FROM main._do_kv WHERE key IN ({marks})", chunk
+            )
             found.update(rows.fetchall())
         return {key: serialization.loads(found[key]) for key in keys if key in found}
 
@@ -113,7 +115,7 @@ class KeyValueMixin:
                 params.append(upper)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         order = "DESC" if reverse else "ASC"
-        sql = f"SELECT key, value FROM _do_kv {where} ORDER BY key {order}"
+        sql = f"SELECT key, value FROM main._do_kv {where} ORDER BY key {order}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         shard = self._existing_shard()
@@ -128,7 +130,7 @@ class KeyValueMixin:
         """Store value under key."""
         entry = self._encode_entry(key, value)
         self._shard().execute(
-            "INSERT INTO _do_kv(key, value) VALUES (?, ?) "
+            "INSERT INTO main._do_kv(key, value) VALUES (?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             entry,
         )
@@ -139,7 +141,7 @@ class KeyValueMixin:
             raise TypeError("put_many() takes a mapping of keys to values.")
         rows = [self._encode_entry(key, value) for key, value in entries.items()]
         self._shard().executemany(
-            "INSERT INTO _do_kv(key, value) VALUES (?, ?) "
+            "INSERT INTO main._do_kv(key, value) VALUES (?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             rows,
         )
@@ -150,7 +152,7 @@ class KeyValueMixin:
         shard = self._existing_shard()
         if shard is None:
             return False
-        cursor = shard.execute("DELETE FROM _do_kv WHERE key = ?", (key,))
+        cursor = shard.execute("DELETE FROM main._do_kv WHERE key = ?", (key,))
         return cursor.rowcount > 0
 
     def delete_many(self, keys):
@@ -163,5 +165,7 @@ class KeyValueMixin:
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            deleted += shard.execute(f"DELETE FROM _do_kv WHERE key IN ({marks})", chunk).rowcount
+            deleted += shard.execute(
+                f"DELETE FROM main._do_kv WHERE key IN ({marks})", chunk
+            ).rowcount
         return deleted

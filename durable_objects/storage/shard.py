@@ -2,7 +2,8 @@
 
 One file per object, ``<root>/<app_label>/<ClassName>/<id[:2]>/<id>.sqlite3``, in WAL mode.
 Internal tables are prefixed ``_do_``; user SQL is checked by SQLite's authorizer
-(see ``authorizer.py``) and never reaches them.
+(see ``authorizer.py``) and never reaches them. The runtime's own statements name them
+``main._do_...``, so no temp object of the same name could ever stand in for one.
 """
 
 import secrets
@@ -17,7 +18,7 @@ from .authorizer import Authorizer
 from .files import file_size, shard_path  # noqa: F401  (re-exported: the runtime uses them)
 
 SOCKETS_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS _do_sockets (id TEXT PRIMARY KEY, channel TEXT NOT NULL, "
+    "CREATE TABLE IF NOT EXISTS main._do_sockets (id TEXT PRIMARY KEY, channel TEXT NOT NULL, "
     "holder TEXT NOT NULL, tags TEXT NOT NULL, attachment BLOB, accepted_at REAL NOT NULL) "
     "WITHOUT ROWID"
 )
@@ -29,11 +30,13 @@ INTERNAL = f"/* do:{secrets.token_hex(8)} */ "
 # Version 2 added _do_sockets, 3 _do_alarm; opening an older shard adds what it lacks.
 SCHEMA_VERSION = 3
 _SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS _do_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS _do_kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS main._do_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS main._do_kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) "
+    "WITHOUT ROWID",
     SOCKETS_SCHEMA,
     ALARM_SCHEMA,
 ]
+INTERNAL_TABLES = frozenset({"_do_meta", "_do_kv", "_do_sockets", "_do_alarm"})
 
 
 class Shard:
@@ -69,11 +72,11 @@ class Shard:
         )
         self.conn = conn
         conn.set_authorizer(self.authorizer)
-        if self.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        if self.execute("PRAGMA main.user_version").fetchone()[0] < SCHEMA_VERSION:
             # WAL mode is stored in the file, so only a new shard needs to be switched.
-            self.execute("PRAGMA journal_mode=WAL")
+            self.execute("PRAGMA main.journal_mode=WAL")
             self._create_schema(label=label, hex_id=hex_id, name=name)
-        self.execute(f"PRAGMA synchronous={self.synchronous}")
+        self.execute(f"PRAGMA main.synchronous={self.synchronous}")
         return created
 
     def _create_schema(self, *, label, hex_id, name):
@@ -82,7 +85,7 @@ class Shard:
             for statement in _SCHEMA:
                 self.execute(statement)
             self.executemany(
-                "INSERT OR IGNORE INTO _do_meta(key, value) VALUES (?, ?)",
+                "INSERT OR IGNORE INTO main._do_meta(key, value) VALUES (?, ?)",
                 [
                     ("label", label),
                     ("id", hex_id),
@@ -91,7 +94,7 @@ class Shard:
                     ("epoch", 0),
                 ],
             )
-            self.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self.execute(f"PRAGMA main.user_version={SCHEMA_VERSION}")
             self.execute("COMMIT")
         except BaseException:
             self.execute("ROLLBACK")
@@ -136,12 +139,12 @@ class Shard:
             authorizer.internal_depth -= 1
 
     def meta(self, key):
-        row = self.execute("SELECT value FROM _do_meta WHERE key = ?", (key,)).fetchone()
+        row = self.execute("SELECT value FROM main._do_meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
     def all_meta(self):
         """Every _do_meta entry (label, id, name, created_at, epoch) in one query."""
-        return dict(self.execute("SELECT key, value FROM _do_meta").fetchall())
+        return dict(self.execute("SELECT key, value FROM main._do_meta").fetchall())
 
     @property
     def name(self):
@@ -149,7 +152,7 @@ class Shard:
 
     def set_name(self, name):
         """Record the object's name on a shard first opened through its hex ID."""
-        self.execute("UPDATE _do_meta SET value = ? WHERE key = 'name'", (name,))
+        self.execute("UPDATE main._do_meta SET value = ? WHERE key = 'name'", (name,))
 
     # -- the fencing epoch ---------------------------------------------------------------
 
@@ -159,19 +162,20 @@ class Shard:
         The bump is visible to every other connection at once; it is committed without an
         fsync because after a power loss no previous holder is left to fence.
         """
-        self.execute("PRAGMA synchronous=NORMAL")
+        self.execute("PRAGMA main.synchronous=NORMAL")
         try:
             self.execute("BEGIN IMMEDIATE")
             try:
                 epoch = self.execute(
-                    "UPDATE _do_meta SET value = value + 1 WHERE key = 'epoch' RETURNING value"
+                    "UPDATE main._do_meta SET value = value + 1 WHERE key = 'epoch' "
+                    "RETURNING value"
                 ).fetchall()[0][0]
                 self.execute("COMMIT")
             except BaseException:
                 self.execute("ROLLBACK")
                 raise
         finally:
-            self.execute(f"PRAGMA synchronous={self.synchronous}")
+            self.execute(f"PRAGMA main.synchronous={self.synchronous}")
         return epoch
 
     # -- transactions --------------------------------------------------------------------
@@ -256,6 +260,6 @@ class Shard:
     # -- size ----------------------------------------------------------------------------
 
     def database_size(self):
-        page_count = self.execute("PRAGMA page_count").fetchone()[0]
-        page_size = self.execute("PRAGMA page_size").fetchone()[0]
+        page_count = self.execute("PRAGMA main.page_count").fetchone()[0]
+        page_size = self.execute("PRAGMA main.page_size").fetchone()[0]
         return page_count * page_size

@@ -4,7 +4,7 @@ import sqlite3
 
 from durable_objects.exceptions import ForbiddenQuery
 
-from .shard import INTERNAL
+from .shard import INTERNAL, INTERNAL_TABLES
 
 INTERNAL_MARK = INTERNAL.strip()
 
@@ -61,6 +61,33 @@ def split_statements(query):
     return statements
 
 
+class _Buffered:
+    """A cursor whose rows were all fetched already: ``fetchall()`` and ``description``."""
+
+    def __init__(self, cursor):
+        self.description = cursor.description
+        self._rows = cursor.fetchall()
+
+    def fetchall(self):
+        rows, self._rows = self._rows, []
+        return rows
+
+
+def _taken_internal_names(shard):
+    """Names in the schemas that start with ``_do_`` but are not the runtime's tables."""
+    rows = shard.execute(
+        "SELECT 'main', name FROM main.sqlite_schema UNION ALL "
+        "SELECT 'temp', name FROM temp.sqlite_schema"
+    ).fetchall()
+    # The indexes SQLite names sqlite_autoindex__do_... belong to the internal tables;
+    # SQL cannot name an index sqlite_... itself.
+    return [
+        name
+        for schema, name in rows
+        if name.lower().startswith("_do_") and (schema != "main" or name not in INTERNAL_TABLES)
+    ]
+
+
 class SqlStorage:
     """SQL access to one shard; every statement runs inside the current event's transaction."""
 
@@ -97,9 +124,8 @@ class SqlStorage:
         return SqlCursor(columns, rows, conn.total_changes - before)
 
     def _execute(self, shard, query, bindings):
-        conn = shard.conn
         try:
-            return conn.execute(query, bindings)
+            return self._execute_one(shard, query, bindings)
         except sqlite3.ProgrammingError as exc:
             if "one statement at a time" not in str(exc):
                 raise
@@ -110,7 +136,48 @@ class SqlStorage:
         # event's savepoint undoes the ones before it if the event fails.
         cursor = None
         for statement in statements:
-            cursor = conn.execute(statement)
+            cursor = self._execute_one(shard, statement, ())
+        return cursor
+
+    def _execute_one(self, shard, query, bindings):
+        # SQL keywords cannot be quoted or split by comments, so a statement without
+        # "alter" in its text cannot be an ALTER TABLE (the authorizer refuses one that
+        # is not checked here, should it ever be).
+        if "alter" not in query.lower():
+            return shard.conn.execute(query, bindings)
+        return self._execute_alter(shard, query, bindings)
+
+    def _execute_alter(self, shard, query, bindings):
+        """Run a statement that may be an ALTER TABLE, then check the names it left.
+
+        The new name of ``ALTER TABLE ... RENAME TO`` is never passed to the authorizer
+        (nor the names FTS5 gives its shadow tables when their table is renamed), so a
+        statement that leaves a table named like an internal one is undone and refused.
+        """
+        shard.execute("SAVEPOINT do_alter")
+        shard.authorizer.alter_checked = True
+        try:
+            cursor = shard.conn.execute(query, bindings)
+            if cursor.description is not None:
+                # A statement that returns rows may still be running; finish it first
+                # so the check below sees what it did.
+                cursor = _Buffered(cursor)
+            taken = _taken_internal_names(shard)
+        except BaseException:
+            shard.authorizer.alter_checked = False
+            if shard.in_transaction:
+                shard.execute("ROLLBACK TO do_alter")
+                shard.execute("RELEASE do_alter")
+            raise
+        shard.authorizer.alter_checked = False
+        if taken:
+            shard.execute("ROLLBACK TO do_alter")
+            shard.execute("RELEASE do_alter")
+            raise ForbiddenQuery(
+                f"Query refused: it would name a table {taken[0]}; names starting with _do_ "
+                "are reserved for the runtime's internal tables."
+            )
+        shard.execute("RELEASE do_alter")
         return cursor
 
     @property
