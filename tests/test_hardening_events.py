@@ -169,6 +169,33 @@ def test_the_admins_evict_resets_a_stuck_object(settings):
     assert async_to_sync(stub.ping)() == "pong"  # answered at once by a fresh instance
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_admins_evict_page_says_a_stuck_object_was_reset(settings, admin_client):
+    from django.contrib.admin.models import LogEntry
+    from django.urls import reverse
+
+    from durable_objects.models import ObjectRecord
+
+    configure(settings, EVENT_DEADLINE=60.0, CALL_TIMEOUT=0.3)
+    stub = Hanging.objects.get_by_name("admin-page-stuck")
+    host = get_host()
+    hanging = asyncio.run_coroutine_threadsafe(stub.hang(), host.loop)
+    time.sleep(0.05)
+    host.catalog.flush_sync()
+    record = ObjectRecord.objects.get(object_id=str(stub.id))
+    path = reverse("admin:durable_objects_objectrecord_evict", args=[record.pk])
+    assert admin_client.post(path).status_code == 302
+    assert not is_active(stub)  # reset (the detail page below wakes it again)
+    text = admin_client.get(
+        reverse("admin:durable_objects_objectrecord_change", args=[record.pk])
+    ).content.decode()
+    assert "it was reset" in text and "busy" not in text
+    changes = [e.get_change_message() for e in LogEntry.objects.filter(object_id=str(record.pk))]
+    assert changes == ["Reset the stuck instance."]
+    with pytest.raises(Exception):  # noqa: B017, the hanging call's own CallTimeout
+        hanging.result(2)
+
+
 # -- 12: sync handlers on a worker thread ---------------------------------------------------
 
 

@@ -8,6 +8,7 @@ eviction, delete for deleting an entry or all storage, and view plus
 ``use_sql_console`` for the console.
 """
 
+import time
 from datetime import UTC, datetime
 from functools import partial
 
@@ -335,7 +336,7 @@ def evict(model_admin, request, object_id):
     except ObjectUnreachable as exc:
         # A stuck object does not let the evict run: past CALL_TIMEOUT the evict resets it
         # instead (admin/operations.py, force_after), and the wait here ends unanswered.
-        if activity.status_of([record])[record.pk][0] == activity.HIBERNATED:
+        if _hibernates_soon(record):
             model_admin.log_change(request, record, "Reset the stuck instance.")
             messages.success(
                 request,
@@ -351,6 +352,17 @@ def evict(model_admin, request, object_id):
             request, "The instance was evicted: it hibernates after the events it has queued."
         )
     return redirect(_detail_url(record))
+
+
+def _hibernates_soon(record, within=2.0):
+    """True if the object is, or within a moment becomes, active nowhere."""
+    deadline = time.monotonic() + within
+    while True:
+        if activity.status_of([record])[record.pk][0] == activity.HIBERNATED:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def delete_storage(model_admin, request, object_id):
