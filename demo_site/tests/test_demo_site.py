@@ -190,7 +190,14 @@ def test_demo_flight_refuses_bad_bookings_clearly(shared_demo_server):
     assert other.cancel("7C") == (409, {"ok": False, "error": "Seat 7C is not one of yours."})
     assert booker.cancel("7C") == (200, {"ok": True, "seat": "7C"})
     assert other.book("7C", "Bob")[0] == 200
-    for seat, passenger in (("7G", "Bob"), ("21A", "Bob"), (["7A"], "Bob"), ("8A", "")):
+    # "7C\n" once passed the pattern (re.match with $) and booked seat 7C a second time.
+    for seat, passenger in (
+        ("7G", "Bob"),
+        ("21A", "Bob"),
+        (["7A"], "Bob"),
+        ("8A", ""),
+        ("7C\n", "Ann"),
+    ):
         assert other.book(seat, passenger)[0] == 400
     assert other.book("8A", "<b>" + "x" * 40)[0] == 400
     assert other.book("8A", "<b>Bob</b>") == (
