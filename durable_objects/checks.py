@@ -9,6 +9,7 @@ from django.utils.module_loading import import_string
 from .alarms.base import BaseAlarmBackend
 from .conf import (
     DEFAULTS,
+    OPTIONAL_POSITIVE_KEYS,
     POSITIVE_KEYS,
     SYNCHRONOUS_CHOICES,
     alarm_backend_path,
@@ -72,6 +73,16 @@ def _check_settings():
             hint="Use one of: " + ", ".join(SYNCHRONOUS_CHOICES) + ".",
             id="durable_objects.E005",
         )
+    for key in OPTIONAL_POSITIVE_KEYS:
+        value = config[key]
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+        ):
+            yield Error(
+                f"DURABLE_OBJECTS[{key!r}] must be a positive number or None, not {value!r}.",
+                hint=f"Remove it to use the default, {DEFAULTS[key]!r}.",
+                id="durable_objects.E006",
+            )
     for key in POSITIVE_KEYS:
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:

@@ -114,6 +114,13 @@ POSITIVE_KEYS = (
     "ALARM_SWEEP_INTERVAL",
 )
 
+# Keys that are a positive number or None (off); anything else is E006 too.
+OPTIONAL_POSITIVE_KEYS = (
+    "WEBSOCKET_MAX_PER_CLIENT",
+    "NEW_OBJECTS_PER_CLIENT_PER_MINUTE",
+    "SLOW_HANDLER_WARNING",
+)
+
 SYNCHRONOUS_CHOICES = ("FULL", "NORMAL", "EXTRA")
 
 PLACEMENT_ALIASES = {

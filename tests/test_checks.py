@@ -410,6 +410,25 @@ def test_e006_covers_every_key_of_positive_keys(settings):
     ]
 
 
+def test_e006_refuses_a_limit_that_is_neither_positive_nor_none(settings):
+    from durable_objects.conf import OPTIONAL_POSITIVE_KEYS
+
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        **dict.fromkeys(OPTIONAL_POSITIVE_KEYS, "64"),
+    }
+    errors = [e for e in check_durable_objects() if e.id == "durable_objects.E006"]
+    assert [e.msg for e in errors] == [
+        f"DURABLE_OBJECTS[{key!r}] must be a positive number or None, not '64'."
+        for key in OPTIONAL_POSITIVE_KEYS
+    ]
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        **dict.fromkeys(OPTIONAL_POSITIVE_KEYS, None),
+    }
+    assert [e for e in check_durable_objects() if e.id == "durable_objects.E006"] == []
+
+
 def test_every_check_id_is_documented_once():
     import re
     from pathlib import Path
