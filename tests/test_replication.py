@@ -235,6 +235,39 @@ def test_restore_refuses_an_existing_path_unless_overwrite(registered, tmp_path,
     assert contents(target)[1] == ["note 1"]
 
 
+def test_restore_refuses_the_replica_of_another_object(registered, tmp_path, replica):
+    shard, epoch, url, client = registered
+    write(shard, epoch, 1)
+    bounded(client.sync, shard.path, wait=True)
+    target = tmp_path / "other.sqlite3"
+    other = "ff" * 32
+    with pytest.raises(RestoreError, match=f"not the shard of {LABEL} {other}.*Refused"):
+        bounded(restore, target, url, shard=(LABEL, other), environ=environ(replica))
+    assert not target.exists()
+    restored = bounded(restore, target, url, shard=(LABEL, HEX_ID), environ=environ(replica))
+    assert contents(restored.path)[1] == ["note 1"]
+
+
+@pytest.mark.parametrize("replica", ["file"], indirect=True)
+def test_restore_refuses_a_corrupt_replica(registered, tmp_path):
+    shard, epoch, url, client = registered
+    write(shard, epoch, 1)
+    bounded(client.sync, shard.path, wait=True)
+    directory = urlsplit(url).path
+    files = [os.path.join(d, n) for d, _, names in os.walk(directory) for n in names]
+    for name in files:
+        if name.endswith(".ltx"):
+            with open(name, "r+b") as ltx:
+                ltx.seek(os.path.getsize(name) // 2)
+                byte = ltx.read(1)
+                ltx.seek(-1, os.SEEK_CUR)
+                ltx.write(bytes([byte[0] ^ 0xFF]))
+    target = tmp_path / "corrupt.sqlite3"
+    with pytest.raises(RestoreError, match="failed: .*checksum mismatch"):
+        bounded(restore, target, url, environ=os.environ)
+    assert not target.exists()
+
+
 def test_restore_from_an_empty_replica_is_no_replica(tmp_path, replica):
     url = shard_replica_url(replica.prefix, LABEL, HEX_ID, 7)
     target = tmp_path / "never.sqlite3"

@@ -2,11 +2,13 @@
 
 import json
 import os
+import sqlite3
 import subprocess
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from .binaries import litestream_binary
 from .config import check_replica_url, daemon_environment, replication_settings
@@ -33,6 +35,7 @@ def restore(
     timestamp=None,
     overwrite=False,
     integrity_check="quick",
+    shard=None,
     timeout=600.0,
     binary=None,
     environ=None,
@@ -43,7 +46,8 @@ def restore(
     restores an earlier state; by default the newest. The database is built beside path
     and moved into place when complete, so path holds either what it held before or the
     whole restored database; an existing path is refused unless overwrite. integrity_check
-    ("none", "quick", "full") runs SQLite's check on the result.
+    ("none", "quick", "full") runs SQLite's check on the result. shard, a (label, hex_id)
+    pair, refuses a database whose ``_do_meta`` names another object (a wrong URL).
 
     NoReplica if the replica holds nothing for it (or nothing up to txid or timestamp),
     RestoreError for anything else, with Litestream's message; LitestreamNotFound if there
@@ -112,6 +116,8 @@ def restore(
         summary = {}
     if not partial.exists():
         raise RestoreError(f"litestream restore of {path} from {replica_url} wrote nothing.")
+    if shard is not None:
+        _check_shard(partial, shard, replica_url)
     if overwrite:
         _remove_database(path)
     os.replace(partial, path)
@@ -120,6 +126,28 @@ def restore(
         txid=int(summary.get("txid", "0"), 16),
         seconds=time.monotonic() - started,
     )
+
+
+def _check_shard(path, shard, replica_url):
+    """RestoreError (and path removed) unless the database at path is shard's."""
+    label, hex_id = shard
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        try:
+            meta = dict(
+                conn.execute("SELECT key, value FROM _do_meta WHERE key IN ('label', 'id')")
+            )
+        finally:
+            conn.close()
+    except sqlite3.Error as error:
+        meta = {"error": str(error)}
+    if meta.get("label") != label or meta.get("id") != hex_id:
+        _remove_database(path)
+        found = meta.get("error") or f"{meta.get('label')} {meta.get('id')}"
+        raise RestoreError(
+            f"The replica {replica_url} is not the shard of {label} {hex_id}: it holds "
+            f"{found}. Refused; nothing was restored."
+        )
 
 
 def _binary():
