@@ -3,6 +3,24 @@
 import warnings
 
 
+def refuse_conflict(existing, cls, *, conflict, fix, reloaded):
+    """Refuse cls for a name existing holds, unless cls is existing defined again.
+
+    A class of the same module and qualified name is a reload (Django's autoreloader, a
+    test importing a module twice): it replaces the old one with a warning.
+    """
+    if existing is None or existing is cls:
+        return
+    if (existing.__module__, existing.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise RuntimeError(
+            f"Conflicting {conflict}: {existing.__module__}.{existing.__qualname__} and "
+            f"{cls.__module__}.{cls.__qualname__}. {fix}"
+        )
+    warnings.warn(
+        f"{reloaded} was already registered; reloading it.", RuntimeWarning, stacklevel=4
+    )
+
+
 class Registry:
     """Every concrete DurableObject class, by ``"<app_label>.<ClassName>"``."""
 
@@ -11,23 +29,13 @@ class Registry:
 
     def register(self, cls):
         label = cls._meta.label
-        existing = self._classes.get(label)
-        if existing is not None and existing is not cls:
-            same_place = (existing.__module__, existing.__qualname__) == (
-                cls.__module__,
-                cls.__qualname__,
-            )
-            if not same_place:
-                raise RuntimeError(
-                    f"Conflicting DurableObject label {label!r}: {existing.__module__}."
-                    f"{existing.__qualname__} and {cls.__module__}.{cls.__qualname__}. "
-                    "Rename one class or give it Meta.label."
-                )
-            warnings.warn(
-                f"DurableObject {label!r} was already registered; reloading it.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+        refuse_conflict(
+            self._classes.get(label),
+            cls,
+            conflict=f"DurableObject label {label!r}",
+            fix="Rename one class or give it Meta.label.",
+            reloaded=f"DurableObject {label!r}",
+        )
         self._classes[label] = cls
 
     def get(self, label):

@@ -16,9 +16,9 @@ import contextvars
 import itertools
 import os
 import secrets
-import warnings
 
 from durable_objects.conf import get_config
+from durable_objects.registry import refuse_conflict
 
 from .errors import encode_exception
 
@@ -101,17 +101,29 @@ def check_wire_fields(cls, fields):
     schema = cls.wire_fields
     if schema is None:  # a kind of a project's own that declares nothing: the constructor
         return
-    unknown = sorted(set(fields) - set(schema))
+    unknown, missing, wrong = _schema_problem(schema, fields)
     if unknown:
         raise ValueError(f"{where} has unknown fields {unknown}.")
+    if missing is not None:
+        raise ValueError(f"{where} lacks the field {missing!r}.")
+    if wrong is not None:
+        raise ValueError(f"{where}: the field {wrong[0]!r} {wrong[1]}.")
+
+
+def _schema_problem(schema, data):
+    """(unknown keys, a missing required key or None, (key, problem) or None) of data."""
+    unknown = sorted(str(key) for key in set(data) - set(schema))
+    if unknown:
+        return unknown, None, None
     for name, field in schema.items():
-        if name not in fields:
+        if name not in data:
             if field.required:
-                raise ValueError(f"{where} lacks the field {name!r}.")
+                return [], name, None
             continue
-        problem = field.validate(fields[name])
+        problem = field.validate(data[name])
         if problem is not None:
-            raise ValueError(f"{where}: the field {name!r} {problem}.")
+            return [], None, (name, problem)
+    return [], None, None
 
 
 ENCODED_ERROR = {
@@ -127,17 +139,13 @@ def check_encoded_error(data):
     """Refuse, with a ValueError, an error that ``errors.decode_exception`` cannot take."""
     if not isinstance(data, dict):
         raise ValueError(f"an encoded error must be a dict, not {_type_name(type(data))}")
-    unknown = sorted(str(key) for key in set(data) - set(ENCODED_ERROR))
+    unknown, missing, wrong = _schema_problem(ENCODED_ERROR, data)
     if unknown:
         raise ValueError(f"an encoded error has unknown keys {unknown}")
-    for name, field in ENCODED_ERROR.items():
-        if name not in data:
-            if field.required:
-                raise ValueError(f"an encoded error lacks {name!r}")
-            continue
-        problem = field.validate(data[name])
-        if problem is not None:
-            raise ValueError(f"an encoded error's {name!r} {problem}")
+    if missing is not None:
+        raise ValueError(f"an encoded error lacks {missing!r}")
+    if wrong is not None:
+        raise ValueError(f"an encoded error's {wrong[0]!r} {wrong[1]}")
 
 
 def event_kind(kind):
@@ -161,23 +169,13 @@ def _register(cls):
             f"{cls.__qualname__} (kind {kind!r}) must define to_wire() to cross processes, "
             "or set local_only = True."
         )
-    existing = _kinds.get(kind)
-    if existing is not None and existing is not cls:
-        same_place = (existing.__module__, existing.__qualname__) == (
-            cls.__module__,
-            cls.__qualname__,
-        )
-        if not same_place:
-            raise RuntimeError(
-                f"Conflicting event kind {kind!r}: {existing.__module__}."
-                f"{existing.__qualname__} and {cls.__module__}.{cls.__qualname__}. "
-                "Give one of them another kind."
-            )
-        warnings.warn(
-            f"Event kind {kind!r} was already registered; reloading it.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    refuse_conflict(
+        _kinds.get(kind),
+        cls,
+        conflict=f"event kind {kind!r}",
+        fix="Give one of them another kind.",
+        reloaded=f"Event kind {kind!r}",
+    )
     _kinds[kind] = cls
 
 
