@@ -8,6 +8,8 @@ error message to its sender alone; nothing is stored and nothing is broadcast.
 import json
 import re
 
+from durable_objects.serialization import nesting_depth
+
 NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")  # rooms, boards, polls, flights, accounts
 MAX_DEPTH = 8  # the deepest a page nests: a stroke's points are [[x, y], ...] in an object
 
@@ -45,22 +47,9 @@ def parse_json(message):
         raise Refused(f"Message nested too deeply: at most {MAX_DEPTH} levels.") from None
     except ValueError:  # UnicodeDecodeError (bytes) is one
         raise Refused("Message is not valid JSON.") from None
-    if _depth(data) > MAX_DEPTH:
+    if nesting_depth(data, MAX_DEPTH) > MAX_DEPTH:
         raise Refused(f"Message nested too deeply: at most {MAX_DEPTH} levels.")
     return data
-
-
-def _depth(value):
-    """How deeply lists and objects nest in value (0 for a scalar), without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        value, level = stack.pop()
-        if isinstance(value, (dict, list)):
-            deepest = max(deepest, level)
-            if level <= MAX_DEPTH:  # deeper is refused anyway: no need to walk it
-                children = value.values() if isinstance(value, dict) else value
-                stack.extend((child, level + 1) for child in children)
-    return deepest
 
 
 def text(data, key, *, max_length, label=None):

@@ -62,3 +62,19 @@ def _check_argument(value, label):
         dumps(value)
     except TypeError as exc:
         raise TypeError(f"{label}: {exc}") from None
+
+
+def nesting_depth(value, limit):
+    """How deeply lists and dicts nest in value (0 for a scalar), walked without recursion.
+
+    Levels past limit are not walked: the answer is then limit + 1, enough to refuse it.
+    """
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, level)
+            if level <= limit:
+                children = value.values() if isinstance(value, dict) else value
+                stack.extend((child, level + 1) for child in children)
+    return deepest

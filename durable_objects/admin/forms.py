@@ -4,23 +4,12 @@ import json
 
 from django import forms
 
+from durable_objects.serialization import nesting_depth
+
 # The deepest JSON value the entry form takes. Deeper values fail later, wherever a
 # value is walked recursively (serialized, shown), with a RecursionError.
 MAX_JSON_DEPTH = 100
 TOO_DEEP = f"This JSON is nested too deeply: at most {MAX_JSON_DEPTH} levels of [] and {{}}."
-
-
-def json_depth(value):
-    """How deeply lists and objects nest in value (0 for a scalar), without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        value, level = stack.pop()
-        if isinstance(value, (dict, list)):
-            deepest = max(deepest, level)
-            if level <= MAX_JSON_DEPTH:  # deeper is refused anyway: no need to walk it
-                children = value.values() if isinstance(value, dict) else value
-                stack.extend((child, level + 1) for child in children)
-    return deepest
 
 
 class EntryForm(forms.Form):
@@ -41,7 +30,7 @@ class EntryForm(forms.Form):
             raise forms.ValidationError(
                 f'This is not valid JSON ({exc}). Strings need double quotes: "like this".'
             ) from None
-        if json_depth(value) > MAX_JSON_DEPTH:
+        if nesting_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
             raise forms.ValidationError(TOO_DEEP)
         return value
 

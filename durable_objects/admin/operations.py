@@ -18,7 +18,7 @@ from durable_objects import serialization
 from durable_objects.conf import get_config
 from durable_objects.events.base import Event, WireField, current_event, wire_limit
 from durable_objects.runtime.lifecycle import current_host
-from durable_objects.storage.kv import prefix_range
+from durable_objects.storage.kv import prefix_conditions
 
 from .console import run_read_only
 
@@ -146,13 +146,9 @@ def overview(instance, ctx, kv_after=None, kv_limit=50, kv_prefix=None):
         clauses.append("key > ?")
         params.append(kv_after)
     if kv_prefix:
-        # A key range, as storage.list(prefix=) uses: exact and served by the key index.
-        low, upper = prefix_range(kv_prefix)
-        clauses.append("key >= ?")
-        params.append(low)
-        if upper is not None:
-            clauses.append("key < ?")
-            params.append(upper)
+        for condition, param in prefix_conditions(kv_prefix):  # as storage.list(prefix=)
+            clauses.append(condition)
+            params.append(param)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     rows = shard.execute(
         f"SELECT key, value FROM main._do_kv {where} ORDER BY key LIMIT ?", (*params, kv_limit + 1)

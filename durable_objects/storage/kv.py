@@ -14,6 +14,18 @@ def prefix_range(prefix):
     return prefix, _prefix_end(prefix)
 
 
+def prefix_conditions(prefix):
+    """[(SQL condition on ``key``, its parameter)] selecting the keys starting with prefix.
+
+    A key range, exact and served by the key index (LIKE or GLOB would be neither).
+    """
+    low, high = prefix_range(prefix)
+    conditions = [("key >= ?", low)]
+    if high is not None:
+        conditions.append(("key < ?", high))
+    return conditions
+
+
 def _prefix_end(prefix):
     """The smallest string greater than every string that starts with prefix."""
     for index in range(len(prefix) - 1, -1, -1):
@@ -107,12 +119,9 @@ class KeyValueMixin:
             clauses.append("key < ?")
             params.append(self._check_key(end))
         if prefix:
-            low, upper = prefix_range(self._check_key(prefix))
-            clauses.append("key >= ?")
-            params.append(low)
-            if upper is not None:
-                clauses.append("key < ?")
-                params.append(upper)
+            for condition, param in prefix_conditions(self._check_key(prefix)):
+                clauses.append(condition)
+                params.append(param)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         order = "DESC" if reverse else "ASC"
         sql = f"SELECT key, value FROM main._do_kv {where} ORDER BY key {order}"
