@@ -186,6 +186,9 @@ class Event:
 
     kind = None  # set by each concrete kind; a class without one of its own is abstract
     timed = True  # False: the event waits as long as it takes (socket events)
+    # Seconds it may wait in the queue before the object counts as stuck and is reset
+    # (the admin's evict); None: it waits its turn however long.
+    force_after = None
     local_only = False  # True: holds Python objects, never crosses processes
     # name -> WireField for each keyword argument to_wire() gives; None: not declared
     # (the constructor alone checks what arrives; declare them for a kind that crosses).

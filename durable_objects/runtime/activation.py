@@ -93,9 +93,8 @@ class Activation(InvocationMixin):
                 self.host.deliver(event, (False, event.encode_error(deadlock)))
                 return
         self.queue.append(event)
-        force_after = getattr(event, "force_after", None)
-        if force_after is not None:
-            self.host.loop.call_later(force_after, self._unstick, event)
+        if event.force_after is not None:
+            self.host.loop.call_later(event.force_after, self._unstick, event)
         if self.runner is None and not self.inline:
             self.runner = self._spawn(self._drain())
 
