@@ -59,6 +59,24 @@ class BasePlacement:
         """Hex ids of objects held anywhere (at most limit), beyond this host's own."""
         return set()
 
+    # -- replication (issue 14) ----------------------------------------------------------
+    # An object's lineage names the machine that last held it and the replica generation
+    # it writes to ("machine", "gen"), and the newest generation known to hold a whole
+    # copy ("synced"). One machine (this backend) has no lineage to share: its own disk
+    # is the newest copy.
+
+    async def lineage(self, hex_id):
+        """The object's lineage, a dict of str ({} if the placement keeps none)."""
+        return {}
+
+    async def confirm(self, hex_id, field=None, value=None, machine=None):
+        """True if this host's claim on the object is still the newest one (fencing).
+
+        With field, also record field=value (and machine) in the object's lineage, only
+        if the claim still holds.
+        """
+        return True
+
     async def leave(self):
         """Give this host's objects back and stop (a clean shutdown, on the loop)."""
 

@@ -44,6 +44,25 @@ end
 return renewed
 """
 
+# Take a free lease and bump the object's fencing epoch in one step; return the epoch,
+# or 0 if another process holds the lease.
+_CLAIM = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+return 0
+"""
+
+# 1 if ARGV[1] holds the lease in KEYS[1] and ARGV[2] is still the epoch in KEYS[2];
+# then, with ARGV[3] (a field) and ARGV[4] (its value), also set that field of the
+# lineage hash KEYS[3]. 0 otherwise (a newer activation holds the object).
+_CONFIRM = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[3], ARGV[4], 'machine', ARGV[5]) end
+return 1
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -52,6 +71,15 @@ return 0
 
 def lease_key(hex_id):
     return f"do:lease:{hex_id}"
+
+
+def epoch_key(hex_id):
+    return f"do:epoch:{hex_id}"
+
+
+def lineage_key(hex_id):
+    """The object's replica lineage: which machine holds its newest copy, which generation."""
+    return f"do:lineage:{hex_id}"
 
 
 def host_key(token):
@@ -83,6 +111,9 @@ class Leases:
         self.ttl = float(config["LEASE_TTL"])
         self.heartbeat = float(config["HOST_HEARTBEAT"])
         self.leases = {}  # hex id -> monotonic deadline until which the lease is surely ours
+        self.epochs = {}  # hex id -> the fencing epoch of our lease (do:epoch at the claim)
+        self._claim = self.redis.register_script(_CLAIM)
+        self._confirm = self.redis.register_script(_CONFIRM)
         self._renew = self.redis.register_script(_RENEW)
         self._release = self.redis.register_script(_RELEASE)
         self.channel = None
@@ -172,6 +203,7 @@ class Leases:
                 self.on_data_lost()
             for hex_id in list(self.leases):
                 del self.leases[hex_id]
+                self.epochs.pop(hex_id, None)
                 if self.on_lost is not None:
                     self.on_lost(hex_id)
         self.boot = marker
@@ -186,17 +218,50 @@ class Leases:
                 f"every old lease has run out (LEASE_TTL, {self.ttl} s). Retry."
             )
         started = time.monotonic()
-        if await self.redis.set(lease_key(hex_id), self.token, nx=True, px=int(self.ttl * 1000)):
+        epoch = await self._claim(
+            keys=[lease_key(hex_id), epoch_key(hex_id)], args=[self.token, int(self.ttl * 1000)]
+        )
+        if epoch:
             self.leases[hex_id] = started + self.ttl * 0.9
+            self.epochs[hex_id] = int(epoch)
             return self.token
         holder = await self.owner(hex_id)
         if holder == self.token:  # ours already (an activation that hibernated)
             self.leases[hex_id] = max(self.leases.get(hex_id, 0), started)
+            if hex_id not in self.epochs:
+                self.epochs[hex_id] = int(await self.redis.get(epoch_key(hex_id)) or 0)
             await self._renew_keys([hex_id])
         return holder
 
+    async def confirm(self, hex_id, field=None, value=None, machine=None):
+        """True if our lease on hex_id is still the current one (lease and epoch in Redis).
+
+        With field, also set that field of the object's lineage (and its machine) in the
+        same step, only if the lease is current: a late holder cannot rewrite it.
+        """
+        epoch = self.epochs.get(hex_id)
+        if epoch is None:
+            return False
+        done = await self._confirm(
+            keys=[lease_key(hex_id), epoch_key(hex_id), lineage_key(hex_id)],
+            args=[
+                self.token,
+                str(epoch),
+                field or "",
+                "" if value is None else str(value),
+                machine or "",
+            ],
+        )
+        return bool(done)
+
+    async def lineage(self, hex_id):
+        """The object's lineage hash as a dict of str (empty if it has none)."""
+        values = await self.redis.hgetall(lineage_key(hex_id))
+        return {key.decode(): value.decode() for key, value in values.items()}
+
     async def release(self, hex_id):
         self.leases.pop(hex_id, None)
+        self.epochs.pop(hex_id, None)
         try:
             await self._release(keys=[lease_key(hex_id)], args=[self.token])
         except Exception:  # the lease expires by itself
@@ -214,6 +279,7 @@ class Leases:
                 if hex_id in self.leases:
                     self.leases[hex_id] = started + self.ttl * 0.9
             elif self.leases.pop(hex_id, None) is not None and self.on_lost is not None:
+                self.epochs.pop(hex_id, None)
                 self.on_lost(hex_id)
 
     async def run(self):
@@ -243,6 +309,7 @@ class Leases:
                 for hex_id, deadline in list(self.leases.items()):
                     if now >= deadline:
                         del self.leases[hex_id]
+                        self.epochs.pop(hex_id, None)
                         if self.on_lost is not None:
                             self.on_lost(hex_id)
             await asyncio.sleep(interval)

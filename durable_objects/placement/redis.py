@@ -115,6 +115,12 @@ class RedisPlacement(BasePlacement):
             return
         await self.leases.release(hex_id)
 
+    async def lineage(self, hex_id):
+        return await self.leases.lineage(hex_id)
+
+    async def confirm(self, hex_id, field=None, value=None, machine=None):
+        return await self.leases.confirm(hex_id, field, value, machine)
+
     async def holders(self, hex_ids):
         values = await self.leases.redis.mget([lease_key(hex_id) for hex_id in hex_ids])
         return {

@@ -71,6 +71,9 @@ class Activation(InvocationMixin):
         self.created_at = None  # from the shard's meta once it is open
         self.alarm_changed = False  # an event wrote the alarm row since the last commit
         self.alarm_due = UNKNOWN  # the committed alarm's due time, read when the shard opens
+        self.replica_gen = None  # the replica generation of the local copy (REPLICATION)
+        # Replies wait for the replica after each commit (DURABILITY "replicated").
+        self.gated = host.replicator is not None and host.replicator.replicated
         self.sockets = SocketRegistry(self)
 
     # -- arrival -------------------------------------------------------------------------
@@ -145,13 +148,15 @@ class Activation(InvocationMixin):
                     raise
         finally:
             self.inline = False
-        if self.queue or (dirty and self.host.busy > 0):
+        if self.queue or (dirty and (self.host.busy > 0 or self.gated)):
             self._hand_off(event, outcome)
             return None
         try:
             wrote = self._commit_now() if shard is not None and shard.in_transaction else False
             if not wrote:  # a read: answer only while this host still holds the object
                 self._check_lease()
+            elif self.host.replicator is not None:  # "local" durability: replicate behind
+                self.host.replicator.replicate_behind(self)
         except Exception as exc:
             cause = ObjectReset(f"Commit failed ({exc}); the object was reset.")
             self.reset(cause)
@@ -267,7 +272,14 @@ class Activation(InvocationMixin):
         return outcome
 
     async def _construct(self):
-        """Run the constructor (and its block_concurrency_while) in a savepoint of its own."""
+        """Run the constructor (and its block_concurrency_while) in a savepoint of its own.
+
+        With replication, the local copy is made the newest one first (a restore from the
+        replica after a move).
+        """
+        replicator = self.host.replicator
+        if replicator is not None and self.replica_gen is None:
+            await replicator.prepare(self)
         if self.id.name is None and self.path.exists():
             self._open_shard()  # learns the name recorded in the shard
         self.ctx = DurableObjectState(self)
@@ -435,6 +447,8 @@ class Activation(InvocationMixin):
             wrote = await self._commit()
             if not wrote:  # a read in a cluster: answer only while the lease still holds
                 self._check_lease()
+            elif self.host.replicator is not None:  # the replica holds it, the claim holds
+                await self.host.replicator.after_commit(self)
         except Exception as exc:
             cause = ObjectReset(f"Commit failed ({exc}); the object was reset.")
             cause.__cause__ = exc

@@ -21,6 +21,7 @@ from durable_objects.sockets.outbox import Outbox
 from .activation import Activation, wait_idle
 from .catalog import CatalogWriter
 from .env import Env
+from .replica import Replicator
 
 
 class Host:
@@ -33,6 +34,8 @@ class Host:
         self.root = config["STORAGE_ROOT"]
         self.token = presence.HOLDER  # names this process in socket rows and leases
         self.closed = False
+        # Litestream replication (REPLICATION), or None; refuses to start without its daemon.
+        self.replicator = Replicator.for_host(self, config)
         # A host on a loop of its own (commands, scripts) sends its calls to others.
         self.placement = import_string(placement_path(config))(
             self, config, can_host=thread is None
@@ -224,8 +227,19 @@ class Host:
     def release_shard(self, key, shard=None):
         """Close key's shard (on a commit thread) and stop counting it as open."""
         shard = self.open_shards.pop(key, None) or shard
-        if shard is not None:
+        if shard is None:
+            return
+        replicator = self.replicator
+        if replicator is not None and str(shard.path) in replicator.registered:
+            shard.close(lambda close: self.close_later(replicator.closing(shard.path, close)))
+        else:
             shard.close(self.close_later)
+
+    def close_parked_shard(self, key):
+        """Close, here and now, the shard a hibernated activation of key left open."""
+        shard = self.open_shards.pop(key, None)
+        if shard is not None and shard.is_open:
+            shard.close()
 
     def _bound_shards(self, limit):
         """Close the least recently used parked or idle shards beyond limit."""
@@ -307,6 +321,8 @@ class Host:
         if self._sync_executor is not None:
             self._sync_executor.shutdown(wait=False)
         self.catalog.executor.shutdown(wait=False)
+        if self.replicator is not None:
+            self.replicator.close()
 
 
 def slow_handler_threshold(config):

@@ -1,7 +1,7 @@
 """Replication of shards by Litestream: settings, the daemon's control socket, restore.
 
-The foundation of issue 14 (docs/topics/replication.md); the output gate and failover
-build on it.
+The runtime's use of it (the output gate that waits for the replica, restore on a
+move) is ``durable_objects.runtime.replica``; docs/topics/replication.md.
 """
 
 from .binaries import litestream_binary
@@ -23,6 +23,12 @@ from .errors import (
     RestoreError,
 )
 from .litestream import LitestreamClient, SyncResult
+from .local import (
+    local_generation,
+    machine_id,
+    remove_local_copy,
+    set_local_generation,
+)
 from .restore import RestoreResult, restore
 
 __all__ = [
@@ -41,7 +47,11 @@ __all__ = [
     "daemon_config",
     "daemon_environment",
     "litestream_binary",
+    "local_generation",
+    "machine_id",
+    "remove_local_copy",
     "replication_settings",
     "restore",
+    "set_local_generation",
     "shard_replica_url",
 ]
