@@ -252,6 +252,9 @@ class Leases:
                 machine or "",
             ],
         )
+        if not done:  # fenced: forget the claim, the next event claims afresh
+            self.leases.pop(hex_id, None)
+            self.epochs.pop(hex_id, None)
         return bool(done)
 
     async def lineage(self, hex_id):

@@ -21,6 +21,13 @@ DURABLE_OBJECTS = {
     "ALARM_MAX_RETRIES": int(os.environ.get("DO_TEST_ALARM_MAX_RETRIES", "6")),
     "ALARM_SWEEP_INTERVAL": float(os.environ.get("DO_TEST_ALARM_SWEEP_INTERVAL", "60")),
 }
+if os.environ.get("DO_TEST_REPLICA_URL"):  # a machine of its own, replicated (issue 14)
+    DURABLE_OBJECTS["REPLICATION"] = {
+        "REPLICA_URL": os.environ["DO_TEST_REPLICA_URL"],
+        "SOCKET": os.environ["DO_TEST_LITESTREAM_SOCKET"],
+        "DURABILITY": os.environ.get("DO_TEST_DURABILITY", "replicated"),
+        "SYNC_TIMEOUT": float(os.environ.get("DO_TEST_SYNC_TIMEOUT", "10")),
+    }
 RQ_QUEUES = {"default": {"URL": REDIS_URL, "SERIALIZER": "rq.serializers.JSONSerializer"}}
 # One process runs every job (no fork per job): its connection to the cluster stays up.
 RQ = {"WORKER_CLASS": os.environ.get("DO_TEST_RQ_WORKER_CLASS", "rq.worker.SimpleWorker")}
