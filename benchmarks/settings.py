@@ -55,3 +55,14 @@ if BENCH_REDIS_URL:
         "default": {"URL": BENCH_REDIS_URL, "SERIALIZER": "rq.serializers.JSONSerializer"}
     }
     RQ = {"WORKER_CLASS": "rq.worker.SimpleWorker"}
+
+# The machines benchmark (benchmarks/machines.py): Litestream replication of every shard.
+if os.environ.get("BENCH_REPLICA_URL"):
+    DURABLE_OBJECTS["REPLICATION"] = {
+        "REPLICA_URL": os.environ["BENCH_REPLICA_URL"],
+        "SOCKET": os.environ["BENCH_LITESTREAM_SOCKET"],
+        "DURABILITY": os.environ.get("BENCH_DURABILITY", "replicated"),
+        "SYNC_TIMEOUT": 10.0,
+    }
+if os.environ.get("BENCH_STORAGE_ROOT"):  # a machine of its own
+    DURABLE_OBJECTS["STORAGE_ROOT"] = Path(os.environ["BENCH_STORAGE_ROOT"])

@@ -354,7 +354,11 @@ class Activation(InvocationMixin):
         if shard is not None and shard.is_open:  # parked by the previous activation
             created = False
         else:
-            shard = shard or Shard(self.path, synchronous=get_config()["SYNCHRONOUS"])
+            shard = shard or Shard(
+                self.path,
+                synchronous=get_config()["SYNCHRONOUS"],
+                immediate=self.host.replicator is not None,
+            )
             created = shard.open(
                 label=self.cls._meta.label, hex_id=str(self.id), name=self.id.name
             )

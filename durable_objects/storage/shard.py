@@ -46,9 +46,14 @@ class Shard:
     (opened lazily on first storage use), and commits the batch with a fencing check.
     """
 
-    def __init__(self, path, *, synchronous="FULL"):
+    def __init__(self, path, *, synchronous="FULL", immediate=False):
         self.path = path
         self.synchronous = synchronous
+        # Take the write lock when a batch begins. Needed when another process writes the
+        # file too (Litestream's own bookkeeping tables, with replication on): a deferred
+        # transaction whose snapshot went stale could not become a writer, and fails at
+        # once with "database is locked" instead of waiting its turn.
+        self.begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
         self.authorizer = Authorizer()
         self.conn = None
         self.event_scope = None  # None, "transaction" or "savepoint": how the event began
@@ -188,7 +193,7 @@ class Shard:
         if not conn.in_transaction:
             # The first event of a batch owns the transaction: on failure it rolls back
             # the whole of it, so it needs no savepoint of its own.
-            self.execute("BEGIN")
+            self.execute(self.begin)
             self._changes_at_begin = conn.total_changes
             self.authorizer.wrote_schema = False
             self.event_scope = "transaction"
