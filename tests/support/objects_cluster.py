@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import time
 
 from durable_objects import DurableObject
 
@@ -62,3 +63,37 @@ class Lobby(DurableObject):
         )
         for row in cursor:  # a message sent again after a reconnect is stored once
             self.ctx.broadcast(json.dumps({**row, "pid": os.getpid()}))
+
+
+class Holdings(DurableObject):
+    """A user table, key-value data and an alarm: what must move between machines intact."""
+
+    class Meta:
+        hibernate_after = 3600
+
+    def __init__(self, ctx, env):
+        super().__init__(ctx, env)
+        ctx.storage.sql.exec(
+            "CREATE TABLE IF NOT EXISTS entries(id INTEGER PRIMARY KEY, text TEXT NOT NULL)"
+        )
+
+    def add(self, text, alarm_in=None):
+        self.ctx.storage.sql.exec("INSERT INTO entries(text) VALUES (?)", text)
+        self.ctx.storage.put(f"entry:{text}", {"text": text, "pid": os.getpid()})
+        if alarm_in is not None:
+            self.ctx.storage.set_alarm(time.time() + alarm_in)
+        return {"pid": os.getpid()}
+
+    def alarm(self, info):
+        fired = self.ctx.storage.get("fired", [])
+        self.ctx.storage.put("fired", [*fired, os.getpid()])
+
+    def state(self):
+        rows = self.ctx.storage.sql.exec("SELECT text FROM entries ORDER BY id").to_array()
+        return {
+            "entries": [row["text"] for row in rows],
+            "kv": sorted(key for key, _ in self.ctx.storage.list(prefix="entry:").items()),
+            "alarm": self.ctx.storage.get_alarm(),
+            "fired": self.ctx.storage.get("fired", []),
+            "pid": os.getpid(),
+        }

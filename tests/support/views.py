@@ -3,7 +3,7 @@
 from django.http import JsonResponse
 
 from durable_objects import DurableObjectError
-from tests.support.objects_cluster import Tally
+from tests.support.objects_cluster import Holdings, Tally
 
 
 async def _answer(call):
@@ -26,3 +26,13 @@ async def tally_slow_increment(request, name):
 
 async def tally_state(request, name):
     return await _answer(Tally.objects.get_by_name(name).state())
+
+
+async def ledger_add(request, name):
+    alarm_in = request.GET.get("alarm_in")
+    alarm_in = None if alarm_in is None else float(alarm_in)
+    return await _answer(Holdings.objects.get_by_name(name).add(request.GET["text"], alarm_in))
+
+
+async def ledger_state(request, name):
+    return await _answer(Holdings.objects.get_by_name(name).state())
