@@ -95,7 +95,7 @@ DEFAULTS = {
 # The keys of the REPLICATION dict (docs/ref/settings.md#replication).
 REPLICATION_DEFAULTS = {
     # Where replicas go, a Litestream replica URL used as a prefix: each shard replicates
-    # to <REPLICA_URL>/<label>/<id[:2]>/<id>/<epoch>. "s3://bucket/prefix" (any S3 API;
+    # to <REPLICA_URL>/<label>/<id[:2]>/<id>/<generation>. "s3://bucket/prefix" (any S3 API;
     # "?endpoint=http://host:port" for one that is not AWS) or "file:///path". Required.
     "REPLICA_URL": None,
     # The control socket of this machine's `litestream replicate` daemon; None means

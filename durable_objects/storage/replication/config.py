@@ -1,8 +1,9 @@
 """The ``REPLICATION`` setting, replica URLs, and the Litestream daemon's config and environment.
 
-A shard replicates to ``<REPLICA_URL>/<label>/<id[:2]>/<id>/<epoch>``: each activation
-epoch has a path of its own, because two Litestream processes must never write to one
-replica path (a paused holder's daemon may still be running when the next holder's starts).
+A shard replicates to ``<REPLICA_URL>/<label>/<id[:2]>/<id>/<generation>``: a new
+generation, with a path of its own, each time the object moves to another machine,
+because two Litestream processes must never write to one replica path (a paused
+holder's daemon may still be running when the next holder's starts).
 """
 
 import json
@@ -40,9 +41,9 @@ class ReplicationSettings:
         """True if a write is acknowledged only once the replica holds it."""
         return self.durability == "replicated"
 
-    def shard_replica_url(self, label, hex_id, epoch):
-        """The replica URL of one shard in one activation epoch."""
-        return shard_replica_url(self.replica_url, label, hex_id, epoch)
+    def shard_replica_url(self, label, hex_id, generation):
+        """The replica URL of one shard in one replica generation."""
+        return shard_replica_url(self.replica_url, label, hex_id, generation)
 
 
 def replication_settings(config=None):
@@ -118,16 +119,16 @@ def check_replica_url(url, key="replica_url"):
         raise ValueError(f"{key} is {url!r}: it needs a bucket or host after {parts.scheme}://.")
 
 
-def shard_replica_url(prefix, label, hex_id, epoch):
-    """``<prefix>/<label>/<id[:2]>/<id>/<epoch>``, the query of prefix kept at the end."""
+def shard_replica_url(prefix, label, hex_id, generation):
+    """``<prefix>/<label>/<id[:2]>/<id>/<generation>``, the query of prefix kept at the end."""
     if not isinstance(label, str) or not _LABEL.match(label):
         raise ValueError(f"label must look like 'app_label.ClassName', not {label!r}")
     if not isinstance(hex_id, str) or not _HEX_ID.match(hex_id):
         raise ValueError(f"hex_id must be 64 lowercase hex digits, not {hex_id!r}")
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise ValueError(f"epoch must be a whole number >= 0, not {epoch!r}")
+    if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
+        raise ValueError(f"generation must be a whole number >= 0, not {generation!r}")
     parts = urlsplit(prefix)
-    path = f"{parts.path.rstrip('/')}/{label}/{hex_id[:2]}/{hex_id}/{epoch}"
+    path = f"{parts.path.rstrip('/')}/{label}/{hex_id[:2]}/{hex_id}/{generation}"
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
