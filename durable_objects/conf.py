@@ -113,6 +113,9 @@ REPLICATION_DEFAULTS = {
     "CONFIG_PATH": None,
     # The daemon's log level: "debug", "info", "warn" or "error".
     "LOG_LEVEL": "info",
+    # Seconds an object's previous replica generation is kept after it moved to another
+    # machine, before a host deletes it from the store.
+    "RETENTION": 24 * 3600,
 }
 
 DURABILITY_CHOICES = ("local", "replicated")

@@ -543,3 +543,16 @@ def test_command_runs_the_daemon(tmp_path):
         stop_process(process, grace=5)
         reader.join(5)
     assert b"Starting Litestream" in b"".join(output)
+
+
+def test_delete_replica_removes_one_generation_only(registered, replica, tmp_path):
+    from durable_objects.storage.replication import delete_replica
+
+    shard, epoch, url, client = registered
+    write(shard, epoch, 1)
+    bounded(client.sync, shard.path, wait=True)
+    other_url = shard_replica_url(replica.prefix, LABEL, HEX_ID, epoch + 1)
+    assert delete_replica(other_url, environ=environ(replica)) == 0  # nothing there
+    assert delete_replica(url, environ=environ(replica)) > 0
+    with pytest.raises(NoReplica):
+        restore(tmp_path / "copy.sqlite3", url, environ=environ(replica))

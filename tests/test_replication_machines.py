@@ -276,3 +276,40 @@ def test_a_never_replicated_object_on_a_lost_machine_is_unavailable(tmp_path, ma
         assert time.monotonic() < end, body
         time.sleep(0.1)
     assert body["error"] == "ObjectUnavailable"
+
+
+def replica_keys(seaweed, prefix):
+    """The keys under prefix in the test bucket (S3 ListObjectsV2)."""
+    import re
+    from urllib.parse import quote
+
+    status, body = seaweed.s3_request(
+        "GET", f"/{seaweed.bucket}", query=f"list-type=2&prefix={quote(prefix, safe='')}"
+    )
+    assert status == 200, body
+    return re.findall(r"<Key>([^<]+)</Key>", body.decode())
+
+
+def test_old_generations_are_deleted_after_retention(tmp_path, machines, seaweed):
+    first, second = machines(2)
+    for machine in (first, second):
+        machine.process.kill()
+        machine.process.wait()
+        machine.env["DO_TEST_RETENTION"] = "0"
+        machine.start()
+    for _ in range(3):
+        assert get_json(f"{first.url}/tally/old/increment/")[0] == 200
+    hex_id = next(
+        key.decode().removeprefix("do:lease:") for key in machines.redis.keys("do:lease:*")
+    )
+    base = f"machines-{tmp_path.name}/tests.Tally/{hex_id[:2]}/{hex_id}/"
+    assert any(key.startswith(base + "1/") for key in replica_keys(seaweed, base))
+    first.kill()
+    body, _ = until_ok(f"{second.url}/tally/old/increment/")
+    assert body["value"] == 4
+    end = time.monotonic() + DEADLINE
+    while any(key.startswith(base + "1/") for key in replica_keys(seaweed, base)):
+        assert time.monotonic() < end, "generation 1 was never deleted"
+        time.sleep(0.2)
+    assert any(key.startswith(base + "2/") for key in replica_keys(seaweed, base))
+    assert machines.redis.zcard("do:retired") == 0

@@ -77,6 +77,17 @@ class BasePlacement:
         """
         return True
 
+    async def retire(self, hex_id, label, generations, floor):
+        """Record that generations of the object are no longer restored from (their
+        replica paths may be deleted after RETENTION); floor is the first one kept."""
+
+    async def retired(self, before, limit):
+        """Up to limit (label, hex id, generation) retired before the UNIX time before."""
+        return []
+
+    async def collected(self, generations):
+        """Forget (label, hex id, generation) triples whose replica paths were deleted."""
+
     async def leave(self):
         """Give this host's objects back and stop (a clean shutdown, on the loop)."""
 

@@ -82,6 +82,11 @@ def lineage_key(hex_id):
     return f"do:lineage:{hex_id}"
 
 
+# Replica generations no longer restored from, scored by when they were retired:
+# members "<label>|<hex id>|<generation>" (runtime.replica deletes them after RETENTION).
+RETIRED = "do:retired"
+
+
 def host_key(token):
     return f"do:host:{token}"
 
@@ -256,6 +261,27 @@ class Leases:
             self.leases.pop(hex_id, None)
             self.epochs.pop(hex_id, None)
         return bool(done)
+
+    async def retire(self, hex_id, label, generations, floor):
+        """Queue generations of hex_id for deletion; the lineage's floor moves to floor."""
+        now = time.time()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if generations:
+                pipe.zadd(RETIRED, {f"{label}|{hex_id}|{g}": now for g in generations})
+            pipe.hset(lineage_key(hex_id), "floor", floor)
+            await pipe.execute()
+
+    async def retired(self, before, limit):
+        members = await self.redis.zrangebyscore(RETIRED, "-inf", before, start=0, num=limit)
+        found = []
+        for member in members:
+            label, hex_id, generation = member.decode().split("|")
+            found.append((label, hex_id, int(generation)))
+        return found
+
+    async def collected(self, generations):
+        if generations:
+            await self.redis.zrem(RETIRED, *("|".join(map(str, item)) for item in generations))
 
     async def lineage(self, hex_id):
         """The object's lineage hash as a dict of str (empty if it has none)."""

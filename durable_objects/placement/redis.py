@@ -121,6 +121,15 @@ class RedisPlacement(BasePlacement):
     async def confirm(self, hex_id, field=None, value=None, machine=None):
         return await self.leases.confirm(hex_id, field, value, machine)
 
+    async def retire(self, hex_id, label, generations, floor):
+        await self.leases.retire(hex_id, label, generations, floor)
+
+    async def retired(self, before, limit):
+        return await self.leases.retired(before, limit)
+
+    async def collected(self, generations):
+        await self.leases.collected(generations)
+
     async def holders(self, hex_ids):
         values = await self.leases.redis.mget([lease_key(hex_id) for hex_id in hex_ids])
         return {

@@ -72,6 +72,7 @@ class Activation(InvocationMixin):
         self.alarm_changed = False  # an event wrote the alarm row since the last commit
         self.alarm_due = UNKNOWN  # the committed alarm's due time, read when the shard opens
         self.replica_gen = None  # the replica generation of the local copy (REPLICATION)
+        self.retiring = None  # generations retired once replica_gen holds a whole copy
         # Replies wait for the replica after each commit (DURABILITY "replicated").
         self.gated = host.replicator is not None and host.replicator.replicated
         self.sockets = SocketRegistry(self)

@@ -62,6 +62,8 @@ class Host:
         loop.call_soon_threadsafe(self.placement.start)
         if thread is None:  # a server process: re-arm the alarms pending under the root
             loop.call_soon_threadsafe(self.alarms.start)
+            if self.replicator is not None:  # and delete old replica generations
+                loop.call_soon_threadsafe(self.replicator.start)
 
     # -- placement -----------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ class Replicator:
         self.registered = {}  # shard path -> the generation the daemon replicates it to
         self._locks = {}  # shard path -> lock: register, unregister and restore in turn
         self._background = set()
+        self._collector = None
         self._behind = set()  # shard paths whose first sync runs in the background now
         self.syncs = 0  # syncs with wait asked of the daemon (one per gated batch)
 
@@ -77,6 +78,8 @@ class Replicator:
         return replicator
 
     def close(self):
+        if self._collector is not None:
+            self._collector.cancel()
         self.executor.shutdown(wait=False)
         self.client.close()
 
@@ -123,6 +126,8 @@ class Replicator:
         synced = lineage.get("synced")
         await self._run(self._take_over, activation, lineage, synced, generation)
         activation.replica_gen = generation
+        # Once the new generation holds a whole copy, the ones before it are retired.
+        activation.retiring = range(int(lineage.get("floor", 1)), generation)
         if synced is not None:  # the new generation's path gets a whole copy at once
             await self.replicate(activation, first=True)
 
@@ -196,9 +201,7 @@ class Replicator:
         path = str(activation.path)
         if self.registered.get(path) != activation.replica_gen and path not in self._behind:
             self._behind.add(path)
-            task = self.host.loop.create_task(self._replicate_later(activation))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            task = self._spawn(self._replicate_later(activation))
             task.add_done_callback(lambda _: self._behind.discard(path))
 
     async def _replicate_later(self, activation):
@@ -236,11 +239,18 @@ class Replicator:
                 "nothing was acknowledged."
             )
         field = "synced" if first else None
-        if not await self.host.placement.confirm(activation.hex, field, generation, self.machine):
+        placement = self.host.placement
+        if not await placement.confirm(activation.hex, field, generation, self.machine):
             raise FencedError(
                 "This host's claim on the object is no longer the newest (another machine "
                 "holds it now); its last writes are not acknowledged."
             )
+        retiring, activation.retiring = activation.retiring, None
+        if first and retiring is not None:
+            label = activation.cls._meta.label
+            await placement.retire(activation.hex, label, list(retiring), generation)
+            if self.settings.retention == 0:
+                self._spawn(self.collect())
 
     def _sync(self, activation, generation):
         path = activation.path
@@ -251,6 +261,46 @@ class Replicator:
                 self.registered[str(path)] = generation
             self.syncs += 1
             return self.client.sync(path, wait=True, timeout=self.settings.sync_timeout)
+
+    # -- old generations -----------------------------------------------------------------
+
+    def start(self):
+        """Begin collecting retired generations (on the host's loop, a server process)."""
+        self._collector = self._spawn(self._collect_forever())
+
+    def _spawn(self, coroutine):
+        task = self.host.loop.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _collect_forever(self):
+        interval = max(1.0, min(60.0, self.settings.retention))
+        while not self.host.closed:
+            await asyncio.sleep(interval)
+            try:
+                await self.collect()
+            except Exception:
+                logger.warning("Collecting old replica generations failed.", exc_info=True)
+
+    async def collect(self, limit=100):
+        """Delete the replica paths of generations retired longer than RETENTION ago;
+        return how many generations were deleted."""
+        import time
+
+        placement = self.host.placement
+        due = await placement.retired(time.time() - self.settings.retention, limit)
+        done = []
+        for label, hex_id, generation in due:
+            url = self.settings.shard_replica_url(label, hex_id, generation)
+            try:
+                await self._run(replication.delete_replica, url)
+            except replication.ReplicationError:
+                logger.warning("Deleting the old replica %s failed.", url, exc_info=True)
+                continue
+            done.append((label, hex_id, generation))
+        await placement.collected(done)
+        return len(done)
 
     # -- when a shard closes -------------------------------------------------------------
 

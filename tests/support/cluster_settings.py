@@ -27,6 +27,7 @@ if os.environ.get("DO_TEST_REPLICA_URL"):  # a machine of its own, replicated (i
         "SOCKET": os.environ["DO_TEST_LITESTREAM_SOCKET"],
         "DURABILITY": os.environ.get("DO_TEST_DURABILITY", "replicated"),
         "SYNC_TIMEOUT": float(os.environ.get("DO_TEST_SYNC_TIMEOUT", "10")),
+        "RETENTION": float(os.environ.get("DO_TEST_RETENTION", str(24 * 3600))),
     }
 RQ_QUEUES = {"default": {"URL": REDIS_URL, "SERIALIZER": "rq.serializers.JSONSerializer"}}
 # One process runs every job (no fork per job): its connection to the cluster stays up.

@@ -5,6 +5,7 @@ move) is ``durable_objects.runtime.replica``; docs/topics/replication.md.
 """
 
 from .binaries import litestream_binary
+from .collect import delete_replica
 from .config import (
     ReplicationSettings,
     daemon_config,
@@ -46,6 +47,7 @@ __all__ = [
     "SyncResult",
     "daemon_config",
     "daemon_environment",
+    "delete_replica",
     "litestream_binary",
     "local_generation",
     "machine_id",

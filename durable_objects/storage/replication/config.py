@@ -35,6 +35,7 @@ class ReplicationSettings:
     litestream_bin: str | None
     config_path: Path
     log_level: str
+    retention: float = 24 * 3600
 
     @property
     def replicated(self):
@@ -80,6 +81,11 @@ def replication_settings(config=None):
         raise ImproperlyConfigured(
             f"REPLICATION['SYNC_TIMEOUT'] is {timeout!r}: give a positive number of seconds."
         )
+    retention = merged["RETENTION"]
+    if isinstance(retention, bool) or not isinstance(retention, int | float) or retention < 0:
+        raise ImproperlyConfigured(
+            f"REPLICATION['RETENTION'] is {retention!r}: give a number of seconds >= 0."
+        )
     if merged["LOG_LEVEL"] not in LOG_LEVELS:
         raise ImproperlyConfigured(
             f"REPLICATION['LOG_LEVEL'] is {merged['LOG_LEVEL']!r}: use one of "
@@ -94,6 +100,7 @@ def replication_settings(config=None):
         litestream_bin=merged["LITESTREAM_BIN"],
         config_path=Path(merged["CONFIG_PATH"] or root / "litestream.yml").absolute(),
         log_level=merged["LOG_LEVEL"],
+        retention=float(retention),
     )
 
 
