@@ -313,3 +313,33 @@ def test_old_generations_are_deleted_after_retention(tmp_path, machines, seaweed
         time.sleep(0.2)
     assert any(key.startswith(base + "2/") for key in replica_keys(seaweed, base))
     assert machines.redis.zcard("do:retired") == 0
+
+
+async def test_a_chat_keeps_its_history_and_sockets_when_its_machine_is_lost(machines):
+    import asyncio
+
+    from tests.test_cluster import ChatClient
+
+    first, second = machines(2)
+    ann = ChatClient(first.url.replace("http", "ws") + "/ws/lobby/lost/")
+    bob = ChatClient(second.url.replace("http", "ws") + "/ws/lobby/lost/")
+    deadline = time.monotonic() + DEADLINE
+    await ann.connect(deadline)  # the room lives on the first machine
+    await bob.connect(deadline)  # a socket on the second, its object on the first
+    for i in range(6):
+        await (ann if i % 2 else bob).say(f"m{i}", deadline)
+    await asyncio.to_thread(first.kill, True)  # the machine, its sockets and its disk
+    ann.url = bob.url  # ann's socket died with the machine: she reconnects elsewhere
+    for i in range(6, 12):
+        await (ann if i % 2 else bob).say(f"m{i}", deadline)
+    while len(bob.seen) < 12:
+        assert time.monotonic() < deadline, bob.seen
+        await asyncio.sleep(0.05)
+    # The messages table came back from the replica: one sequence, no gap, no repeat.
+    assert sorted(bob.seen) == list(range(1, 13))
+    assert sorted(bob.seen.values()) == sorted(f"m{i}" for i in range(12))
+    # Bob's socket, on the surviving machine, was closed only as "service restart"
+    # (1012) while its object moved, and he reconnected: the designed behaviour.
+    assert set(bob.closes) <= {1012}
+    await ann.close()
+    await bob.close()
