@@ -94,6 +94,9 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.directory),
+                # Off the loopback (a rig's bridge, which only its namespaces reach) Redis
+                # would refuse clients without a password.
+                *(["--protected-mode", "no"] if self.host != "127.0.0.1" else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -1,4 +1,9 @@
-"""Settings of the cluster tests' processes: the test settings on Redis, a shared database."""
+"""Settings of the cluster tests' processes: the test settings on Redis, a shared database.
+
+The machines rig (tests/support/machines.py) gives each machine its own database and
+storage root, and a replica URL: DO_TEST_REPLICA_URL, DO_TEST_LITESTREAM_SOCKET and
+DO_TEST_DURABILITY fill in DURABLE_OBJECTS["REPLICATION"].
+"""
 
 import os
 
@@ -21,6 +26,13 @@ DURABLE_OBJECTS = {
     "ALARM_MAX_RETRIES": int(os.environ.get("DO_TEST_ALARM_MAX_RETRIES", "6")),
     "ALARM_SWEEP_INTERVAL": float(os.environ.get("DO_TEST_ALARM_SWEEP_INTERVAL", "60")),
 }
+# A machine of the machines rig (tests/support/machines.py) replicates its shards.
+if os.environ.get("DO_TEST_REPLICA_URL"):
+    DURABLE_OBJECTS["REPLICATION"] = {
+        "REPLICA_URL": os.environ["DO_TEST_REPLICA_URL"],
+        "SOCKET": os.environ.get("DO_TEST_LITESTREAM_SOCKET"),
+        "DURABILITY": os.environ.get("DO_TEST_DURABILITY", "replicated"),
+    }
 RQ_QUEUES = {"default": {"URL": REDIS_URL, "SERIALIZER": "rq.serializers.JSONSerializer"}}
 # One process runs every job (no fork per job): its connection to the cluster stays up.
 RQ = {"WORKER_CLASS": os.environ.get("DO_TEST_RQ_WORKER_CLASS", "rq.worker.SimpleWorker")}
