@@ -15,6 +15,7 @@ Faults: ``kill()`` (SIGKILL every process of the machine), ``wipe()`` (delete it
 next one. docs/ref/testing.md#the-machines-rig.
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -26,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .network import new_rig_id, open_network, sweep_stale_rigs
+from .network import logger, new_rig_id, open_network, sweep_stale_rigs
 from .servers import RedisServer, SeaweedServer, free_port, wait_for_port
 
 MAX_MACHINES = 8
@@ -225,15 +226,11 @@ class Machine:
     def _signal_all(self, signum):
         for process in self.processes.values():
             if process.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signum)
-                except ProcessLookupError:
-                    pass
         for pid in self.rig.network.pids(self.index) or ():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
 
 
 class Rig:
@@ -271,7 +268,6 @@ class Rig:
         self.machines = []
         self.redis = self.seaweed = None
         self.generation = 0
-        self._next_index = 1
         self._template = self.directory / "template.sqlite3"
         self._template_lock = threading.Lock()
         self._closed = False
@@ -321,8 +317,8 @@ class Rig:
         """Add one machine (its namespace and link), started unless start is False."""
         if len(self.machines) >= MAX_MACHINES:
             raise ValueError(f"A rig runs at most {MAX_MACHINES} machines.")
-        index = self._next_index
-        self._next_index += 1
+        used = {machine.index for machine in self.machines}
+        index = min(set(range(1, MAX_MACHINES + 1)) - used)
         machine = Machine(self, index, self.network.add_machine(index))
         self.machines.append(machine)
         return machine.start() if start else machine
@@ -364,8 +360,8 @@ class Rig:
             for machine in list(self.machines):
                 try:
                     self.remove_machine(machine)
-                except Exception:
-                    pass
+                except Exception:  # remove the others, and the servers, all the same
+                    logger.exception("Rig %s: removing %s failed", self.id, machine.name)
         finally:
             for server in (self.seaweed, self.redis):
                 if server is not None:

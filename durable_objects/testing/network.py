@@ -13,6 +13,7 @@ Every name a rig creates carries its id, and a manifest in
 remove what a rig whose process died (SIGKILL, a crash) left behind.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -231,10 +232,8 @@ def new_rig_id():
 def _remove_namespace(namespace):
     result = ip("netns", "pids", namespace, check=False)
     for pid in result.stdout.split() if result.returncode == 0 else []:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     ip("netns", "del", namespace, check=False)
 
 

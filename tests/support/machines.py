@@ -5,6 +5,8 @@ Redis and SeaweedFS on the rig's bridge; ``machines(n)`` starts n machines of th
 own, each a network namespace with its own storage root, database and Litestream daemon
 running the test settings (tests.support.cluster_settings) and the cluster tests' views
 (/tally/<name>/...). They are removed, and Redis emptied, when the test ends.
+``namespaces`` skips a test where ``ip netns`` is impossible (the rig then runs on
+loopback addresses, without partitions); ``rig_factory`` makes a rig of a test's own.
 """
 
 import pytest
@@ -13,14 +15,16 @@ from durable_objects.testing.machines import Rig
 from durable_objects.testing.network import netns_unavailable_reason
 from tests.support.servers import REPO
 
-NAMESPACES_UNAVAILABLE = netns_unavailable_reason()
 
-# For the tests that need a real network between machines (partitions): they are skipped
-# only where network namespaces cannot be made. CI runs as root, where they run.
-needs_namespaces = pytest.mark.skipif(
-    NAMESPACES_UNAVAILABLE is not None,
-    reason=f"ip netns is impossible here: {NAMESPACES_UNAVAILABLE}",
-)
+@pytest.fixture(scope="session")
+def namespaces():
+    """Skip the test unless network namespaces can be made here (partitions need them).
+
+    CI runs as root, where they can: there these tests run.
+    """
+    reason = netns_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"ip netns is impossible here: {reason}")
 
 
 def machine_environment(machine):
@@ -46,6 +50,12 @@ def make_rig(**options):
         environment=machine_environment,
         **options,
     )
+
+
+@pytest.fixture(scope="session")
+def rig_factory():
+    """make_rig, for a test that needs a rig of its own (closed by the test)."""
+    return make_rig
 
 
 @pytest.fixture(scope="session")
