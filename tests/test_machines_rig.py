@@ -97,12 +97,13 @@ def test_every_machine_reaches_redis_and_seaweedfs(rig, machines):
         assert rig.seaweed.list_keys(prefix + "/")
 
 
-def test_a_call_on_one_machine_reaches_an_object_held_on_another(machines):
+def test_a_call_on_one_machine_reaches_an_object_held_on_another(rig, machines):
     first, second = machines(2)
     held = get_json(f"{second.url}/tally/across/increment/")
     assert held == {"value": 1, "pid": second.pid("daphne")}
     routed = get_json(f"{first.url}/tally/across/increment/")
     assert routed == {"value": 2, "pid": second.pid("daphne")}  # run on the holder
+    assert rig.machine_with_pid(routed["pid"]) is second
     assert first.pid("daphne") != second.pid("daphne")
     assert first.storage_root != second.storage_root
     assert list(second.storage_root.rglob("*.sqlite3"))

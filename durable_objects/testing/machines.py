@@ -323,6 +323,14 @@ class Rig:
         self.machines.append(machine)
         return machine.start() if start else machine
 
+    def machine_with_pid(self, pid):
+        """The machine one of whose processes has this id (a pid an object reported), or
+        None."""
+        for machine in self.machines:
+            if pid in machine.pids():
+                return machine
+        return None
+
     def remove_machine(self, machine):
         """Kill the machine, remove its namespace and link, and delete its disk."""
         try:
