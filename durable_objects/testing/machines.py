@@ -190,6 +190,8 @@ class Machine:
         return "\n".join(parts)
 
     def _spawn(self, role, arguments, env):
+        if self.rig._aborting.is_set():
+            raise RuntimeError("the rig is giving up starting its machines")
         self.log_path(role).parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path(role), "ab") as log:
             self.processes[role] = subprocess.Popen(
@@ -270,6 +272,7 @@ class Rig:
         self.generation = 0
         self._template = self.directory / "template.sqlite3"
         self._template_lock = threading.Lock()
+        self._aborting = threading.Event()  # set while starts are given up
         self._closed = False
         try:
             self.network = open_network(self.id, prefer_namespaces=namespaces)
@@ -309,8 +312,18 @@ class Rig:
                 f"and {count} more were asked for."
             )
         added = [self.add_machine(start=False) for _ in range(count)]
-        with ThreadPoolExecutor(max(count, 1)) as pool:
+        pool = ThreadPoolExecutor(max(count, 1))
+        try:
             list(pool.map(Machine.start, added))
+        except BaseException:  # Ctrl-C too: the starts still going stop at once
+            self._aborting.set()
+            for machine in added:
+                with contextlib.suppress(Exception):
+                    machine.kill()
+            raise
+        finally:
+            pool.shutdown()
+            self._aborting.clear()
         return added
 
     def add_machine(self, start=True):

@@ -67,12 +67,15 @@ def rig():
 
 @pytest.fixture
 def machines(rig):
-    """``machines(n, **env)``: start n machines (env added to their environment)."""
+    """``machines(n, rqworker=False, **env)``: start n machines (env added to their
+    environment; rqworker: each runs an RQ worker too, for alarms)."""
 
-    def start(count, **env):
+    def start(count, *, rqworker=False, **env):
         rig.env = {key: str(value) for key, value in env.items()}
+        rig.rqworker = rqworker
         return rig.add_machines(count)
 
     yield start
     rig.env = {}
+    rig.rqworker = False
     rig.clear()
