@@ -169,6 +169,23 @@ def test_wipe_deletes_the_disk_and_restart_starts_on_an_empty_one(machines):
     assert answers(f"{machine.url}/tally/wiped/")
 
 
+def test_restart_starts_new_processes_and_returns_once_they_serve(rig, machines):
+    import redis
+
+    from durable_objects.placement.leases import HOSTS, host_key
+
+    (machine,) = machines(1)
+    before = {role: machine.pid(role) for role in machine.processes}
+    machine.restart()
+    after = {role: machine.pid(role) for role in machine.processes}
+    assert set(after) == set(before) and not set(after.values()) & set(before.values())
+    assert not any(alive(pid) for pid in before.values())
+    # The new runobjects has joined the cluster by the time restart() returns.
+    client = redis.Redis.from_url(rig.redis_url)
+    beats = [client.get(host_key(token.decode())) for token in client.zrange(HOSTS, 0, -1)]
+    assert after["runobjects"] in {json.loads(beat)["pid"] for beat in beats if beat}
+
+
 def test_teardown_leaves_no_namespace_link_process_or_directory(rig_factory):
     rig = rig_factory(machines=1, replication=False)
     with pytest.raises(RuntimeError, match="a test that fails"), rig:

@@ -52,6 +52,7 @@ class Machine:
         self.env = {}  # added to every process's environment, after the rig's
         self.processes = {}  # role -> Popen
         self.paused = False
+        self._log_starts = {}  # role -> where this start's output begins in its log
 
     def __repr__(self):
         return f"<Machine {self.name} {self.url} {'up' if self.running else 'down'}>"
@@ -88,6 +89,8 @@ class Machine:
             raise RuntimeError(f"{self.name} is running: kill() it before start().")
         self.storage_root.mkdir(parents=True, exist_ok=True)
         self.paused = False
+        self.processes = {}
+        self._log_starts = {}
         env = self.environment()
         self.rig.prepare_database(self, env)
         try:
@@ -194,6 +197,7 @@ class Machine:
             raise RuntimeError("the rig is giving up starting its machines")
         self.log_path(role).parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path(role), "ab") as log:
+            self._log_starts[role] = log.tell()
             self.processes[role] = subprocess.Popen(
                 self.rig.network.command(self.index, [sys.executable, *arguments]),
                 cwd=self.rig.project_dir,
@@ -218,12 +222,18 @@ class Machine:
     def _wait_for_log(self, role, text):
         deadline = time.monotonic() + START_TIMEOUT
         process = self.processes[role]
-        while text not in self.log_path(role).read_text(errors="replace"):
+        while text not in self._output(role):
             if process.poll() is not None:
                 raise RuntimeError(f"{role} exited with {process.returncode}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{role} did not print {text!r} in {START_TIMEOUT:g} s")
             time.sleep(0.05)
+
+    def _output(self, role):
+        """What role printed since this start (its log holds earlier starts too)."""
+        with open(self.log_path(role), "rb") as log:
+            log.seek(self._log_starts.get(role, 0))
+            return log.read().decode(errors="replace")
 
     def _signal_all(self, signum):
         for process in self.processes.values():
