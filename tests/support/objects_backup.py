@@ -37,3 +37,8 @@ class Archive(DurableObject):
 
     async def alarm(self, info):
         self.ctx.storage.put("alarm_runs", self.ctx.storage.get("alarm_runs", 0) + 1)
+
+    def pid(self):
+        import os
+
+        return os.getpid()
