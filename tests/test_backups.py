@@ -282,6 +282,18 @@ def test_internal_tables_of_the_wrong_shape_are_refused(victim, good_export, sta
     assert state(stub) == before
 
 
+def test_a_database_of_an_older_schema_is_imported_and_brought_up_to_date(tmp_path):
+    source = filled("old-schema", "from version 2", kept="yes")
+    path = export_object(Archive, source.id, tmp_path / "v2.sqlite3").path
+    edited(path, "DROP TABLE _do_alarm", "PRAGMA user_version = 2")  # as version 2 wrote it
+    target = filled("new-schema", "replaced")
+    result = import_object(Archive, target.id, path)
+    assert result.schema_version == 2
+    assert state(target) == (["from version 2"], {"kept": "yes"}, None)
+    call(target, "arm", time.time() + 60)  # the alarm table is back
+    assert call(target, "alarm_time") is not None
+
+
 def test_a_file_over_max_import_size_is_refused_before_it_is_read(victim, good_export, settings):
     stub, before = victim
     settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "MAX_IMPORT_SIZE": 4096}
@@ -359,3 +371,32 @@ def test_import_command_names_the_problem_and_leaves_the_database(victim, tmp_pa
     with pytest.raises(CommandError, match="not a SQLite database.*unchanged"):
         call_command("import_object", LABEL, "victim", str(path))
     assert state(stub) == before
+
+
+def test_import_command_beside_a_running_embedded_host_says_what_to_do(tmp_path, storage_root):
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.servers import REPO
+
+    stub = filled("locked", "held by this process")  # this process's host holds the lock
+    path = export_object(Archive, stub.id, tmp_path / "locked.sqlite3").path
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.support.settings",
+        "DO_TEST_STORAGE_ROOT": str(storage_root),
+        "PYTHONPATH": str(REPO),
+    }
+    done = subprocess.run(
+        [sys.executable, "manage.py", "import_object", LABEL, "locked", str(path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "is in use by process" in done.stderr
+    assert "run the command while it is stopped" in done.stderr
+    assert "Traceback" not in done.stderr

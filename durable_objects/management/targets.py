@@ -10,6 +10,10 @@ from durable_objects.registry import registry
 from durable_objects.storage.files import shard_path
 
 _HEX_ID = re.compile(r"[0-9a-f]{64}\Z")
+EMBEDDED_SERVER_HINT = (
+    "The server process holds the objects in the embedded mode: run the command while it "
+    "is stopped, or use the Download database and upload buttons of the object's admin page."
+)
 
 
 def add_object_arguments(parser):

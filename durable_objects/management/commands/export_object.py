@@ -3,9 +3,9 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from durable_objects.backups import export_object
-from durable_objects.exceptions import UNREACHABLE
+from durable_objects.exceptions import UNREACHABLE, StorageLocked
 
-from ..targets import add_object_arguments, has_storage, object_of
+from ..targets import EMBEDDED_SERVER_HINT, add_object_arguments, has_storage, object_of
 
 
 class Command(BaseCommand):
@@ -29,6 +29,8 @@ class Command(BaseCommand):
             )
         try:
             result = export_object(cls, object_id, output)
+        except StorageLocked as exc:
+            raise CommandError(f"{exc} {EMBEDDED_SERVER_HINT}") from None
         except (*UNREACHABLE, OSError, LookupError, ValueError) as exc:
             raise CommandError(f"Export of {label} {object} failed: {exc}") from None
         self.stdout.write(f"Exported {label} {object_id} ({result.size} bytes) to {result.path}.")

@@ -3,9 +3,9 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from durable_objects.backups import import_object
-from durable_objects.exceptions import UNREACHABLE
+from durable_objects.exceptions import UNREACHABLE, StorageLocked
 
-from ..targets import add_object_arguments, object_of
+from ..targets import EMBEDDED_SERVER_HINT, add_object_arguments, object_of
 
 
 class Command(BaseCommand):
@@ -22,6 +22,8 @@ class Command(BaseCommand):
         cls, object_id = object_of(label, object, as_name=as_name)
         try:
             result = import_object(cls, object_id, file)
+        except StorageLocked as exc:
+            raise CommandError(f"{exc} {EMBEDDED_SERVER_HINT}") from None
         except (*UNREACHABLE, OSError, LookupError, ValueError) as exc:
             raise CommandError(
                 f"Import into {label} {object} refused: {exc} Its database is unchanged."
