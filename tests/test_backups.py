@@ -349,7 +349,7 @@ def test_export_and_import_commands_round_trip(tmp_path, capsys):
 
     target = filled("cmd-target", "replaced")
     call_command("import_object", LABEL, str(target.id), str(out))
-    assert "1 entries, 1 tables, no alarm" in capsys.readouterr().out
+    assert "1 entry, 1 table, no alarm" in capsys.readouterr().out
     assert call(target, "notes") == ["via the command"]
 
 

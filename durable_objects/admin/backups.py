@@ -99,8 +99,7 @@ def upload(model_admin, request, object_id):
                 )
                 messages.success(
                     request,
-                    f"The database was replaced: {result.entries} entries, "
-                    f"{len(result.tables)} tables. The instance was reset.",
+                    f"The database was replaced: {result.summary()}. The instance was reset.",
                 )
                 return redirect(_detail_url(record))
     else:

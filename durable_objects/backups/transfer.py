@@ -39,6 +39,12 @@ class ImportResult:
     alarm: dict | None
     size: int
 
+    def summary(self):
+        """What the database holds, in words: "3 entries, 1 table"."""
+        entries = f"{self.entries} entr{'y' if self.entries == 1 else 'ies'}"
+        tables = f"{len(self.tables)} table{'' if len(self.tables) == 1 else 's'}"
+        return f"{entries}, {tables}"
+
 
 async def _run(cls, object_id, op, **fields):
     return await call(cls, object_id, BackupOperation(op, name=object_id.name, **fields))

@@ -30,8 +30,7 @@ class Command(BaseCommand):
             ) from None
         alarm = result.alarm and result.alarm.get("scheduled_at")
         self.stdout.write(
-            f"Imported {file} into {label} {object_id}: {result.entries} entries, "
-            f"{len(result.tables)} tables"
+            f"Imported {file} into {label} {object_id}: {result.summary()}"
             + (f", alarm at {alarm}" if alarm is not None else ", no alarm")
             + f" (from the database of {result.source_id})."
         )
