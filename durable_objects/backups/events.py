@@ -16,7 +16,6 @@ import time
 from durable_objects.conf import get_config
 from durable_objects.events.base import Event, WireField, wire_limit
 from durable_objects.exceptions import ObjectReset
-from durable_objects.storage import alarm as alarm_row
 from durable_objects.storage import backup
 
 SPOOL = ".backups"  # under STORAGE_ROOT; shard_files() never looks at dot directories
@@ -212,19 +211,23 @@ async def _import(activation, event):
             sockets=sockets,
             page_size=page_size,
         )
+        alarm = backup.read_alarm(staged)
         if shard.meta("epoch") != activation.epoch or not activation.host.holds(activation.hex):
             raise ObjectReset("The object moved while the import was checked; nothing changed.")
-        await _on_thread(backup.swap_in, shard, staged)
+        await _on_thread(
+            backup.swap_in, activation.path, staged, synchronous=get_config()["SYNCHRONOUS"]
+        )
     finally:
         _remove(staged)
-    due = alarm_row.due_at(shard)
-    alarm = alarm_row.read_row(shard)
-    activation.alarm_due = due
+    due = None if alarm is None else alarm["due_at"]
     activation.host.alarms.schedule(label, activation.hex, due)  # the imported alarm
-    activation.host.catalog.touch(activation)
-    # The instance holds what it read from the old database: the next event constructs
-    # it again on the new one, and claims the epoch after the one carried over.
-    activation.reset(ObjectReset("The object's database was replaced by an import."))
+    if not activation.closed:  # else EVENT_DEADLINE reset it while the copy ran
+        activation.alarm_due = due
+        activation.host.catalog.touch(activation)
+        # The instance holds what it read from the old database: the next event
+        # constructs it again on the new one, and claims the epoch after the one carried
+        # over.
+        activation.reset(ObjectReset("The object's database was replaced by an import."))
     return {
         "source_id": info.hex_id,
         "source_name": info.name,

@@ -4,8 +4,8 @@
 ``check_backup`` refuses a file that is not a shard this version can read, before
 anything is written. ``prepare_import`` turns a checked file into the target object's
 database (its name, its epoch, its sockets), and ``swap_in`` copies it into the target's
-open connection in one transaction: the shard file is never renamed or truncated under
-its connection, so a crash leaves either the old database or the new one, and the WAL
+shard in one transaction: the shard file is never renamed or truncated under its
+connections, so a crash leaves either the old database or the new one, and the WAL
 (and a Litestream replica reading it) sees one more transaction. Import uses these now;
 a restore to a point in time can use ``swap_in`` the same way (docs/topics/backups.md).
 """
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from . import alarm
 from .files import open_read_only
 from .shard import _SCHEMA, INTERNAL_TABLES, SCHEMA_VERSION
 
@@ -237,17 +238,34 @@ def socket_rows(shard):
     return shard.execute(f"SELECT {_SOCKET_COLUMNS} FROM main._do_sockets").fetchall()
 
 
-def swap_in(shard, source):
-    """Replace the whole database of the open shard by the file at source (checked first).
+def swap_in(path, source, *, synchronous="FULL", timeout=5.0):
+    """Replace the whole database of the shard file at path by the file at source.
 
-    The copy goes through the shard's own connection in one transaction (SQLite's backup
-    API with the shard as the destination), so other connections see the old database
-    or the new one, never a mix. The shard must have no transaction open.
+    source must have passed check_backup() and prepare_import(). The copy is one write
+    transaction on a connection of its own (SQLite's backup API with the shard as the
+    destination), committed with ``synchronous``: the file is never renamed or truncated,
+    so other connections, the object's own included, see the old database or the new one
+    and never a mix, and a crash leaves one of the two. No other connection may hold a
+    transaction on the shard meanwhile (the runtime runs it as the object's event, with
+    the object's batch committed first).
     """
-    if shard.in_transaction:
-        raise RuntimeError("swap_in() needs a shard with no transaction open; commit first.")
-    with closing(_connect(source, read_only=True)) as reader:
-        reader.backup(shard.conn)
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No shard at {path} to swap a database into.")
+    with (
+        closing(_connect(source, read_only=True)) as reader,
+        closing(sqlite3.connect(path, isolation_level=None, timeout=timeout)) as shard,
+    ):
+        shard.execute(f"PRAGMA main.synchronous={synchronous}")
+        reader.backup(shard)
+
+
+def read_alarm(path):
+    """The alarm row of the database file at path as a dict, or None (alarm.read_row's)."""
+    names = ", ".join(alarm.COLUMNS)
+    with closing(_connect(path, read_only=True)) as conn:
+        row = conn.execute(f"SELECT {names} FROM main._do_alarm WHERE id = 1").fetchone()
+    return None if row is None else dict(zip(alarm.COLUMNS, row, strict=True))
 
 
 def _connect(path, *, read_only=False):
