@@ -400,3 +400,35 @@ def test_import_command_beside_a_running_embedded_host_says_what_to_do(tmp_path,
     assert "is in use by process" in done.stderr
     assert "run the command while it is stopped" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- the backup event kind from another process -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"op": "read", "token": "../../../etc/passwd"}, "'token' a transfer token is 32"),
+        ({"op": "remove"}, "Unknown backup operation 'remove'"),
+        ({"op": "read", "token": "0" * 32, "offset": -1}, "offset and length must be >= 0"),
+        ({"op": "stage", "data": "text"}, "'data' must be bytes, not str"),
+        ({"op": "import", "path": "/tmp/x"}, r"unknown fields \['path'\]"),
+    ],
+)
+def test_backup_events_from_another_process_are_checked(fields, problem):
+    from durable_objects.backups.events import BackupOperation
+
+    with pytest.raises(ValueError, match=problem):
+        BackupOperation.from_wire(fields, chain=[], name=None)
+
+
+def test_a_spooled_export_is_readable_only_through_its_own_object():
+    from durable_objects.backups.transfer import _run
+
+    source, other = filled("spool-owner", "private"), filled("spool-other", "x")
+    spooled = async_to_sync(_run)(Archive, source.id, "export")
+    with pytest.raises(LookupError, match="No transfer with that token"):
+        async_to_sync(_run)(Archive, other.id, "read", token=spooled["token"], length=100)
+    chunk = async_to_sync(_run)(Archive, source.id, "read", token=spooled["token"], length=16)
+    assert chunk == b"SQLite format 3\x00"
+    assert async_to_sync(_run)(Archive, source.id, "discard", token=spooled["token"]) is True
