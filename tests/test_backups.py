@@ -432,3 +432,39 @@ def test_a_spooled_export_is_readable_only_through_its_own_object():
     chunk = async_to_sync(_run)(Archive, source.id, "read", token=spooled["token"], length=16)
     assert chunk == b"SQLite format 3\x00"
     assert async_to_sync(_run)(Archive, source.id, "discard", token=spooled["token"]) is True
+
+
+def socket_ids(storage_root, stub):
+    path = shard_path(storage_root, LABEL, str(stub.id))
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT id FROM _do_sockets ORDER BY id").fetchall()
+    conn.close()
+    return [row[0] for row in rows]
+
+
+def with_socket_row(stub, socket_id):
+    """Write a _do_sockets row as an accepted socket would (no connection behind it)."""
+    from durable_objects.events.base import current_event
+
+    def write(instance, ctx):
+        activation, _ = current_event.get()
+        activation.shard_for_event().execute(
+            "INSERT INTO main._do_sockets (id, channel, holder, tags, attachment, accepted_at)"
+            " VALUES (?, 'channel', 'holder', '[]', NULL, 0)",
+            (socket_id,),
+        )
+
+    async_to_sync(run_in_durable_object)(stub, write)
+
+
+def test_import_keeps_the_targets_socket_rows_and_drops_the_files(tmp_path, storage_root):
+    source = filled("sockets-source", "s")
+    with_socket_row(source, "source-socket")
+    path = export_object(Archive, source.id, tmp_path / "s.sqlite3").path
+    target = filled("sockets-target", "t")
+    with_socket_row(target, "target-socket")
+
+    import_object(Archive, target.id, path)
+
+    assert socket_ids(storage_root, target) == ["target-socket"]
+    assert socket_ids(storage_root, source) == ["source-socket"]

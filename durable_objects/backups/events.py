@@ -212,7 +212,11 @@ async def _import(activation, event):
             page_size=page_size,
         )
         alarm = backup.read_alarm(staged)
-        if shard.meta("epoch") != activation.epoch or not activation.host.holds(activation.hex):
+        if (
+            activation.closed  # reset (EVENT_DEADLINE) while the file was prepared
+            or shard.meta("epoch") != activation.epoch
+            or not activation.host.holds(activation.hex)
+        ):
             raise ObjectReset("The object moved while the import was checked; nothing changed.")
         await _on_thread(
             backup.swap_in, activation.path, staged, synchronous=get_config()["SYNCHRONOUS"]
