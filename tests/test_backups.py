@@ -468,3 +468,18 @@ def test_import_keeps_the_targets_socket_rows_and_drops_the_files(tmp_path, stor
 
     assert socket_ids(storage_root, target) == ["target-socket"]
     assert socket_ids(storage_root, source) == ["source-socket"]
+
+
+def test_an_object_cannot_copy_onto_itself_from_its_own_event():
+    filled("onto-source", "theirs")
+    target = filled("onto-me", "mine")
+    with pytest.raises(RuntimeError, match="cannot replace its own database"):
+        call(target, "copy_onto_me", "onto-source")
+    assert call(target, "notes") == ["mine"]
+
+
+def test_an_object_can_copy_itself_into_another_from_its_own_event():
+    source = filled("copy-me", "original")
+    assert call(source, "copy_me_to", "copy-of-me") == str(source.id)
+    assert call(Archive.objects.get_by_name("copy-of-me"), "notes") == ["original"]
+    assert call(source, "notes") == ["original"]

@@ -13,6 +13,7 @@ from pathlib import Path
 from asgiref.sync import async_to_sync
 
 from durable_objects.conf import get_config
+from durable_objects.events.base import current_event
 from durable_objects.runtime.calls import call
 from durable_objects.storage.backup import SQLITE_HEADER, InvalidBackup, check_size
 
@@ -123,7 +124,18 @@ async def _file_chunks(file):
         yield chunk
 
 
+def _refuse_own_event(cls, object_id):
+    """RuntimeError if the running event is the target's own: it cannot replace itself."""
+    running = current_event.get()
+    if running is not None and running[0].key == (cls._meta.label, str(object_id)):
+        raise RuntimeError(
+            "An object cannot replace its own database from one of its events (the import "
+            "resets the instance that runs it); import or copy into it from outside."
+        )
+
+
 async def _import_chunks(cls, object_id, chunks):
+    _refuse_own_event(cls, object_id)
     token, offset = None, 0
     try:
         async for chunk in chunks:
@@ -147,6 +159,7 @@ async def acopy_object(cls, source_id, target_id):
     """Make target's database a copy of source's (both objects of cls); an ImportResult."""
     if str(source_id) == str(target_id):
         raise ValueError("copy() needs two different objects; the source is the target.")
+    _refuse_own_event(cls, target_id)
     spooled = await _run(cls, source_id, "export")
     try:
         return await _import_chunks(cls, target_id, _chunks(cls, source_id, spooled))

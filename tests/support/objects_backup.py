@@ -38,6 +38,14 @@ class Archive(DurableObject):
     async def alarm(self, info):
         self.ctx.storage.put("alarm_runs", self.ctx.storage.get("alarm_runs", 0) + 1)
 
+    async def copy_onto_me(self, source_name):
+        source = type(self).objects.id_from_name(source_name)
+        await type(self).objects.acopy(source, self.ctx.id)
+
+    async def copy_me_to(self, target_name):
+        target = type(self).objects.id_from_name(target_name)
+        return (await type(self).objects.acopy(self.ctx.id, target)).source_id
+
     def pid(self):
         import os
 
