@@ -66,3 +66,21 @@ class BenchAlarm(DurableObject):
             _report_client().rpush("bench:alarms", json.dumps(report))
         else:
             ALARMS_FIRED.append(report)
+
+
+class BenchArchive(DurableObject):
+    """The backup benchmark's object: `mib` MiB of random blobs and a few entries."""
+
+    def fill(self, mib):
+        sql = self.ctx.storage.sql
+        sql.exec("CREATE TABLE IF NOT EXISTS blobs(id INTEGER PRIMARY KEY, data BLOB)")
+        sql.exec(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+            "INSERT INTO blobs(data) SELECT randomblob(1048576) FROM n",
+            mib,
+        )
+        self.ctx.storage.put_many({f"key-{n}": n for n in range(100)})
+        return self.ctx.storage.sql.database_size
+
+    def count(self):
+        return self.ctx.storage.sql.exec("SELECT count(*) AS n FROM blobs").one()["n"]

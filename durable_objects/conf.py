@@ -19,6 +19,9 @@ DEFAULTS = {
     "MAX_ENTRY_SIZE": 2 * 1024 * 1024,
     # Largest serialized argument list or result of one call, in bytes.
     "MAX_CALL_SIZE": 32 * 1024 * 1024,
+    # Largest database file import_object, the admin's upload and objects.copy() take, in
+    # bytes (None: no limit); a larger one is refused before it is read in full.
+    "MAX_IMPORT_SIZE": 1024 * 1024 * 1024,
     # Seconds a caller waits for a reply before CallTimeout.
     "CALL_TIMEOUT": 30.0,
     # Seconds one event (a call, a fetch, a socket message, an alarm) may run before the
@@ -150,6 +153,7 @@ OPTIONAL_POSITIVE_KEYS = (
     "WEBSOCKET_MAX_PER_CLIENT",
     "NEW_OBJECTS_PER_CLIENT_PER_MINUTE",
     "SLOW_HANDLER_WARNING",
+    "MAX_IMPORT_SIZE",
 )
 
 SYNCHRONOUS_CHOICES = ("FULL", "NORMAL", "EXTRA")

@@ -52,6 +52,34 @@ class Namespace:
 
         return ObjectIdSet(self)
 
+    # -- copies ---------------------------------------------------------------------------
+
+    def copy(self, source_id, target_id, bookmark=None):
+        """Make the target object's database a copy of the source's; an ImportResult.
+
+        Runs as an event of each live instance (an export of the source, an import into
+        the target, which is reset). For async code, ``acopy()``.
+        """
+        from asgiref.sync import async_to_sync
+
+        return async_to_sync(self.acopy)(source_id, target_id, bookmark=bookmark)
+
+    async def acopy(self, source_id, target_id, bookmark=None):
+        """The async twin of ``copy()``."""
+        from .backups import acopy_object
+
+        if bookmark is not None:
+            raise ValueError(
+                "copy(bookmark=...) copies an earlier state, which needs point-in-time "
+                "recovery (it comes with replication); pass bookmark=None to copy the "
+                "current state."
+            )
+        source, target = self._stub_id(source_id), self._stub_id(target_id)
+        return await acopy_object(self.model, source, target)
+
+    def _stub_id(self, object_id):
+        return self.get(object_id).id
+
     # -- what stubs may call -------------------------------------------------------------
 
     @cached_property

@@ -9,7 +9,7 @@ from django.urls import path
 
 from durable_objects.models import ObjectRecord
 
-from . import activity, views
+from . import activity, backups, views
 from .filters import ClassFilter, HasAlarmFilter, StatusFilter
 
 
@@ -97,5 +97,7 @@ class ObjectRecordAdmin(admin.ModelAdmin):
             page("alarm-cancel", views.alarm_cancel),
             page("evict", views.evict),
             page("delete-storage", views.delete_storage),
+            page("download", backups.download),
+            page("upload", backups.upload),
             *super().get_urls(),
         ]

@@ -1,0 +1,25 @@
+"""Export, import and copy of one object's database (docs/topics/backups.md)."""
+
+from .transfer import (
+    ExportResult,
+    ImportResult,
+    acopy_object,
+    aexport_object,
+    aexport_to,
+    aimport_object,
+    copy_object,
+    export_object,
+    import_object,
+)
+
+__all__ = [
+    "ExportResult",
+    "ImportResult",
+    "acopy_object",
+    "aexport_object",
+    "aexport_to",
+    "aimport_object",
+    "copy_object",
+    "export_object",
+    "import_object",
+]
