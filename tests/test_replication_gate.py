@@ -199,3 +199,20 @@ def test_e022_is_quiet_when_the_daemon_answers(settings, tmp_path, litestream_da
     }
     ids = [e.id for e in run_checks(include_deployment_checks=True)]
     assert "durable_objects.E022" not in ids
+
+
+def test_a_missing_bucket_fails_the_write_naming_it(
+    settings, monkeypatch, seaweed, litestream_daemon
+):
+    from tests.support.replication import Replica
+
+    url = seaweed.url("x").replace("s3://replicas/", "s3://no-such-bucket/")
+    replica = Replica("s3", url, seaweed.env)
+    replicate(settings, monkeypatch, replica, litestream_daemon.socket_path, SYNC_TIMEOUT=3.0)
+    stub = Counter.objects.get_by_name("no-bucket")
+    with pytest.raises(ObjectReset, match="NoSuchBucket") as failure:
+        async_to_sync(stub.increment)()
+    assert failure.value.retryable
+    # Nothing was acknowledged, and the host serves on: the next try fails the same way.
+    with pytest.raises(ObjectReset, match="NoSuchBucket"):
+        async_to_sync(stub.increment)()
