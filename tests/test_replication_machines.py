@@ -343,3 +343,19 @@ async def test_a_chat_keeps_its_history_and_sockets_when_its_machine_is_lost(mac
     assert set(bob.closes) <= {1012}
     await ann.close()
     await bob.close()
+
+
+def test_a_shard_from_before_replication_is_kept_and_replicated(machines, seaweed):
+    (first,) = machines(1)
+    for _ in range(2):
+        assert get_json(f"{first.url}/tally/before/increment/")[0] == 200
+    hex_id = next(
+        key.decode().removeprefix("do:lease:") for key in machines.redis.keys("do:lease:*")
+    )
+    first.kill()
+    # As after a Redis that lost its data, or a root from before replication was on: no
+    # lineage, no lease, only the shard on this machine's disk.
+    machines.redis.delete(f"do:lineage:{hex_id}", f"do:lease:{hex_id}")
+    first.start()
+    body, _ = until_ok(f"{first.url}/tally/before/increment/")
+    assert body["value"] == 3  # the local copy was used, not thrown away

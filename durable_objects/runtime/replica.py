@@ -136,6 +136,11 @@ class Replicator:
         path = activation.path
         with self._lock(path):
             self._unregister(path)
+            if not lineage:
+                # No machine has replicated it: a shard from before replication, or a
+                # Redis that lost its data. A local copy is all there is: keep it.
+                replication.set_local_generation(path, generation)
+                return
             replication.remove_local_copy(path)
             if synced is None:
                 if "gen" in lineage and not self.replicated:
@@ -160,7 +165,7 @@ class Replicator:
                     url,
                     overwrite=True,
                     shard=(activation.cls._meta.label, activation.hex),
-                    timeout=max(60.0, self.settings.sync_timeout),
+                    timeout=max(600.0, self.settings.sync_timeout),
                 )
             except replication.NoReplica as error:
                 raise ObjectUnavailable(
