@@ -32,7 +32,7 @@ class Backlog:
         self.drained = asyncio.Event()
 
     def watch(self, send):
-        """Watch the connection behind the consumer's send callable, if its server has an adapter."""
+        """Watch the connection behind send, if its server has an adapter (flow.py)."""
         self.flow = flow.attach(send)
 
     @property
