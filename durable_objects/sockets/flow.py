@@ -13,20 +13,27 @@ client even when it has stopped reading.
   ``Server.handle_reply`` bound to the protocol. A ``websocket.close`` goes to
   autobahn's ``sendClose()``, which refuses the standard codes a server needs (1009,
   1011, 1012) and drops the reason; the protocol's ``sendCloseFrame()`` sends both.
+  Its ``websocket.disconnect`` drops the client's reason too; autobahn keeps it as
+  ``remoteCloseReason``.
 - uvicorn's ``send`` is a bound method of its WebSocket protocol (the websockets
   package's sans-I/O one, wsproto, or the legacy websockets one), which keeps asyncio's
   ``pause_writing()`` as ``writable`` (or ``_paused``). ASGI's ``websocket.close`` carries
   any code and the reason; only a client that reads nothing needs more: the close would
-  wait behind the full buffer forever, so its connection is aborted (the object has
-  been told 4008 already).
+  wait behind the full buffer forever, so its connection is reset (the object has been
+  told 4008 already).
 - granian's ``send`` suspends while the client's buffer is full, as ASGI allows, and
-  sends any code and reason; there is nothing to see from Python, so no adapter.
+  sends any code and reason; there is nothing to see from Python, so no adapter. Its
+  ``websocket.disconnect`` has no reason, and a close to a client that reads nothing
+  waits until it reads (docs/topics/servers.md).
 
 Under another server, or with ``WebsocketCommunicator``, there is no adapter: the
 consumer uses plain ASGI, and a slow client makes its sends wait.
 """
 
+import contextlib
 import functools
+import socket
+import struct
 
 POLL_INTERVAL = 0.02  # seconds between looks at a paused transport
 
@@ -120,6 +127,29 @@ def _daphne_flow(protocol):
     return TransportFlow(transport)
 
 
+def _reset(transport):
+    """Abort with a TCP reset: a plain close would keep the unread megabytes in the kernel.
+
+    A closed socket with data still to send lingers, ESTABLISHED at the client's end,
+    for as long as the kernel retries; SO_LINGER with a zero timeout drops it at once.
+    uvicorn then tells the consumer (``websocket.disconnect``, 1006).
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def client_close_reason(send, message):
+    """The reason of the client's close: the disconnect message's, else daphne's protocol's."""
+    reason = message.get("reason")
+    if reason:
+        return reason
+    protocol = _daphne_protocol(_unwrap(send))
+    return getattr(protocol, "remoteCloseReason", None) or "" if protocol is not None else ""
+
+
 def close_frame(send, code, reason):
     """Close the connection behind send itself; False if plain ASGI's close is right.
 
@@ -137,6 +167,6 @@ def close_frame(send, code, reason):
     if protocol is not None and _uvicorn_paused(protocol):
         transport = protocol.transport
         if transport is not None and not transport.is_closing():
-            transport.abort()  # uvicorn tells the consumer: websocket.disconnect, 1006
+            _reset(transport)
         return True
     return False
