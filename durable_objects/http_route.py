@@ -14,6 +14,7 @@ import logging
 
 from django.http import HttpResponseBase
 
+from durable_objects import serialization
 from durable_objects.conf import get_config
 from durable_objects.events.calls import MAX_HEADERS, Fetch
 from durable_objects.exceptions import DurableObjectError
@@ -31,6 +32,19 @@ class Refused(Exception):
         super().__init__(text)
         self.status = status
         self.text = text
+
+
+class DirectFetch(Fetch):
+    """A Fetch whose caller takes the response as plain data, not as an HttpResponse.
+
+    The route sends it on as ASGI messages at once; building a Django response only to
+    take it apart again was a tenth of the route's time. On the wire it is a Fetch.
+    """
+
+    __slots__ = ()
+
+    def decode(self, value):
+        return serialization.loads(value)
 
 
 class ObjectHttpRoute:
@@ -84,7 +98,7 @@ class ObjectHttpRoute:
             await send_text(send, refusal.status, refusal.text)
             return
         try:
-            response = await call(cls, oid, Fetch(request, name=oid.name))
+            response = await call(cls, oid, DirectFetch(request, name=oid.name))
         except Exception as exc:
             if isinstance(exc, DurableObjectError) and exc.retryable:
                 logger.warning("fetch() of %s could not run: %s", oid, exc)
@@ -96,7 +110,7 @@ class ObjectHttpRoute:
             logger.warning("fetch() of %s failed: %s: %s", oid, type(exc).__name__, exc)
             await send_text(send, 500, "Internal error.")
             return
-        await send_response(send, response)
+        await send_data(send, response)
 
     # -- the object ----------------------------------------------------------------------
 
@@ -210,6 +224,19 @@ async def send_response(send, response):
         for morsel in response.cookies.values()
     ]
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_data(send, data):
+    """Send a response as ``http.encode_response`` describes it."""
+    body = data["body"]
+    headers = [
+        (name.encode("latin-1"), value.encode("latin-1")) for name, value in data["headers"]
+    ]
+    if not any(name.lower() == b"content-length" for name, _ in headers):
+        headers.append((b"content-length", str(len(body)).encode()))
+    headers += [(b"set-cookie", cookie.encode("latin-1")) for cookie in data["cookies"]]
+    await send({"type": "http.response.start", "status": data["status"], "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

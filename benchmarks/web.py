@@ -1,0 +1,191 @@
+"""The web edge under each ASGI server: ``python -m benchmarks.web [--quick] [--servers ...]``.
+
+Each server (daphne, uvicorn, granian) runs ``benchmarks/web_asgi.py`` in a process of
+its own on a free loopback port; the clients run here, as the side-by-side harness's do
+(``../shared/sidebyside/``): sequential HTTP requests with urllib (a new connection
+each), WebSocket echoes on one socket, and one socket's message to 100 (the websockets
+package, no compression). Each figure is printed next to its floor from the same server
+in the same run (a Django async view without an object, a bare Channels echo consumer)
+and next to its target: workerd's figure from issue 17's side-by-side runs (the upper
+end of its range, so PASS means at or above workerd's best there).
+"""
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from benchmarks.sockets import connect_many, fanout_latency
+
+REPO = Path(__file__).resolve().parent.parent
+
+# workerd in issue 17's side-by-side runs on this kind of machine (low, high).
+WORKERD = {
+    "http": (889, 1045),
+    "wsecho": (1398, 2049),
+    "wsecho0": (3646, 4444),
+    "bcast_p50": (3.89, 4.34),
+    "bcast_p99": (15.19, 18.24),
+}
+
+
+def row(label, value, target=""):
+    return f"{label:<58} {value:>16}  {target}"
+
+
+def verdict(ok):
+    return "PASS" if ok else "MISS"
+
+
+def start(kind, work_dir):
+    from durable_objects.testing.servers import free_port, start_server
+
+    shutil.rmtree(work_dir, ignore_errors=True)
+    Path(work_dir).mkdir(parents=True)
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
+        "BENCH_DIR": str(work_dir),
+    }
+    env.pop("BENCH_REDIS_URL", None)
+    process = start_server(
+        kind,
+        "benchmarks.web_asgi:application",
+        port,
+        env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return process, port
+
+
+def http_rate(port, path, count):
+    """Sequential requests per second, a new connection each (as the side-by-side's)."""
+    url = f"http://127.0.0.1:{port}{path}"
+    bodies = set()
+    for _ in range(20):  # warm-up: the object's activation is not in the figure
+        urllib.request.urlopen(url, timeout=60).read()
+    start = time.perf_counter()
+    for _ in range(count):
+        bodies.add(urllib.request.urlopen(url, timeout=60).read())
+    rate = count / (time.perf_counter() - start)
+    return rate, bodies
+
+
+async def ws_echo(url, count):
+    """(messages/s, wrong replies): send and wait for the reply on one socket."""
+    (client,) = await connect_many(url, 1)
+    try:
+        for _ in range(50):
+            await client.send("hi")
+            await client.recv()
+        wrong = 0
+        start = time.perf_counter()
+        for _ in range(count):
+            await client.send("hi")
+            if await asyncio.wait_for(client.recv(), 30) != "hi":
+                wrong += 1
+        return count / (time.perf_counter() - start), wrong
+    finally:
+        await client.close()
+
+
+def measure(kind, quick, emit, work_dir):
+    requests = 300 if quick else 1000
+    echoes = 1000 if quick else 3000
+    rounds = 50 if quick else 200
+    process, port = start(kind, work_dir)
+    try:
+        floor, _ = http_rate(port, "/plain", requests)
+        view, view_bodies = http_rate(port, "/rpc/view", requests)
+        direct, direct_bodies = http_rate(port, "/direct/direct", requests)
+        ws = f"ws://127.0.0.1:{port}"
+        bare, _ = asyncio.run(ws_echo(f"{ws}/ws/bare/", echoes))
+        echo0, wrong0 = asyncio.run(ws_echo(f"{ws}/ws/echo/e/", echoes))
+        room, wrong = asyncio.run(ws_echo(f"{ws}/ws/room/echo/", echoes))
+        latencies = asyncio.run(fanout_latency(f"{ws}/ws/room/bcast/", 100, rounds))
+    finally:
+        process.terminate()
+        process.wait(10)
+    counted = len(view_bodies) == requests and len(direct_bodies) == requests
+    low, high = WORKERD["http"]
+
+    def over_floor(rate):
+        return f"{1000 / rate - 1000 / floor:+.2f} ms/request over the floor"
+
+    emit(row(f"[{kind}] HTTP floor: Django async view, no object, req/s", f"{floor:,.0f}"))
+    emit(
+        row(
+            f"[{kind}] HTTP Django view -> object (durable write), req/s",
+            f"{view:,.0f}",
+            f"workerd {low:,}-{high:,} {verdict(view >= high)}; {over_floor(view)}",
+        )
+    )
+    emit(
+        row(
+            f"[{kind}] HTTP http_path() -> fetch() (durable write), req/s",
+            f"{direct:,.0f}",
+            f"workerd {low:,}-{high:,} {verdict(direct >= high)}; {over_floor(direct)}; "
+            f"every reply distinct {'OK' if counted else 'WRONG'}",
+        )
+    )
+    emit(row(f"[{kind}] WS floor: bare Channels echo consumer, msg/s", f"{bare:,.0f}"))
+    low, high = WORKERD["wsecho0"]
+    emit(
+        row(
+            f"[{kind}] WS echo through the object, no storage, msg/s",
+            f"{echo0:,.0f}",
+            f"workerd {low:,}-{high:,} {verdict(echo0 >= high)}; {wrong0} wrong",
+        )
+    )
+    low, high = WORKERD["wsecho"]
+    emit(
+        row(
+            f"[{kind}] WS echo through the room (SQL write + broadcast), msg/s",
+            f"{room:,.0f}",
+            f"workerd {low:,}-{high:,} {verdict(room >= high)}; {wrong} wrong",
+        )
+    )
+    p50 = statistics.median(latencies)
+    p99 = sorted(latencies)[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    (low50, high50), (low99, high99) = WORKERD["bcast_p50"], WORKERD["bcast_p99"]
+    emit(
+        row(
+            f"[{kind}] WS broadcast to 100 sockets: p50 / p99 ms",
+            f"{p50:.2f} / {p99:.2f}",
+            f"workerd p50 {low50}-{high50} {verdict(p50 <= low50)}, "
+            f"p99 {low99}-{high99} {verdict(p99 <= low99)}",
+        )
+    )
+
+
+def run(quick, emit, servers=("daphne", "uvicorn", "granian")):
+    from django.conf import settings
+
+    for kind in servers:
+        measure(kind, quick, emit, settings.WORK_DIR / f"web-{kind}")
+
+
+def main():
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.web")
+    parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    parser.add_argument(
+        "--servers", nargs="+", default=["daphne", "uvicorn", "granian"], help="which servers"
+    )
+    options = parser.parse_args()
+    from benchmarks.__main__ import setup_django
+
+    setup_django()
+    run(options.quick, lambda text: print(text, flush=True), options.servers)
+
+
+if __name__ == "__main__":
+    main()
