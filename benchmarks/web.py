@@ -12,10 +12,12 @@ end of its range, so PASS means at or above workerd's best there).
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -167,9 +169,98 @@ def measure(kind, quick, emit, work_dir):
     )
 
 
+# -- without a server: what each path costs the process ----------------------------------
+
+
+def http_scope(path):
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+
+
+async def asgi_request(application, path):
+    """One request through application, as a server would make it; the status."""
+    messages = [{"type": "http.request", "body": b"", "more_body": False}]
+    sent = []
+
+    async def receive():
+        if messages:
+            return messages.pop()
+        await asyncio.Event().wait()  # no disconnect: Django listens for one meanwhile
+
+    async def send(message):
+        sent.append(message)
+
+    await application(http_scope(path), receive, send)
+    return sent[0]["status"]
+
+
+async def inprocess_costs(count):
+    """{path: (wall us, CPU us)} per request through benchmarks.web_asgi, no server."""
+    from benchmarks.web_asgi import application
+
+    costs = {}
+    for path in ("/plain", "/rpc/inprocess", "/direct/inprocess"):
+        for _ in range(50):
+            assert await asgi_request(application, path) == 200
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(count):
+            await asgi_request(application, path)
+        costs[path] = (
+            (time.perf_counter() - wall) / count * 1e6,
+            (time.process_time() - cpu) / count * 1e6,
+        )
+    return costs
+
+
+def inprocess(quick, emit, work_dir, synchronous):
+    """Run inprocess_costs in a fresh process with SYNCHRONOUS as given; print the rows."""
+    shutil.rmtree(work_dir, ignore_errors=True)
+    Path(work_dir).mkdir(parents=True)
+    env = {**os.environ, "BENCH_DIR": str(work_dir), "BENCH_SYNCHRONOUS": synchronous}
+    env.pop("BENCH_REDIS_URL", None)
+    output = subprocess.run(
+        [sys.executable, "-m", "benchmarks.web", "--inprocess-child", "1000" if quick else "5000"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    costs = json.loads(output.strip().splitlines()[-1])
+    floor_cpu = costs["/plain"][1]
+    labels = {
+        "/plain": "floor: Django async view, no object",
+        "/rpc/inprocess": "Django view -> object",
+        "/direct/inprocess": "http_path() -> fetch()",
+    }
+    for path, (wall, cpu) in costs.items():
+        note = "" if path == "/plain" else f"{cpu - floor_cpu:+.0f} us CPU over the floor"
+        emit(
+            row(
+                f"[no server, {synchronous}] {labels[path]}: wall / CPU us",
+                f"{wall:,.0f} / {cpu:,.0f}",
+                note,
+            )
+        )
+
+
 def run(quick, emit, servers=("daphne", "uvicorn", "granian")):
     from django.conf import settings
 
+    for synchronous in ("FULL", "NORMAL"):
+        inprocess(quick, emit, settings.WORK_DIR / "web-inprocess", synchronous)
     for kind in servers:
         measure(kind, quick, emit, settings.WORK_DIR / f"web-{kind}")
 
@@ -180,7 +271,15 @@ def main():
     parser.add_argument(
         "--servers", nargs="+", default=["daphne", "uvicorn", "granian"], help="which servers"
     )
+    parser.add_argument("--inprocess-child", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args()
+    if options.inprocess_child:
+        sys.path.insert(0, str(REPO))
+        import benchmarks.web_asgi  # noqa: F401 (sets Django up, migrates: not in the loop)
+
+        costs = asyncio.run(inprocess_costs(options.inprocess_child))
+        print(json.dumps(costs))
+        return
     from benchmarks.__main__ import setup_django
 
     setup_django()
