@@ -209,3 +209,16 @@ async def test_a_client_that_stops_reading_is_closed_4008_and_let_go(server):
             assert await tcp_state_leaves_established(slow), f"{kind} kept the connection"
     finally:
         slow.close()
+
+
+def test_http_path_needs_exactly_one_way_to_choose_the_object():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from durable_objects.routing import http_path
+
+    with pytest.raises(ImproperlyConfigured, match="exactly one of name=, id= and object_id="):
+        http_path("x/<str:a>/", "tests.Counter", name="a", id="a")
+    with pytest.raises(ImproperlyConfigured, match="exactly one of"):
+        http_path("x/", "tests.Counter")
+    with pytest.raises(ImproperlyConfigured, match="authenticate must be a function"):
+        http_path("x/<str:a>/", "tests.Counter", name="a", authenticate="yes")
