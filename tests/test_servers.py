@@ -8,7 +8,9 @@ that stops reading (closed with 4008, its connection ended, nobody else loses a 
 import asyncio
 import http.client
 import json
+import os
 import socket
+import struct
 
 import pytest
 import websockets
@@ -222,3 +224,66 @@ def test_http_path_needs_exactly_one_way_to_choose_the_object():
         http_path("x/", "tests.Counter")
     with pytest.raises(ImproperlyConfigured, match="authenticate must be a function"):
         http_path("x/<str:a>/", "tests.Counter", name="a", authenticate="yes")
+
+
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [
+        ("daphne", ("--ping-interval", "1", "--ping-timeout", "1")),
+        ("uvicorn", ("--ws-ping-interval", "1", "--ws-ping-timeout", "1")),
+    ],
+)
+async def test_a_client_gone_silent_is_dropped_by_the_servers_pings(kind, options, tmp_path):
+    """No close frame, no pong: the server's pings find it (granian has none)."""
+    port = free_port()
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.support.settings",
+        "DO_TEST_STORAGE_ROOT": str(tmp_path / "objects"),
+    }
+    process = start_server(kind, "tests.support.asgi:application", port, env, *options)
+    try:
+        url = f"ws://127.0.0.1:{port}/ws/room/silent/"
+        async with websockets.connect(f"{url}?user=alive") as alive:
+            gone = raw_client(port, "/ws/room/silent/?user=gone")  # never answers a ping
+            try:
+                assert await command(alive, "/count") == "2"
+                assert await close_codes(alive) == [1006]
+                assert await command(alive, "/count") == "1"
+            finally:
+                gone.close()
+    finally:
+        stop(process)
+
+
+async def records_closed(ws, count):
+    """The room's websocket_close() records, once there are count of them."""
+    for _ in range(100):
+        closed = json.loads(await command(ws, "/records closed:"))
+        if len(closed) >= count:
+            break
+        await asyncio.sleep(0.05)
+    return sorted(closed.values())
+
+
+async def test_a_connection_dropped_without_a_close_frame_is_1006(server):
+    """Not 1005, a close frame without a code: uvicorn and granian report both as 1005.
+
+    granian's connection cannot be seen from Python: there a drop stays 1005, clean
+    (docs/topics/servers.md).
+    """
+    kind, port = server
+    url = f"ws://127.0.0.1:{port}/ws/room/dropped/"
+    async with websockets.connect(f"{url}?user=stay") as stay:
+        dropped = raw_client(port, "/ws/room/dropped/?user=dropped")
+        assert await command(stay, "/count") == "2"
+        dropped.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        dropped.close()  # a reset: no close frame
+        told = [1005, "", True] if kind == "granian" else [1006, "", False]
+        assert await records_closed(stay, 1) == [told]
+        polite = raw_client(port, "/ws/room/dropped/?user=polite", receive_buffer=65536)
+        try:
+            assert await command(stay, "/count") == "2"
+            polite.sendall(bytes([0x88, 0x80]) + os.urandom(4))  # a close frame, no code
+            assert await records_closed(stay, 2) == sorted([told, [1005, "", True]])
+        finally:
+            polite.close()

@@ -20,7 +20,8 @@ client even when it has stopped reading.
   ``pause_writing()`` as ``writable`` (or ``_paused``). ASGI's ``websocket.close`` carries
   any code and the reason; only a client that reads nothing needs more: the close would
   wait behind the full buffer forever, so its connection is reset (the object has been
-  told 4008 already).
+  told 4008 already). A connection lost without a close frame arrives as 1005, "no
+  status"; the protocol shows that no close frame came, and the object hears 1006.
 - granian's ``send`` suspends while the client's buffer is full, as ASGI allows, and
   sends any code and reason; there is nothing to see from Python, so no adapter. Its
   ``websocket.disconnect`` has no reason, and a close to a client that reads nothing
@@ -34,6 +35,8 @@ import contextlib
 import functools
 import socket
 import struct
+
+from .protocol import CLOSE_ABNORMAL, CLOSE_NO_STATUS
 
 POLL_INTERVAL = 0.02  # seconds between looks at a paused transport
 
@@ -139,6 +142,22 @@ def _reset(transport):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
+
+
+def client_close_code(send, message):
+    """The code of the client's close as the object hears it; None if it sent no code.
+
+    uvicorn (the sans-I/O protocol) reports a connection lost without a close frame, a
+    ping that timed out among them, as 1005, as if the client had closed without a
+    code: its protocol shows whether a close frame came, and if none did, it is 1006.
+    """
+    code = message.get("code")
+    if code == CLOSE_NO_STATUS:
+        protocol = _uvicorn_protocol(_unwrap(send))
+        conn = getattr(protocol, "conn", None)
+        if conn is not None and getattr(conn, "close_rcvd", True) is None:
+            return CLOSE_ABNORMAL
+    return code
 
 
 def client_close_reason(send, message):
