@@ -243,6 +243,21 @@ async def inprocess_costs(count):
             (time.perf_counter() - wall) / count * 1e6,
             (time.process_time() - cpu) / count * 1e6,
         )
+    # The object calls alone, as the view and the route make them.
+    from benchmarks.objects import BenchHttpCounter
+
+    stub = BenchHttpCounter.objects.get_by_name("inprocess-stub")
+    for label, call in (("stub.increment()", stub.increment), ("stub.fetch()", stub.fetch)):
+        arguments = ("/",) if label == "stub.fetch()" else ()
+        for _ in range(50):
+            await call(*arguments)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(count):
+            await call(*arguments)
+        costs[label] = (
+            (time.perf_counter() - wall) / count * 1e6,
+            (time.process_time() - cpu) / count * 1e6,
+        )
     return costs
 
 
@@ -266,9 +281,13 @@ def inprocess(quick, emit, work_dir, synchronous):
         "/plain": "floor: Django async view, no object",
         "/rpc/inprocess": "Django view -> object",
         "/direct/inprocess": "http_path() -> fetch()",
+        "stub.increment()": "the view's call alone, stub.increment()",
+        "stub.fetch()": "a fetch alone, stub.fetch('/')",
     }
     for path, (wall, cpu) in costs.items():
-        note = "" if path == "/plain" else f"{cpu - floor_cpu:+.0f} us CPU over the floor"
+        note = ""
+        if path.startswith("/") and path != "/plain":
+            note = f"{cpu - floor_cpu:+.0f} us CPU over the floor"
         emit(
             row(
                 f"[no server, {synchronous}] {labels[path]}: wall / CPU us",
@@ -299,7 +318,10 @@ def main():
     parser = argparse.ArgumentParser(prog="python -m benchmarks.web")
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
     parser.add_argument(
-        "--servers", nargs="+", default=["daphne", "uvicorn", "granian"], help="which servers"
+        "--servers",
+        nargs="*",
+        default=["daphne", "uvicorn", "granian"],
+        help="which (none: in process only)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per server; best of them")
     parser.add_argument("--inprocess-child", type=int, help=argparse.SUPPRESS)
