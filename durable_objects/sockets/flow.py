@@ -166,7 +166,9 @@ def client_close_reason(send, message):
     if reason:
         return reason
     protocol = _daphne_protocol(_unwrap(send))
-    return getattr(protocol, "remoteCloseReason", None) or "" if protocol is not None else ""
+    if protocol is None:
+        return ""
+    return getattr(protocol, "remoteCloseReason", None) or ""
 
 
 def close_frame(send, code, reason):
