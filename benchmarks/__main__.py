@@ -2,7 +2,8 @@
 
 (f) alone: ``python -m benchmarks.sockets``; (g) alone: ``python -m benchmarks.cluster``;
 (h) alone: ``python -m benchmarks.admin``; (i) alone: ``python -m benchmarks.alarms``;
-(j) alone: ``python -m benchmarks.backup``.
+(j) alone: ``python -m benchmarks.backup``; the web edge under each ASGI server alone:
+``python -m benchmarks.web``.
 
 Each figure is printed next to its target. Run on an otherwise idle machine: two cores
 shared with other work give lower and noisier figures.
@@ -429,9 +430,10 @@ def main():
             f"count {'OK' if e32_ok else 'WRONG'}",
         )
     )
-    from benchmarks import admin, alarms, backup, cluster, sockets
+    from benchmarks import admin, alarms, backup, cluster, sockets, web
 
     sockets.run(quick, emit)
+    web.run(quick, emit)
     cluster.run(quick, emit)
     admin.run(quick, emit)
     alarms.run(quick, emit)

@@ -84,3 +84,37 @@ class BenchArchive(DurableObject):
 
     def count(self):
         return self.ctx.storage.sql.exec("SELECT count(*) AS n FROM blobs").one()["n"]
+
+
+class BenchHttpCounter(DurableObject):
+    """The web benchmark's object: one durable SQL upsert per call or request.
+
+    The same work as the side-by-side harness's Counter (../shared/sidebyside/).
+    """
+
+    class Meta:
+        hibernate_after = 3600
+
+    def __init__(self, ctx, env):
+        super().__init__(ctx, env)
+        ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS kv(k TEXT PRIMARY KEY, v INTEGER)")
+
+    def increment(self):
+        return self.ctx.storage.sql.exec(
+            "INSERT INTO kv VALUES('c', 1) ON CONFLICT(k) DO UPDATE SET v = v + 1 RETURNING v"
+        ).one()["v"]
+
+    def fetch(self, request):
+        from django.http import HttpResponse
+
+        return HttpResponse(str(self.increment()))
+
+
+class BenchEcho(DurableObject):
+    """The web benchmark's echo: each message back to its socket, no storage."""
+
+    class Meta:
+        hibernate_after = 3600
+
+    def websocket_message(self, ws, message):
+        ws.send(message)

@@ -10,6 +10,8 @@ WORK_DIR = Path(os.environ.get("BENCH_DIR") or tempfile.mkdtemp(prefix="do-bench
 
 SECRET_KEY = "benchmarks-not-secret"
 USE_TZ = True
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "benchmarks.urls"  # the web benchmark's views (benchmarks/web.py)
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
@@ -27,6 +29,8 @@ CHANNEL_LAYERS = {
 }
 # Nothing hibernates during a run, so "active then idle" means what it says.
 DURABLE_OBJECTS = {"STORAGE_ROOT": WORK_DIR / "objects", "HIBERNATE_AFTER": 3600}
+if os.environ.get("BENCH_SYNCHRONOUS"):  # the web benchmark's CPU figures, without fsyncs
+    DURABLE_OBJECTS["SYNCHRONOUS"] = os.environ["BENCH_SYNCHRONOUS"]
 if os.environ.get("BENCH_MAX_OPEN_SHARDS"):  # to see what reopening shards costs
     DURABLE_OBJECTS["MAX_OPEN_SHARDS"] = int(os.environ["BENCH_MAX_OPEN_SHARDS"])
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -385,9 +385,9 @@ class DurableObjectConsumer(AsyncConsumer):
     async def websocket_disconnect(self, message):
         if self.accepted and not self.closing:
             self.closing = True
-            code = message.get("code")
+            code = flow.client_close_code(self.base_send, message)
             code = CLOSE_NO_STATUS if code is None else code  # a close frame without a code
-            reason = message.get("reason") or ""
+            reason = flow.client_close_reason(self.base_send, message)
             was_clean = code != CLOSE_ABNORMAL
             self._farewell_to_object(SocketClose, code=code, reason=reason, was_clean=was_clean)
         await self._leave()

@@ -1,6 +1,6 @@
 """What a consumer holds for a client whose TCP buffer is full, in order and bounded.
 
-Under daphne the consumer watches its connection's transport (``flow.py``). While the
+Under daphne and uvicorn the consumer watches its connection (``flow.py``). While the
 transport is paused, frames wait here and leave, in order, as it drains. Past
 WEBSOCKET_OUTBOUND_BUFFER held bytes, ``deliver()`` waits for the client to read half
 of it, so the consumer stops taking messages from its channel: the object's outbox then
@@ -24,7 +24,7 @@ class Backlog:
         self._send = send  # coroutine function: hand one frame to the server
         self._spawn = spawn
         self._too_slow = too_slow  # coroutine function: close the socket with 4008
-        self.flow = None  # flow.TransportFlow, under daphne
+        self.flow = None  # what flow.attach() found: daphne or uvicorn
         self.frames = deque()
         self.size = 0
         self.flushing = False
@@ -32,7 +32,7 @@ class Backlog:
         self.drained = asyncio.Event()
 
     def watch(self, send):
-        """Watch the daphne connection behind the consumer's send callable, if any."""
+        """Watch the connection behind send, if its server has an adapter (flow.py)."""
         self.flow = flow.attach(send)
 
     @property

