@@ -1,8 +1,10 @@
-"""Export, import and copy of one object's database (docs/topics/backups.md)."""
+"""Export, import, copy and point-in-time restore of one object's database
+(docs/topics/backups.md)."""
 
 from .transfer import (
     ExportResult,
     ImportResult,
+    RestoreSummary,
     acopy_object,
     aexport_object,
     aexport_to,
@@ -10,6 +12,8 @@ from .transfer import (
     copy_object,
     export_object,
     import_object,
+    arestore_object,
+    restore_object,
 )
 
 __all__ = [
@@ -22,4 +26,7 @@ __all__ = [
     "copy_object",
     "export_object",
     "import_object",
+    "arestore_object",
+    "restore_object",
+    "RestoreSummary",
 ]
