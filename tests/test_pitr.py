@@ -289,3 +289,19 @@ def test_without_replication_bookmarks_are_refused():
     with pytest.raises(InvalidBookmark, match="needs point-in-time recovery"):
         restore_object(Archive, stub.id, when=time.time())
     assert state(stub) == (["kept"], {})
+
+
+def test_a_time_after_the_last_write_restores_the_newest_state(replicated):
+    stub = Archive.objects.get_by_name("idle-since")
+    call(stub, "add", "first", colour="blue")
+    bookmark = call(stub, "bookmark")
+    call(stub, "add", "second")
+    time.sleep(0.05)
+    moment = time.time()
+    call(stub, "restore_to", bookmark)  # generation 2 begins after the moment
+    assert call(stub, "notes") == ["first"]
+    # The moment lies after generation 1's last write and before generation 2 began.
+    restore_object(Archive, stub.id, when=moment)
+    assert state(stub) == (["first", "second"], {"colour": "blue"})
+    restore_object(Archive, stub.id, when=time.time())  # generation 3's newest: the same
+    assert state(stub) == (["first", "second"], {"colour": "blue"})

@@ -144,19 +144,19 @@ async def restore_to_file(activation, text, target):
     if mark.txid is None:
         generations = range(mark.generation, 0, -1)
     result = None
+    timeout = max(60.0, replicator.settings.sync_timeout)
     for generation in generations:
         url = replicator.settings.shard_replica_url(label, activation.hex, generation)
+        restore = functools.partial(
+            replication.restore, target, url, overwrite=True, shard=(label, activation.hex)
+        )
         try:
             result = await _on_thread(
                 replicator,
-                replication.restore,
-                target,
-                url,
+                restore,
                 txid=mark.txid,
                 timestamp=None if mark.txid is not None else mark.moment,
-                overwrite=True,
-                shard=(label, activation.hex),
-                timeout=max(60.0, replicator.settings.sync_timeout),
+                timeout=timeout,
             )
             break
         except replication.NoReplica:
