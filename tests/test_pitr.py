@@ -250,7 +250,9 @@ def test_a_malformed_bookmark_is_refused(replicated, bookmark):
     refused(stub, bookmark, "not a bookmark|another object|limit")
 
 
-def test_a_bookmark_outside_retention_is_refused(settings, monkeypatch, replica, litestream_daemon):
+def test_a_bookmark_outside_retention_is_refused(
+    settings, monkeypatch, replica, litestream_daemon
+):
     replicate(settings, monkeypatch, replica, litestream_daemon, RETENTION=1)
     stub = Archive.objects.get_by_name("retention")
     call(stub, "add", "old")
@@ -305,3 +307,40 @@ def test_a_time_after_the_last_write_restores_the_newest_state(replicated):
     assert state(stub) == (["first", "second"], {"colour": "blue"})
     restore_object(Archive, stub.id, when=time.time())  # generation 3's newest: the same
     assert state(stub) == (["first", "second"], {"colour": "blue"})
+
+
+# -- sockets -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("replica", ["file"], indirect=True)
+async def test_a_restore_closes_open_sockets_with_4205(replicated):
+    import json
+
+    from channels.testing import WebsocketCommunicator
+
+    from durable_objects.backups import arestore_object
+    from tests.support.asgi import application
+    from tests.support.objects_sockets import Room
+
+    ann = WebsocketCommunicator(application, "/ws/room/restored/?user=ann")
+    connected, _ = await ann.connect()
+    assert connected
+    await ann.send_to("hello")
+    assert json.loads(await ann.receive_from(5)) == {"user": "ann", "text": "hello"}
+    time.sleep(0.05)
+    moment = time.time()
+    time.sleep(0.05)
+    await ann.send_to("later")
+    assert json.loads(await ann.receive_from(5))["text"] == "later"
+
+    await arestore_object(Room, Room.objects.id_from_name("restored"), when=moment)
+
+    closed = await ann.receive_output(5)
+    assert closed == {
+        "type": "websocket.close",
+        "code": 4205,
+        "reason": "The object was restored to an earlier point; reconnect.",
+    }
+    room = Room.objects.get_by_name("restored")
+    assert await room.history() == [{"user": "ann", "text": "hello"}]
+    assert await room.records("closed:") == {}  # the object closed it: no websocket_close

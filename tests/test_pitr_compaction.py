@@ -88,11 +88,12 @@ def test_once_level_zero_is_gone_a_bookmark_inside_a_compacted_range_is_refused(
     # level-1 files; the test wants one range holding all three, and tries again.
     for attempt in range(5):
         stub = Archive.objects.get_by_name(f"compacted-{attempt}")
-        first, second, third, moment = three_bookmarks(stub)
+        _, second, third, moment = three_bookmarks(stub)
         # Level 1 takes the syncs; level 0 keeps only its newest file after that.
         wait_for(
-            lambda stub=stub: level_files(tmp_path, stub, 1)
-            and len(level_files(tmp_path, stub, 0)) <= 1
+            lambda stub=stub: (
+                level_files(tmp_path, stub, 1) and len(level_files(tmp_path, stub, 0)) <= 1
+            )
         )
         names = [path.name for path in level_files(tmp_path, stub, 1)]
         if names == ["0000000000000001-0000000000000003.ltx"]:
@@ -116,7 +117,7 @@ def test_with_the_retention_config_every_bookmark_survives_compaction(
     daemon = daemon_factory(compaction=[1], retention=3600)
     replicate(settings, tmp_path, daemon)
     stub = Archive.objects.get_by_name("kept")
-    first, second, third, moment = three_bookmarks(stub)
+    first, second, _, moment = three_bookmarks(stub)
     wait_for(lambda: level_files(tmp_path, stub, 1))
     time.sleep(1.5)  # past the check interval of level 0's retention
     restore_object(Archive, stub.id, bookmark=second)

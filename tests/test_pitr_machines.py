@@ -9,8 +9,11 @@ one taken before a failover restores after it.
 import time
 from urllib.parse import urlencode
 
+from tests import test_replication_machines as rig
 from tests.test_cluster import get_json
-from tests.test_replication_machines import machines, until_ok  # noqa: F401  (a fixture)
+
+machines = rig.machines  # the rig's fixture
+until_ok = rig.until_ok
 
 pytest_plugins = ["tests.support.replication"]
 

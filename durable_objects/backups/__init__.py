@@ -9,24 +9,24 @@ from .transfer import (
     aexport_object,
     aexport_to,
     aimport_object,
+    arestore_object,
     copy_object,
     export_object,
     import_object,
-    arestore_object,
     restore_object,
 )
 
 __all__ = [
     "ExportResult",
     "ImportResult",
+    "RestoreSummary",
     "acopy_object",
     "aexport_object",
     "aexport_to",
     "aimport_object",
+    "arestore_object",
     "copy_object",
     "export_object",
     "import_object",
-    "arestore_object",
     "restore_object",
-    "RestoreSummary",
 ]

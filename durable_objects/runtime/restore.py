@@ -28,14 +28,13 @@ from pathlib import Path
 
 from durable_objects.conf import get_config
 from durable_objects.exceptions import FencedError, ObjectReset
+from durable_objects.sockets.protocol import CLOSE_RESTORED, REASON_RESTORED
 from durable_objects.storage import backup, replication
 from durable_objects.storage.replication import bookmarks
 from durable_objects.storage.replication.bookmarks import Bookmark, InvalidBookmark
 from durable_objects.storage.replication.local import litestream_dir
 
 SPOOL = ".backups"  # the spool export and import use (backups/events.py)
-CLOSE_RESTORED = 4205  # 4000 + 205 Reset Content: the object's state was restored
-REASON_RESTORED = "The object was restored to an earlier point; reconnect."
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,10 @@ def parse(activation, text):
     """The Bookmark text names for this object, or InvalidBookmark."""
     replicator = replicator_of(activation)
     return bookmarks.parse(
-        text, label=_label(activation), hex_id=activation.hex, retention=replicator.settings.retention
+        text,
+        label=_label(activation),
+        hex_id=activation.hex,
+        retention=replicator.settings.retention,
     )
 
 

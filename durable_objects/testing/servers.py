@@ -346,9 +346,7 @@ class LitestreamDaemon:
     client fails: "unable to add custom RootCAs"). ``client`` talks to its socket.
     """
 
-    def __init__(
-        self, directory, *, env=None, binary=None, databases=(), timeout=15, **config
-    ):
+    def __init__(self, directory, *, env=None, binary=None, databases=(), timeout=15, **config):
         from ..storage.replication import (
             LitestreamClient,
             daemon_config,
