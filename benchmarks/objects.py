@@ -84,3 +84,9 @@ class BenchArchive(DurableObject):
 
     def count(self):
         return self.ctx.storage.sql.exec("SELECT count(*) AS n FROM blobs").one()["n"]
+
+    def drop_one(self):
+        self.ctx.storage.sql.exec("DELETE FROM blobs WHERE id = (SELECT max(id) FROM blobs)")
+
+    async def bookmark(self):
+        return await self.ctx.storage.get_current_bookmark()
