@@ -1,6 +1,8 @@
 """Export, import, copy and point-in-time restore of one object's database
 (docs/topics/backups.md)."""
 
+from durable_objects.storage.replication.bookmarks import InvalidBookmark
+
 from .transfer import (
     ExportResult,
     ImportResult,
@@ -19,6 +21,7 @@ from .transfer import (
 __all__ = [
     "ExportResult",
     "ImportResult",
+    "InvalidBookmark",
     "RestoreSummary",
     "acopy_object",
     "aexport_object",
