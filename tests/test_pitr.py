@@ -106,6 +106,14 @@ def test_the_rest_of_the_restoring_event_has_no_storage(replicated):
     assert state(stub) == (["kept"], {})  # restored, and the write after it never made
 
 
+def test_a_bookmark_inside_atomic_is_refused_and_rolled_back(replicated):
+    stub = Archive.objects.get_by_name("atomic")
+    call(stub, "add", "kept")
+    with pytest.raises(RuntimeError, match="not allowed inside storage.atomic"):
+        call(stub, "bookmark_in_atomic")
+    assert state(stub) == (["kept"], {})
+
+
 def test_a_restore_starts_a_new_generation_that_holds_the_restored_state(
     replicated, storage_root, tmp_path
 ):

@@ -85,9 +85,19 @@ async def _on_thread(replicator, fn, *args, **kwargs):
 # -- bookmarks --------------------------------------------------------------------------
 
 
+def _outside_atomic(activation, what):
+    shard = activation.shard
+    if shard is not None and shard.is_open and shard.atomic_depth:
+        raise RuntimeError(
+            f"{what} is not allowed inside storage.atomic() or transaction_sync(): it "
+            "commits the writes made before it."
+        )
+
+
 async def current_bookmark(activation, event):
     """A bookmark of the object's state now: its writes so far commit and reach the replica."""
     replicator = replicator_of(activation)
+    _outside_atomic(activation, "get_current_bookmark()")
     activation.shard_for_event()  # an object without storage gets its (empty) shard
     await activation.before_outgoing_call(event)
     await replicator.replicate(activation)  # registered, synced, claim confirmed
@@ -207,6 +217,7 @@ async def restore(activation, event, text, *, dry_run=False):
     of the event and the instance resets when the event ends.
     """
     replicator = replicator_of(activation)
+    _outside_atomic(activation, "A restore")
     label = _label(activation)
     staged = spool_file(activation)
     try:

@@ -65,3 +65,8 @@ class Archive(DurableObject):
     async def restore_then_write(self, bookmark):
         await self.ctx.storage.on_next_session_restore_bookmark(bookmark)
         self.ctx.storage.put("after", True)  # storage is closed once the restore is made
+
+    async def bookmark_in_atomic(self):
+        with self.ctx.storage.atomic():
+            self.ctx.storage.put("inside", True)
+            return await self.ctx.storage.get_current_bookmark()
