@@ -96,6 +96,19 @@ def test_a_bookmark_restores_exactly_its_state_from_inside_the_object(replicated
     assert state(stub) == (["kept", "after"], {"colour": "blue"})
 
 
+@pytest.mark.parametrize("replica", ["file"], indirect=True)
+def test_with_local_durability_a_bookmark_is_exact_too(
+    settings, monkeypatch, replica, litestream_daemon
+):
+    replicate(settings, monkeypatch, replica, litestream_daemon, DURABILITY="local")
+    stub = Archive.objects.get_by_name("local")
+    call(stub, "add", "kept", colour="blue")
+    bookmark = call(stub, "bookmark")  # forces the sync "local" would leave for later
+    call(stub, "add", "lost", colour="red")
+    call(stub, "restore_to", bookmark)
+    assert state(stub) == (["kept"], {"colour": "blue"})
+
+
 def test_the_rest_of_the_restoring_event_has_no_storage(replicated):
     stub = Archive.objects.get_by_name("closed-after")
     call(stub, "add", "kept")
