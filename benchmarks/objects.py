@@ -82,6 +82,12 @@ class BenchArchive(DurableObject):
         self.ctx.storage.put_many({f"key-{n}": n for n in range(100)})
         return self.ctx.storage.sql.database_size
 
+    def drop_one(self):
+        self.ctx.storage.sql.exec("DELETE FROM blobs WHERE id = (SELECT max(id) FROM blobs)")
+
+    async def bookmark(self):
+        return await self.ctx.storage.get_current_bookmark()
+
     def count(self):
         return self.ctx.storage.sql.exec("SELECT count(*) AS n FROM blobs").one()["n"]
 

@@ -58,7 +58,9 @@ class Namespace:
         """Make the target object's database a copy of the source's; an ImportResult.
 
         Runs as an event of each live instance (an export of the source, an import into
-        the target, which is reset). For async code, ``acopy()``.
+        the target, which is reset). With bookmark (one of the source's bookmarks), the
+        copy is of the source's state at that point, restored from its replica (needs
+        REPLICATION). For async code, ``acopy()``.
         """
         from asgiref.sync import async_to_sync
 
@@ -68,14 +70,8 @@ class Namespace:
         """The async twin of ``copy()``."""
         from .backups import acopy_object
 
-        if bookmark is not None:
-            raise ValueError(
-                "copy(bookmark=...) copies an earlier state, which needs point-in-time "
-                "recovery (it comes with replication); pass bookmark=None to copy the "
-                "current state."
-            )
         source, target = self._stub_id(source_id), self._stub_id(target_id)
-        return await acopy_object(self.model, source, target)
+        return await acopy_object(self.model, source, target, bookmark)
 
     def _stub_id(self, object_id):
         return self.get(object_id).id

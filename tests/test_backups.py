@@ -155,7 +155,7 @@ def test_copy_clones_one_object_into_another():
     assert state(source) == (["n1", "n2"], {"size": 3}, when)
 
 
-def test_copy_with_a_bookmark_is_refused_until_replication_brings_them():
+def test_copy_with_a_bookmark_is_refused_without_replication():
     source, target = filled("bm-source", "a"), filled("bm-target", "b")
     with pytest.raises(ValueError, match="point-in-time recovery"):
         Archive.objects.copy(source.id, target.id, bookmark="0000")

@@ -492,7 +492,7 @@ def test_command_prints_and_writes_the_config(settings, tmp_path, capsys):
     replication(settings, REPLICA_URL="file:///r", SOCKET=str(tmp_path / "ls.sock"))
     call_command("litestream", "--print-config")
     printed = capsys.readouterr().out
-    assert printed == daemon_config(tmp_path / "ls.sock")
+    assert printed == daemon_config(tmp_path / "ls.sock", retention=24 * 3600)
     call_command("litestream", "--config-only")
     written = replication_settings().config_path
     assert written.read_text() == printed

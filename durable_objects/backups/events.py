@@ -16,12 +16,13 @@ import time
 from durable_objects.conf import get_config
 from durable_objects.events.base import Event, WireField, wire_limit
 from durable_objects.exceptions import ObjectReset
+from durable_objects.runtime import restore
 from durable_objects.storage import backup
 
 SPOOL = ".backups"  # under STORAGE_ROOT; shard_files() never looks at dot directories
 STALE_AFTER = 3600.0  # seconds after which a spool file left by a dead transfer is removed
 _TOKEN = re.compile(r"[0-9a-f]{32}\Z")
-OPERATIONS = ("export", "read", "stage", "import", "discard")
+OPERATIONS = ("export", "read", "stage", "import", "discard", "restore")
 
 
 def _check_token(token):
@@ -32,7 +33,7 @@ def _check_token(token):
 class BackupOperation(Event):
     """One step of an export or import of the object's database, run as its event."""
 
-    __slots__ = ("data", "length", "offset", "op", "token")
+    __slots__ = ("bookmark", "data", "dry_run", "length", "offset", "op", "token", "when")
 
     kind = "backup"
     wire_fields = {
@@ -41,9 +42,23 @@ class BackupOperation(Event):
         "offset": WireField(int, required=False),
         "length": WireField(int, required=False),
         "data": WireField(bytes, required=False, max_size=wire_limit("MAX_CALL_SIZE")),
+        "bookmark": WireField(str, None, required=False, max_size=200),
+        "when": WireField(float, int, None, required=False),
+        "dry_run": WireField(bool, required=False),
     }
 
-    def __init__(self, op, token=None, offset=0, length=0, data=b"", **kwargs):
+    def __init__(
+        self,
+        op,
+        token=None,
+        offset=0,
+        length=0,
+        data=b"",
+        bookmark=None,
+        when=None,
+        dry_run=False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if op not in OPERATIONS:
             raise ValueError(f"Unknown backup operation {op!r}; one of {OPERATIONS}.")
@@ -56,6 +71,9 @@ class BackupOperation(Event):
         self.offset = offset
         self.length = length
         self.data = data
+        self.bookmark = bookmark  # export and restore: an earlier state (point in time)
+        self.when = when  # restore: a time (UNIX seconds) instead of a bookmark
+        self.dry_run = dry_run
 
     def to_wire(self):
         return {
@@ -64,6 +82,9 @@ class BackupOperation(Event):
             "offset": self.offset,
             "length": self.length,
             "data": self.data,
+            "bookmark": self.bookmark,
+            "when": self.when,
+            "dry_run": self.dry_run,
         }
 
     def invoke(self, instance, activation):
@@ -136,6 +157,9 @@ async def _export(activation, event):
     """Copy the database to the spool; return its token and size."""
     # Commit the writes queued before this event, so the copy holds every write made
     # before it (and, being one snapshot, no half of any).
+    if event.bookmark is not None:  # an earlier state, from the replica
+        target, plan = await restore.stage_copy(activation, event.bookmark)
+        return {"token": _token_of(target), "size": plan.size}
     await activation.before_outgoing_call(event)
     if not activation.path.exists():
         raise LookupError("The object has no storage yet; there is nothing to export.")
@@ -243,10 +267,22 @@ async def _import(activation, event):
     }
 
 
+async def _restore(activation, event):
+    """Restore the object to a bookmark or a time (a dry run changes nothing)."""
+    text = event.bookmark
+    if text is None:
+        if event.when is None:
+            raise ValueError("A restore needs a bookmark or a time.")
+        text = restore.bookmark_for_time(activation, event.when)
+    plan = await restore.restore(activation, event, text, dry_run=event.dry_run)
+    return plan.as_dict()
+
+
 _OPERATIONS = {
     "export": _export,
     "read": _read,
     "stage": _stage,
     "import": _import,
     "discard": _discard,
+    "restore": _restore,
 }

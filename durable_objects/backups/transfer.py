@@ -16,6 +16,7 @@ from durable_objects.conf import get_config
 from durable_objects.events.base import current_event
 from durable_objects.runtime.calls import call
 from durable_objects.storage.backup import SQLITE_HEADER, InvalidBackup, check_size
+from durable_objects.storage.replication.bookmarks import unix_seconds
 
 from .events import BackupOperation, chunk_size
 
@@ -42,6 +43,27 @@ class ImportResult:
 
     def summary(self):
         """What the database holds, in words: "3 entries, 1 table"."""
+        entries = f"{self.entries} entr{'y' if self.entries == 1 else 'ies'}"
+        tables = f"{len(self.tables)} table{'' if len(self.tables) == 1 else 's'}"
+        return f"{entries}, {tables}"
+
+
+@dataclass(frozen=True)
+class RestoreSummary:
+    """A restore (or its dry run): the bookmark, the generation and transaction it came
+    from, and what the restored database holds."""
+
+    dry_run: bool
+    bookmark: str
+    generation: int
+    txid: int
+    entries: int
+    tables: list
+    alarm: dict | None
+    size: int
+
+    def summary(self):
+        """What the restored database holds, in words: "3 entries, 1 table"."""
         entries = f"{self.entries} entr{'y' if self.entries == 1 else 'ies'}"
         tables = f"{len(self.tables)} table{'' if len(self.tables) == 1 else 's'}"
         return f"{entries}, {tables}"
@@ -155,16 +177,36 @@ async def _import_chunks(cls, object_id, chunks):
     return ImportResult(**result)
 
 
-async def acopy_object(cls, source_id, target_id):
-    """Make target's database a copy of source's (both objects of cls); an ImportResult."""
+async def acopy_object(cls, source_id, target_id, bookmark=None):
+    """Make target's database a copy of source's (both objects of cls); an ImportResult.
+
+    With bookmark (one of the source's), the copy is of the source's state at that point,
+    restored from its replica (point-in-time recovery, with replication on).
+    """
     if str(source_id) == str(target_id):
         raise ValueError("copy() needs two different objects; the source is the target.")
     _refuse_own_event(cls, target_id)
-    spooled = await _run(cls, source_id, "export")
+    spooled = await _run(cls, source_id, "export", bookmark=bookmark)
     try:
         return await _import_chunks(cls, target_id, _chunks(cls, source_id, spooled))
     finally:
         await _discard(cls, source_id, spooled["token"])
+
+
+async def arestore_object(cls, object_id, *, bookmark=None, when=None, dry_run=False):
+    """Restore the object to bookmark, or to its state at when; a RestoreSummary.
+
+    when is an aware datetime or UNIX seconds. Runs as an event of the live instance,
+    wherever it lives; with dry_run it only says what the restore would bring back.
+    InvalidBookmark (a ValueError) names what is wrong; the database is then untouched.
+    """
+    if (bookmark is None) == (when is None):
+        raise ValueError("Restore to a bookmark or to a time: give exactly one of the two.")
+    if when is not None:
+        when = unix_seconds(when)
+    _refuse_own_event(cls, object_id)
+    result = await _run(cls, object_id, "restore", bookmark=bookmark, when=when, dry_run=dry_run)
+    return RestoreSummary(dry_run=dry_run, **result)
 
 
 def export_object(cls, object_id, path):
@@ -177,6 +219,13 @@ def import_object(cls, object_id, source):
     return async_to_sync(aimport_object)(cls, object_id, source)
 
 
-def copy_object(cls, source_id, target_id):
+def copy_object(cls, source_id, target_id, bookmark=None):
     """acopy_object() for sync code (commands, views)."""
-    return async_to_sync(acopy_object)(cls, source_id, target_id)
+    return async_to_sync(acopy_object)(cls, source_id, target_id, bookmark)
+
+
+def restore_object(cls, object_id, *, bookmark=None, when=None, dry_run=False):
+    """arestore_object() for sync code (commands, views)."""
+    return async_to_sync(arestore_object)(
+        cls, object_id, bookmark=bookmark, when=when, dry_run=dry_run
+    )

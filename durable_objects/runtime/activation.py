@@ -73,6 +73,7 @@ class Activation(InvocationMixin):
         self.alarm_due = UNKNOWN  # the committed alarm's due time, read when the shard opens
         self.replica_gen = None  # the replica generation of the local copy (REPLICATION)
         self.retiring = None  # generations retired once replica_gen holds a whole copy
+        self.restored = None  # an ObjectReset once a restore replaced the database (restore.py)
         # Replies wait for the replica after each commit (DURABILITY "replicated").
         self.gated = host.replicator is not None and host.replicator.replicated
         self.sockets = SocketRegistry(self)
@@ -321,6 +322,8 @@ class Activation(InvocationMixin):
         """
         if self.closed:
             raise ObjectReset("This instance was reset or hibernated; its storage is closed.")
+        if self.restored is not None:
+            raise self.restored
         if not self.stack:
             raise RuntimeError(
                 "Storage was used outside an event. Use storage from handlers, the "
@@ -465,8 +468,8 @@ class Activation(InvocationMixin):
             outcome = event.released(outcome, self)  # before its own messages
             self._release_outbox(event, outcome)
             self.host.deliver(event, outcome)
-        if self.abort_cause is not None:
-            self.reset(self.abort_cause)
+        if self.abort_cause is not None or self.restored is not None:
+            self.reset(self.abort_cause or self.restored)
         return True
 
     def _release_outbox(self, event, outcome):

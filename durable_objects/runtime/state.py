@@ -7,6 +7,12 @@ from durable_objects.conf import get_config
 from durable_objects.sockets.state import SocketStateMixin
 from durable_objects.storage import DurableObjectStorage
 
+from .restore import PointInTimeMixin
+
+
+class ObjectStorage(PointInTimeMixin, DurableObjectStorage):
+    """``ctx.storage``: the shard's SQL, key-value and alarm APIs, and its bookmarks."""
+
 
 class DurableObjectState(SocketStateMixin):
     """What an object knows of itself: its id, its storage, its concurrency controls and
@@ -15,7 +21,7 @@ class DurableObjectState(SocketStateMixin):
     def __init__(self, activation):
         self._activation = activation
         self.id = activation.id
-        self.storage = DurableObjectStorage(activation)
+        self.storage = ObjectStorage(activation)
 
     def block_concurrency_while(self, fn):
         """Run fn (sync or async) before any further event is delivered; return its task.

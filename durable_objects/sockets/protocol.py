@@ -18,6 +18,7 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011  # a handler raised; the object received websocket_error()
 CLOSE_OBJECT_MOVED = 1012  # a cluster's host of the object died or lost it: reconnect
 CLOSE_TOO_SLOW = 4008  # the client did not keep up; the object received websocket_close()
+CLOSE_RESTORED = 4205  # 4000 + 205 Reset Content: the object's database was restored
 CLOSE_BAD_ROUTE = 4400  # the route could not name an object (bad name, bad id)
 CLOSE_NOT_ACCEPTED = 4403  # the object did not accept; 4000 + its response's 4xx/5xx status
 CLOSE_NOT_FOUND = 4404  # the route refused the name (valid_name, object_id() -> None)
@@ -28,6 +29,7 @@ REASON_BAD_ROUTE = "This address names no object."
 REASON_NOT_FOUND = "No such object."
 REASON_INTERNAL_ERROR = "Internal error"
 REASON_OBJECT_MOVED = "The object is moving; reconnect."
+REASON_RESTORED = "The object was restored to an earlier point; reconnect."
 REASON_TOO_MANY_SOCKETS = "Too many connections from your address."
 REASON_TOO_MANY_OBJECTS = "Too many new objects from your address; try again in a minute."
 

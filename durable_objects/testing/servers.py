@@ -390,7 +390,7 @@ class LitestreamDaemon:
     client fails: "unable to add custom RootCAs"). ``client`` talks to its socket.
     """
 
-    def __init__(self, directory, *, env=None, binary=None, databases=(), timeout=15):
+    def __init__(self, directory, *, env=None, binary=None, databases=(), timeout=15, **config):
         from ..storage.replication import (
             LitestreamClient,
             daemon_config,
@@ -407,7 +407,8 @@ class LitestreamDaemon:
             self.directory = Path(tempfile.mkdtemp(prefix="do-litestream-"))
             self.socket_path = self.directory / "litestream.sock"
         self.config_path = self.directory / "litestream.yml"
-        self.config_path.write_text(daemon_config(self.socket_path, databases))
+        # config: daemon_config()'s retention, l0_retention, compaction.
+        self.config_path.write_text(daemon_config(self.socket_path, databases, **config))
         self.binary = binary or litestream_binary()
         self.env = daemon_environment({**os.environ, **(env or {})})
         self.client = LitestreamClient(self.socket_path)

@@ -50,3 +50,23 @@ class Archive(DurableObject):
         import os
 
         return os.getpid()
+
+    # -- point in time (issue 15, part 2) ------------------------------------------------
+
+    async def bookmark(self):
+        return await self.ctx.storage.get_current_bookmark()
+
+    async def bookmark_for_time(self, when):
+        return await self.ctx.storage.get_bookmark_for_time(when)
+
+    async def restore_to(self, bookmark):
+        return await self.ctx.storage.on_next_session_restore_bookmark(bookmark)
+
+    async def restore_then_write(self, bookmark):
+        await self.ctx.storage.on_next_session_restore_bookmark(bookmark)
+        self.ctx.storage.put("after", True)  # storage is closed once the restore is made
+
+    async def bookmark_in_atomic(self):
+        with self.ctx.storage.atomic():
+            self.ctx.storage.put("inside", True)
+            return await self.ctx.storage.get_current_bookmark()

@@ -10,4 +10,8 @@ urlpatterns = [
     path("tally/<str:name>/", views.tally_state),
     path("ledger/<str:name>/add/", views.ledger_add),
     path("ledger/<str:name>/", views.ledger_state),
+    path("archive/<str:name>/add/", views.archive_add),
+    path("archive/<str:name>/bookmark/", views.archive_bookmark),
+    path("archive/<str:name>/restore/", views.archive_restore),
+    path("archive/<str:name>/", views.archive_state),
 ]

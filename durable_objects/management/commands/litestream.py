@@ -49,7 +49,9 @@ class Command(BaseCommand):
                 "Replication is off: set DURABLE_OBJECTS['REPLICATION'] = {'REPLICA_URL': ...} "
                 "(docs/topics/replication.md)."
             )
-        text = daemon_config(replication.socket, log_level=replication.log_level)
+        text = daemon_config(
+            replication.socket, log_level=replication.log_level, retention=replication.retention
+        )
         if print_config:
             self.stdout.write(text, ending="")
             return

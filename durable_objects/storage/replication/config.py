@@ -154,15 +154,37 @@ def daemon_environment(environ=None):
     return env
 
 
+def _duration(seconds):
+    """Seconds as a Go duration string (whole seconds, at least one)."""
+    return f"{max(1, round(seconds))}s"
+
+
 def endpoint_of(url):
     """The ``endpoint`` query parameter of an S3 replica URL, or None."""
     values = parse_qs(urlsplit(url).query).get("endpoint")
     return values[0] if values else None
 
 
-def daemon_config(socket_path, databases=(), *, log_level="info"):
+def daemon_config(
+    socket_path,
+    databases=(),
+    *,
+    log_level="info",
+    retention=None,
+    l0_retention=None,
+    compaction=None,
+):
     """The text of a ``litestream replicate`` config: the control socket, no static dbs
     unless given as (path, replica_url) pairs.
+
+    retention (seconds, REPLICATION["RETENTION"]) is the point-in-time window: every
+    state inside it stays restorable, to the transaction. Litestream keeps each sync's
+    level-0 file that long (``l0-retention``; after compaction into level 1 only the
+    compacted ranges' ends could be restored to), takes a snapshot every
+    min(retention, 24 h) and keeps snapshots retention plus one interval (history
+    before the oldest snapshot is deleted). None or 0: Litestream's defaults (five
+    minutes of level 0, a day of snapshots). l0_retention and compaction (level
+    intervals in seconds, from level 1) override them, for tests.
 
     Strings are written as JSON strings, which YAML reads as they are; run the daemon with
     ``-no-expand-env`` so a ``$`` in a path stays a ``$``.
@@ -175,6 +197,23 @@ def daemon_config(socket_path, databases=(), *, log_level="info"):
         "logging:",
         f"  level: {json.dumps(log_level)}",
     ]
+    if retention:
+        interval = min(retention, 24 * 3600)
+        lines += [
+            "snapshot:",
+            f"  interval: {_duration(interval)}",
+            f"  retention: {_duration(retention + interval)}",
+        ]
+        if l0_retention is None:
+            l0_retention = retention
+    if l0_retention is not None:
+        lines += [
+            f"l0-retention: {_duration(l0_retention)}",
+            f"l0-retention-check-interval: {_duration(min(15, l0_retention))}",
+        ]
+    if compaction:
+        lines.append("levels:")
+        lines += [f"  - interval: {_duration(seconds)}" for seconds in compaction]
     databases = list(databases)
     if not databases:
         lines.append("dbs: []")

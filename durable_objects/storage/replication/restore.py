@@ -75,9 +75,21 @@ def restore(
         if isinstance(txid, bool) or not isinstance(txid, int) or txid < 1:
             raise ValueError(f"txid must be a whole number >= 1, not {txid!r}")
         command += ["-txid", f"{txid:016x}"]
+    config = None
     if timestamp is not None:
         command += ["-timestamp", _rfc3339(timestamp)]
-    command.append(replica_url)
+        # Given a replica URL, litestream refuses a time after the replica's last file
+        # ("timestamp does not exist") as it does one before its first; given a config
+        # naming the replica, it restores the last state before the time, which is what
+        # a time after the last write means. docs/topics/backups.md#granularity.
+        config = partial.with_name(partial.name + ".yml")
+        config.write_text(
+            f"dbs:\n  - path: {json.dumps(str(path))}\n    replica:\n"
+            f"      url: {json.dumps(replica_url)}\n"
+        )
+        command += ["-config", str(config), "-no-expand-env", str(path)]
+    else:
+        command.append(replica_url)
 
     started = time.monotonic()
     try:
@@ -94,10 +106,13 @@ def restore(
         raise RestoreError(
             f"litestream restore of {path} from {replica_url} did not finish within {timeout:g} s."
         ) from None
+    finally:
+        if config is not None:
+            config.unlink(missing_ok=True)
     if finished.returncode != 0:
         _remove_database(partial)
         message = _error_line(finished.stderr) or _error_line(finished.stdout)
-        if "no matching backup files available" in message:
+        if "no matching backup files available" in message or "not available" in message:
             raise NoReplica(
                 f"The replica {replica_url} holds nothing to restore"
                 + (" up to that point" if txid or timestamp else "")
