@@ -43,14 +43,19 @@ def _unwrap(send):
     return send
 
 
-def attach(send):
-    """A TransportFlow for the daphne connection behind send, or None."""
+def daphne_protocol(send):
+    """daphne's WebSocket protocol (autobahn's) behind send, or None under another server."""
     send = _unwrap(send)
     if not isinstance(send, functools.partial) or not send.args:
         return None
+    return send.args[0]
+
+
+def tcp_transport(protocol):
+    """The Twisted TCP connection under a daphne protocol, or None."""
     # The protocol's transport is twisted.web's HTTP channel wrapper it was upgraded
     # from; the TCP connection, with the buffer, is the transport of its channel.
-    transport = getattr(send.args[0], "transport", None)
+    transport = getattr(protocol, "transport", None)
     for _ in range(5):
         if transport is None or hasattr(transport, "producerPaused"):
             break
@@ -58,7 +63,13 @@ def attach(send):
         transport = getattr(channel if channel is not None else transport, "transport", None)
     if transport is None or not hasattr(transport, "producerPaused"):
         return None
-    return TransportFlow(transport)
+    return transport
+
+
+def attach(send):
+    """A TransportFlow for the daphne connection behind send, or None."""
+    transport = tcp_transport(daphne_protocol(send))
+    return None if transport is None else TransportFlow(transport)
 
 
 def close_frame(send, code, reason):
