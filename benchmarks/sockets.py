@@ -83,8 +83,11 @@ async def close_all(clients):
 
 
 async def fanout_latency(url, count, rounds):
-    """Seconds from one client's send to the last of count clients' receive, per round."""
+    """(ms from one client's send to the last of count clients' receive, per round; the
+    clients' own CPU ms per round, the floor this process puts under every round)."""
     clients = await connect_many(url, count)
+    # Past the server's freeze of its new sockets (durable_objects/sockets/collector.py).
+    await asyncio.sleep(1.5)
     loop = asyncio.get_running_loop()
     arrived = {}
     done = {}
@@ -98,6 +101,7 @@ async def fanout_latency(url, count, rounds):
 
     readers = [asyncio.create_task(reader(client)) for client in clients]
     latencies = []
+    cpu = 0.0
     # The clients' own garbage collection (1,000 connections in this process) is not the
     # server's latency: collect now, then not during the rounds.
     gc.collect()
@@ -105,17 +109,18 @@ async def fanout_latency(url, count, rounds):
     try:
         for k in range(rounds + 3):  # three rounds of warm-up
             done[k] = loop.create_future()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             await clients[0].send(f"{k}:hello")
-            end = await asyncio.wait_for(done[k], 30)
+            end = await asyncio.wait_for(done[k], 60)
             if k >= 3:
                 latencies.append((end - start) * 1000)
+                cpu += time.process_time() - start_cpu
     finally:
         gc.enable()
         for task in readers:
             task.cancel()
         await close_all(clients)
-    return latencies
+    return latencies, cpu * 1000 / rounds
 
 
 async def sustained_rate(url, count, per_client):
@@ -178,17 +183,27 @@ def verdict(ok):
     return "PASS" if ok else "MISS"
 
 
+TARGETS = {  # sockets: (percentile, its name, target ms)
+    100: (0.5, "p50", 4),  # workerd's 3.9-4.3 ms in the side-by-side run (issue 17)
+    1000: (0.99, "p99", 100),
+    10000: (0.99, "p99", 1000),
+}
+
+
 async def measure(url, pid, quick, emit):
     rounds = 30 if quick else 200
-    for count in (100, 1000):
-        for kind in ("room", "baseline"):
-            latencies = await fanout_latency(f"{url}/ws/{kind}/lat{count}/", count, rounds)
+    for count in (100, 1000, 10000):
+        # The baseline's stock layer is O(N^2) per broadcast: a minute a round at 10,000.
+        for kind in ("room", "baseline") if count < 10000 else ("room",):
+            latencies, cpu = await fanout_latency(
+                f"{url}/ws/{kind}/lat{count}/", count, rounds if count < 10000 else rounds // 4
+            )
             p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
-            target = ""
-            if kind == "room" and count == 100:
-                target = f"target p50 <= 10 ms {verdict(p50 <= 10)}"
-            elif kind == "room":
-                target = f"target p99 <= 100 ms {verdict(p99 <= 100)}"
+            target = f"clients' CPU {cpu:.1f} ms a round (floor)"
+            if kind == "room":
+                fraction, name, limit = TARGETS[count]
+                value = percentile(latencies, fraction)
+                target = f"target {name} <= {limit:,} ms {verdict(value <= limit)}; {target}"
             name = "ours" if kind == "room" else "baseline"
             emit(
                 row(
