@@ -197,6 +197,8 @@ class DurableObjectConsumer(AsyncConsumer):
         once is handled here, synchronously: nothing waits before it, and the same bytes
         serve every socket of a broadcast. Everything else waits its turn in the inbox.
         """
+        if self.closing:
+            return True  # nothing more reaches this client; a full inbox must not stall others
         inbox = self.inbox
         if (
             frame is not None

@@ -13,7 +13,9 @@ always; what a freeze keeps from the collector is only garbage in cycles (the ob
 sockets that have since closed, mostly). Once the sockets closed since the last thaw
 pass CHURN_SHARE of those frozen (and MIN_CHURN), ``gc.unfreeze()``, one full
 collection and a new freeze reclaim them: one pause per churn, not one every few
-broadcasts.
+broadcasts. The thaw waits for a burst of closes to end (FREEZE_DELAY without one, at
+most THAW_PATIENCE), so that thousands of sockets leaving at once cost one collection,
+after them.
 """
 
 import asyncio
@@ -24,8 +26,9 @@ from durable_objects.conf import get_config
 FREEZE_DELAY = 1.0  # seconds after a socket connects before the freeze
 CHURN_SHARE = 0.25  # closed sockets, as a share of those frozen, that make a thaw
 MIN_CHURN = 256  # fewer closed sockets never make a thaw
+THAW_PATIENCE = 10.0  # most seconds a thaw waits for a burst of closes to end
 
-_state = {"open": 0, "frozen": 0, "closed": 0, "handle": None}
+_state = {"open": 0, "frozen": 0, "closed": 0, "handle": None, "thaw": None, "due": 0.0}
 
 
 def socket_opened():
@@ -46,8 +49,22 @@ def socket_closed():
     if not _state["frozen"]:
         return
     _state["closed"] += 1
-    if _state["closed"] >= max(MIN_CHURN, _state["frozen"] * CHURN_SHARE):
+    if _state["closed"] < max(MIN_CHURN, _state["frozen"] * CHURN_SHARE):
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
         collect()
+        return
+    now = loop.time()
+    thaw = _state["thaw"]
+    if thaw is None:
+        _state["due"] = now + THAW_PATIENCE
+    elif now + FREEZE_DELAY < _state["due"]:
+        thaw.cancel()  # still closing: wait for the end of the burst
+    else:
+        return
+    _state["thaw"] = loop.call_later(FREEZE_DELAY, collect)
 
 
 def _freeze():
@@ -58,6 +75,9 @@ def _freeze():
 
 def collect():
     """Thaw, collect everything and freeze again (what a churn of sockets triggers)."""
+    thaw, _state["thaw"] = _state["thaw"], None
+    if thaw is not None:
+        thaw.cancel()
     gc.unfreeze()
     gc.collect()
     gc.freeze()
@@ -67,8 +87,8 @@ def collect():
 
 def reset():
     """Thaw and forget the counts (tests)."""
-    handle = _state["handle"]
-    if handle is not None:
-        handle.cancel()
+    for key in ("handle", "thaw"):
+        if _state[key] is not None:
+            _state[key].cancel()
     gc.unfreeze()
-    _state.update(open=0, frozen=0, closed=0, handle=None)
+    _state.update(open=0, frozen=0, closed=0, handle=None, thaw=None, due=0.0)
