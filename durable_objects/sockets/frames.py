@@ -88,11 +88,26 @@ class FrameWriter:
         self.transport = None
 
 
+def _encrypted(transport):
+    """True if TLS sits between the protocol and this TCP connection (plain bytes must not)."""
+    if getattr(transport, "TLS", False):  # startTLS()
+        return True
+    try:
+        from twisted.protocols.tls import TLSMemoryBIOProtocol
+    except ImportError:  # pragma: no cover - Twisted ships it
+        return False
+    return isinstance(getattr(transport, "protocol", None), TLSMemoryBIOProtocol)
+
+
 def attach(send):
-    """A FrameWriter for the daphne connection behind send, or None under another server."""
+    """A FrameWriter for the daphne connection behind send, or None under another server.
+
+    None too for a TLS connection: its TCP socket carries ciphertext, which only
+    Twisted's TLS layer may write.
+    """
     protocol = flow.daphne_protocol(send)
     transport = flow.tcp_transport(protocol)
-    if transport is None or not hasattr(transport, "_tempDataBuffer"):
+    if transport is None or not hasattr(transport, "_tempDataBuffer") or _encrypted(transport):
         return None
     needed = ("state", "send_state", "send_queue", "_perMessageCompress", "STATE_OPEN")
     if not all(hasattr(protocol, name) for name in needed):
