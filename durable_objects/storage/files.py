@@ -67,18 +67,18 @@ def create_file(path, data):
     temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.link(temporary, path)
     except FileExistsError:
         return False
     finally:
-        os.unlink(temporary)
+        os.unlink(temporary)  # a failed write (a full disk, say) leaves nothing behind
     for directory in (path.parent, *(made_dir.parent for made_dir in made)):
         fsync_directory(directory)
     return True
