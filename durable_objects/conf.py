@@ -54,6 +54,9 @@ DEFAULTS = {
     "WEBSOCKET_OUTBOUND_BUFFER": 1024 * 1024,
     # Messages of one socket queued at its object before the consumer stops reading it.
     "WEBSOCKET_MAX_IN_FLIGHT": 64,
+    # Freeze Python's garbage collector's view of connected sockets, so that full
+    # collections do not walk them (durable_objects/sockets/collector.py).
+    "WEBSOCKET_GC_FREEZE": True,
     # Most accepted sockets one object may hold.
     "WEBSOCKET_MAX_PER_OBJECT": 32_768,
     # Per-client limits, by client address (scope["client"], REMOTE_ADDR), counted in

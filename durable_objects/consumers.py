@@ -3,8 +3,10 @@
 The consumer holds the connection; the object holds the socket's row (tags, attachment)
 and decides everything else. Client frames become events in the object's queue, in
 order, without waiting for each other's outcome (at most WEBSOCKET_MAX_IN_FLIGHT
-queued). The object's messages arrive on the consumer's channel (direct ones) and the
-object's group (broadcasts), numbered; a gap, or a client whose transport stays full past
+queued). The object's messages are numbered. From an object in this process they come
+straight from its outbox (``take()``), without the channel layer; from an object in
+another process, on the consumer's channel (direct ones) and the object's group
+(broadcasts). A gap, or a client whose transport stays full past
 WEBSOCKET_OUTBOUND_BUFFER, closes the socket with 4008 and the object is told.
 See docs/topics/websockets.md.
 """
@@ -109,6 +111,10 @@ class DurableObjectConsumer(AsyncConsumer):
         self.auto_response = None
         self.sequence = Sequence()
         self.in_flight = deque()
+        self.inbox = deque()  # messages from this process's outbox, not yet handled
+        self.inbox_capacity = 100  # the channel layer's capacity, once serving
+        self._inbox_ready = None  # the future _serve_inbox waits on while the inbox is empty
+        self._taking = False  # _serve_inbox is handling a message
         self.backlog = Backlog(self.send, self._spawn, self._too_slow)
         self._settled = asyncio.Event()  # the connect has been accepted or refused
         self._refresher = None
@@ -129,16 +135,20 @@ class DurableObjectConsumer(AsyncConsumer):
             raise ImproperlyConfigured("DurableObjectConsumer needs a channel layer.")
         self.channel_name = await self.channel_layer.new_channel()
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        self.inbox_capacity = getattr(self.channel_layer, "capacity", 100)
         self.base_send = send
-        outbound = asyncio.ensure_future(self._serve_object())
+        outbound = [asyncio.ensure_future(self._serve_object())]
+        outbound.append(asyncio.ensure_future(self._serve_inbox()))
         try:
             await self._serve(receive)
         except StopConsumer:
             pass
         finally:
-            outbound.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopConsumer):
-                await outbound
+            for task in outbound:
+                task.cancel()
+            for task in outbound:
+                with contextlib.suppress(asyncio.CancelledError, StopConsumer):
+                    await task
             if self.accepted and not self.closing:  # the server dropped us: tell the object
                 self.closing = True
                 self._farewell_to_object(SocketClose, code=CLOSE_ABNORMAL, was_clean=False)
@@ -161,7 +171,52 @@ class DurableObjectConsumer(AsyncConsumer):
                 logger.warning("Receiving the object's messages failed.", exc_info=True)
                 await asyncio.sleep(0.5)
                 continue
+            if message.get("holder") == presence.HOLDER:
+                continue  # a group's copy of what this process's outbox gave take()
             await self.dispatch(message)
+
+    async def _serve_inbox(self):
+        """The messages of an object in this process (``take()``), once the connect is settled."""
+        await self._settled.wait()
+        inbox = self.inbox
+        while True:
+            if not inbox:
+                self._inbox_ready = asyncio.get_running_loop().create_future()
+                await self._inbox_ready
+                continue
+            self._taking = True
+            try:
+                await self.dispatch(inbox.popleft())
+            finally:
+                self._taking = False
+
+    def take(self, message, frame=None):
+        """A message from this process's outbox; False (not taken) if the inbox is full.
+
+        A do.message whose ``frame`` (``sockets.frames.encode``) can go to the client at
+        once is handled here, synchronously: nothing waits before it, and the same bytes
+        serve every socket of a broadcast. Everything else waits its turn in the inbox.
+        """
+        if self.closing:
+            return True  # nothing more reaches this client; a full inbox must not stall others
+        inbox = self.inbox
+        if (
+            frame is not None
+            and not inbox
+            and not self._taking
+            and self.accepted
+            and self.backlog.writable
+        ):
+            if self._admit(message) is not None:
+                self.backlog.write(frame)
+            return True
+        if len(inbox) >= self.inbox_capacity:
+            return False
+        inbox.append(message)
+        ready = self._inbox_ready
+        if ready is not None and not ready.done():
+            ready.set_result(None)
+        return True
 
     async def _serve(self, source):
         while True:
@@ -396,18 +451,8 @@ class DurableObjectConsumer(AsyncConsumer):
     # -- from the object -----------------------------------------------------------------
 
     async def do_message(self, message):
-        if not self.accepted or self.closing:
+        if self._admit(message) is None:
             return
-        in_order = self.sequence.accept(message)
-        if in_order is None:
-            return  # sent before this socket was accepted
-        if not in_order:
-            await self._too_slow("Messages to this socket were lost.")
-            return
-        if message.get("socket") is None:
-            tag = message["tag"]
-            if (tag is not None and tag not in self.tags) or self.socket_id in message["exclude"]:
-                return
         if "text" in message:
             text = message["text"]
             await self._deliver({"type": "websocket.send", "text": text}, len(text.encode()))
@@ -415,6 +460,25 @@ class DurableObjectConsumer(AsyncConsumer):
             await self._deliver(
                 {"type": "websocket.send", "bytes": message["bytes"]}, len(message["bytes"])
             )
+
+    def _admit(self, message):
+        """message if it is for this socket now: in order, its tag, not excluded; else None.
+
+        A gap in the numbers closes the socket (4008).
+        """
+        if not self.accepted or self.closing:
+            return None
+        in_order = self.sequence.accept(message)
+        if in_order is None:
+            return None  # sent before this socket was accepted
+        if not in_order:
+            self._spawn(self._too_slow("Messages to this socket were lost."))
+            return None
+        if message.get("socket") is None:
+            tag = message["tag"]
+            if (tag is not None and tag not in self.tags) or self.socket_id in message["exclude"]:
+                return None
+        return message
 
     async def do_close(self, message):
         if not self.accepted or self.closing or message.get("socket") != self.socket_id:

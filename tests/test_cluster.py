@@ -256,14 +256,14 @@ async def test_a_chat_across_two_daphne_processes_survives_its_host_dying(cluste
     await bob.close()
 
 
-def lobby_holder(redis_url, hosts):
-    """The pid of the runobjects process that holds the Lobby 'main'."""
+def lobby_holder(redis_url, hosts, name="main"):
+    """The pid of the process (of hosts) that holds the Lobby of name."""
     import redis as redis_client
 
     from tests.support.objects_cluster import Lobby
 
     client = redis_client.Redis.from_url(redis_url)
-    token = client.get(f"do:lease:{Lobby.objects.id_from_name('main')}").decode()
+    token = client.get(f"do:lease:{Lobby.objects.id_from_name(name)}").decode()
     pid = int(json.loads(client.get(f"do:host:{token}"))["pid"])
     assert pid in hosts
     return pid
@@ -450,3 +450,48 @@ async def test_a_call_the_host_cannot_run_is_answered_with_its_error(cluster):
     assert items["t-2"]["value"]["type"] == "builtins.ValueError"
     assert "Unknown event kind 'no_such_kind'" in items["t-2"]["value"]["message"]
     assert items["t-2"]["value"]["retryable"] is False
+
+
+async def test_a_room_with_sockets_on_its_host_and_on_another_reaches_each_once(cluster):
+    """ann's socket is on the room's own host (its messages skip the channel layer), bob's
+    on another daphne (the channel layer's group carries them): both get every message
+    once, in one order."""
+    import asyncio
+
+    import websockets
+
+    a, a_process = cluster.daphne()
+    b, b_process = cluster.daphne()
+    path = "/ws/lobby/mixed/"
+    received = {"ann": [], "bob": []}
+
+    async def read(name, ws):
+        async for text in ws:
+            received[name].append(json.loads(text))
+
+    async with websockets.connect(a.replace("http", "ws") + path) as ann:
+        # ann's connect woke the room: the process holding ann's socket hosts it.
+        holder = await asyncio.to_thread(
+            lobby_holder,
+            cluster.redis,
+            {a_process.pid: a_process, b_process.pid: b_process},
+            "mixed",
+        )
+        assert holder == a_process.pid
+        async with websockets.connect(b.replace("http", "ws") + path) as bob:
+            readers = [
+                asyncio.ensure_future(read("ann", ann)),
+                asyncio.ensure_future(read("bob", bob)),
+            ]
+            for i in range(40):
+                await (ann if i % 2 else bob).send(json.dumps({"mid": f"m{i}"}))
+            deadline = time.monotonic() + 30
+            while min(len(rows) for rows in received.values()) < 40:
+                assert time.monotonic() < deadline, received
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # a duplicate would arrive by now
+            for reader in readers:
+                reader.cancel()
+    assert received["ann"] == received["bob"]
+    assert [row["seq"] for row in received["ann"]] == list(range(1, 41))
+    assert {row["pid"] for row in received["ann"]} == {a_process.pid}

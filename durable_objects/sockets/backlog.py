@@ -14,7 +14,7 @@ from collections import deque
 
 from durable_objects.conf import get_config
 
-from . import flow
+from . import flow, frames
 
 SLOW_CLIENT_TIMEOUT = 10.0  # seconds a full backlog may go unread before 4008
 
@@ -25,6 +25,7 @@ class Backlog:
         self._spawn = spawn
         self._too_slow = too_slow  # coroutine function: close the socket with 4008
         self.flow = None  # what flow.attach() found: daphne or uvicorn
+        self.writer = None  # frames.FrameWriter, under daphne
         self.frames = deque()
         self.size = 0
         self.flushing = False
@@ -34,6 +35,17 @@ class Backlog:
     def watch(self, send):
         """Watch the connection behind send, if its server has an adapter (flow.py)."""
         self.flow = flow.attach(send)
+        self.writer = frames.attach(send)
+
+    @property
+    def writable(self):
+        """True if a ready-made frame can go to the client now (``write``), ahead of nothing."""
+        writer = self.writer
+        return writer is not None and not self.frames and not self.paused and writer.ready
+
+    def write(self, frame):
+        """Send the bytes of a frame built by ``frames.encode``; only while ``writable``."""
+        self.writer.write(frame)
 
     @property
     def paused(self):
@@ -80,3 +92,6 @@ class Backlog:
         if self.flow is not None:
             self.flow.detach()
             self.flow = None
+        if self.writer is not None:
+            self.writer.detach()
+            self.writer = None

@@ -116,7 +116,13 @@ def attach(send):
     return None
 
 
-def _daphne_flow(protocol):
+def daphne_protocol(send):
+    """daphne's WebSocket protocol (autobahn's) behind send, or None under another server."""
+    return _daphne_protocol(_unwrap(send))
+
+
+def tcp_transport(protocol):
+    """The Twisted TCP connection under a daphne protocol, or None."""
     # The protocol's transport is twisted.web's HTTP channel wrapper it was upgraded
     # from; the TCP connection, with the buffer, is the transport of its channel.
     transport = getattr(protocol, "transport", None)
@@ -127,7 +133,12 @@ def _daphne_flow(protocol):
         transport = getattr(channel if channel is not None else transport, "transport", None)
     if transport is None or not hasattr(transport, "producerPaused"):
         return None
-    return TransportFlow(transport)
+    return transport
+
+
+def _daphne_flow(protocol):
+    transport = tcp_transport(protocol)
+    return None if transport is None else TransportFlow(transport)
 
 
 def _reset(transport):

@@ -3,13 +3,18 @@
 ``emit()`` records what a handler sends (``ws.send``, ``ws.close``, ``ctx.broadcast``) on
 the running event. The activation releases an event's messages only after the event's
 writes are durable (the output gate); ``Outbox.release`` then numbers them (see
-``protocol.Sequence``) and one task per host hands them to the channel layer in order.
+``protocol.Sequence``) and one task per object delivers them in order.
 
-A direct send to a channel over capacity raises ``ChannelFull``: that consumer is told to
-close with ``CLOSE_TOO_SLOW``. A broadcast to such a channel is dropped by the channel
-layer without a word, so a consumer finds the gap from the next message's number, and
-when an object goes quiet the outbox sends each local consumer of it a ``SYNC`` with the
-last number, directly, so that a lost last message is found too.
+The consumers in this process get them straight from here (``consumer.take()``), with no
+channel layer between: a broadcast is one message dict and one frame (``frames.encode``)
+for all of them. A consumer whose inbox stays full for ROOM_WAIT is told to close with
+``CLOSE_TOO_SLOW``. In a cluster the consumers in other processes get them through the
+channel layer: a direct send to a channel over capacity raises ``ChannelFull`` (that
+consumer is told to close), a broadcast to such a channel is dropped by the channel layer
+without a word, so a consumer finds the gap from the next message's number, and when an
+object goes quiet the outbox sends its group a ``SYNC`` with the last number, so that a
+lost last message is found too. A group's copies carry this process's ``HOLDER``, so
+the consumers here, which had them from ``take()``, skip them.
 """
 
 import asyncio
@@ -19,7 +24,7 @@ from collections import deque
 
 from channels.exceptions import ChannelFull
 
-from . import presence
+from . import frames, presence
 from .effects import AutoResponse, Broadcast, Send
 from .protocol import AUTO_RESPONSE, CLOSE, MESSAGE, group_name
 
@@ -106,7 +111,7 @@ class Outbox:
         """Number effects (an event's held messages) and queue them for the channel layer.
 
         Each object has a queue and a sending task of its own, so a consumer that makes
-        one object's output wait (``_wait_for_room``) holds up no other object.
+        one object's output wait (``_take``) holds up no other object.
         """
         numbering = self.numbers(object_id, activation)
         queue = self.queues.get(object_id)
@@ -127,7 +132,8 @@ class Outbox:
                     message = {"type": AUTO_RESPONSE, "pair": effect.pair}
                 message.update(gen=numbering.gen, b=numbering.b)
                 queue.append((None, object_id, message))
-                self._schedule_sync(object_id)
+                if self.distributed:  # take() loses nothing silently: no SYNC needed here
+                    self._schedule_sync(object_id)
             else:  # Send or Close: numbered per socket
                 socket_id = effect.socket_id
                 d = numbering.directs.get(socket_id, 0) + 1
@@ -155,10 +161,17 @@ class Outbox:
                 channel, target, message = queue.popleft()
                 try:
                     if channel is None:
-                        group = group_name(target)
-                        await self._wait_for_room(group=group)
-                        await self.layer.group_send(group, message)
-                    else:
+                        local = presence.local_consumers(target)
+                        if local:
+                            await self._take(local, message, frames.encode(message))
+                        if self.distributed:
+                            await self._group_send(group_name(target), message)
+                        continue
+                    consumer = presence.consumer(target)
+                    if consumer is not None:
+                        frame = frames.encode(message) if message["type"] == MESSAGE else None
+                        await self._take((consumer,), message, frame)
+                    else:  # held by another process (a cluster)
                         await self._wait_for_room(channel=channel)
                         await self.layer.send(channel, message)
                 except ChannelFull:
@@ -169,6 +182,30 @@ class Outbox:
                         evict(target)
         finally:
             del self.queues[object_id]
+
+    async def _take(self, local, message, frame=None):
+        """Hand message to each local consumer; wait (ROOM_WAIT at most) for full inboxes.
+
+        A consumer whose inbox is still full after ROOM_WAIT is told to close (4008); the
+        others have had the message by then, and the next one waits for them no longer.
+        """
+        waiting = [consumer for consumer in local if not consumer.take(message, frame)]
+        deadline = None
+        while waiting:
+            now = self.loop.time()
+            if deadline is None:
+                deadline = now + ROOM_WAIT
+            elif now >= deadline:
+                for consumer in waiting:
+                    consumer.fell_behind()
+                return
+            await asyncio.sleep(0.001)
+            waiting = [consumer for consumer in waiting if not consumer.take(message, frame)]
+
+    async def _group_send(self, group, message):
+        """Send message to the group: the consumers of the object in other processes."""
+        await self._wait_for_room(group=group)
+        await self.layer.group_send(group, {**message, "holder": presence.HOLDER})
 
     async def _wait_for_room(self, group=None, channel=None):
         """Pace a burst to the consumers: wait (a bounded time) while a channel is nearly full.
@@ -223,32 +260,20 @@ class Outbox:
         numbering = self.numbering.get(object_id)
         if numbering is None:
             return
+        # Only for the consumers in other processes, through the group. A full channel
+        # drops it there, so a lost last message is found this way only when it fits.
         message = {"type": SYNC, "gen": numbering.gen, "b": numbering.b}
-        local = presence.consumers_of(object_id)
-        for socket_id, consumer in local:
-            task = self.loop.create_task(
-                self._send_sync(socket_id, consumer.channel_name, message)
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        if self.distributed:
-            # Consumers in other processes: through the group. A full channel drops it
-            # there, so a lost last message is found this way only when it fits.
-            task = self.loop.create_task(self._group_sync(object_id, message))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        task = self.loop.create_task(self._group_sync(object_id, message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _group_sync(self, object_id, message):
         try:
-            await self.layer.group_send(group_name(object_id), dict(message))
+            await self.layer.group_send(
+                group_name(object_id), {**message, "holder": presence.HOLDER}
+            )
         except Exception:
             logger.warning("Sending a SYNC to %s's group failed.", object_id, exc_info=True)
-
-    async def _send_sync(self, socket_id, channel, message):
-        try:
-            await self.layer.send(channel, dict(message))
-        except ChannelFull:
-            evict(socket_id)
 
     def close(self):
         for handle in self._quiet.values():

@@ -12,11 +12,13 @@ import os
 import secrets
 import time
 
+from . import collector
+
 HOLDER = f"{os.getpid():x}-{secrets.token_hex(4)}"
 
 # Socket id -> consumer, for every socket connected through this process.
 _consumers = {}
-# Object id (hex) -> the ids of its sockets connected through this process.
+# Object id (hex) -> {socket id: consumer} of its sockets connected through this process.
 _by_object = {}
 # Socket id -> UNIX time of the last auto-response the consumer answered.
 _auto_response_times = {}
@@ -24,22 +26,35 @@ _auto_response_times = {}
 
 def register(socket_id, consumer, object_id):
     _consumers[socket_id] = consumer
-    _by_object.setdefault(object_id, set()).add(socket_id)
+    _by_object.setdefault(object_id, {})[socket_id] = consumer
+    collector.socket_opened()
 
 
 def unregister(socket_id, object_id):
-    _consumers.pop(socket_id, None)
+    if _consumers.pop(socket_id, None) is not None:
+        collector.socket_closed()
     _auto_response_times.pop(socket_id, None)
     sockets = _by_object.get(object_id)
     if sockets is not None:
-        sockets.discard(socket_id)
+        sockets.pop(socket_id, None)
         if not sockets:
             del _by_object[object_id]
 
 
 def consumers_of(object_id):
     """(socket id, consumer) for each socket of the object connected through this process."""
-    return [(sid, _consumers[sid]) for sid in _by_object.get(object_id, ()) if sid in _consumers]
+    return list(_by_object.get(object_id, {}).items())
+
+
+def local_consumers(object_id):
+    """The consumers of the object's sockets connected through this process.
+
+    One list, no tuple per socket: a broadcast to 10,000 sockets that made a tuple for
+    each would promote them all to the old generation, and make full collections (whose
+    pauses grow with the sockets) come every few broadcasts.
+    """
+    sockets = _by_object.get(object_id)
+    return list(sockets.values()) if sockets else []
 
 
 def is_connected(holder, socket_id, placement):

@@ -1,8 +1,9 @@
-"""Shard files on disk: where one lives, finding them all, their size, reading one.
+"""Shard files on disk: where one lives, finding them all, their size, making and reading one.
 
 One file per object, ``<root>/<app_label>/<ClassName>/<id[:2]>/<id>.sqlite3``.
 """
 
+import os
 import sqlite3
 from contextlib import suppress
 from typing import NamedTuple
@@ -51,3 +52,58 @@ def file_size(path):
         with suppress(FileNotFoundError):
             total += path.with_name(path.name + suffix).stat().st_size
     return total
+
+
+def create_file(path, data):
+    """Write data as the new file at path, durably; False (nothing written) if it exists.
+
+    The bytes go to a temporary name in the same directory (``.<name>.<pid>.new``, which
+    ``shard_files`` does not see) and are synced, then linked to path, which never
+    replaces a file there, so no crash leaves a partial file under a shard's name. The
+    directory is synced after the link, and so is each directory this call made, so the
+    file's name is on disk too before anything is written through it.
+    """
+    made = _make_directories(path.parent)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(temporary, path)
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(temporary)  # a failed write (a full disk, say) leaves nothing behind
+    for directory in (path.parent, *(made_dir.parent for made_dir in made)):
+        fsync_directory(directory)
+    return True
+
+
+def _make_directories(directory):
+    """Make directory and its missing parents; return the ones made, deepest first."""
+    try:
+        os.mkdir(directory)
+    except FileExistsError:
+        return []
+    except FileNotFoundError:
+        made = _make_directories(directory.parent)
+        try:
+            os.mkdir(directory)
+        except FileExistsError:
+            return made
+        return [directory, *made]
+    return [directory]
+
+
+def fsync_directory(directory):
+    """Make the entries of directory (a new file's name) durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

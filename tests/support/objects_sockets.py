@@ -80,6 +80,14 @@ class Room(DurableObject):
             ws.send(str(type(self).constructions))
         elif verb == "/records":
             ws.send(json.dumps(self.ctx.storage.list(prefix=arg)))
+        elif verb == "/echo":
+            ws.send(arg)
+        elif verb == "/shout":
+            self.ctx.broadcast(arg)
+        elif verb == "/layer":
+            from channels.layers import get_channel_layer
+
+            ws.send(json.dumps(dict(getattr(get_channel_layer(), "carried", {}))))
         elif verb == "/flood":
             count, _, size = arg.partition(" ")
             for i in range(int(count)):

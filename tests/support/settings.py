@@ -42,6 +42,8 @@ TEMPLATES = [
 ROOT_URLCONF = "tests.support.urls"
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 CHANNEL_LAYERS = {"default": {"BACKEND": "durable_objects.layers.InProcessChannelLayer"}}
+if os.environ.get("DO_TEST_COUNTING_LAYER"):  # the layer says what it carried (test_sockets_local)
+    CHANNEL_LAYERS = {"default": {"BACKEND": "tests.support.layers.CountingChannelLayer"}}
 DURABLE_OBJECTS = {
     "STORAGE_ROOT": os.environ.get("DO_TEST_STORAGE_ROOT")
     or tempfile.mkdtemp(prefix="durable-objects-tests-"),
