@@ -7,10 +7,13 @@ from durable_objects.conf import get_config
 from durable_objects.sockets.state import SocketStateMixin
 from durable_objects.storage import DurableObjectStorage
 
+from .schedules import ScheduleStateMixin
 
-class DurableObjectState(SocketStateMixin):
-    """What an object knows of itself: its id, its storage, its concurrency controls and
-    (from ``SocketStateMixin``) its WebSockets."""
+
+class DurableObjectState(SocketStateMixin, ScheduleStateMixin):
+    """What an object knows of itself: its id, its storage, its concurrency controls,
+    (from ``SocketStateMixin``) its WebSockets and (from ``ScheduleStateMixin``) its
+    schedules and queue."""
 
     def __init__(self, activation):
         self._activation = activation

@@ -184,4 +184,9 @@ class Plain(DurableObject):
 
 # Registered in every test process, including the cluster tests' runobjects hosts,
 # which load no URLconf and no test module.
-from tests.support import objects_alarms, objects_cluster, objects_sockets  # noqa: E402, F401
+from tests.support import (  # noqa: E402, F401
+    objects_alarms,
+    objects_cluster,
+    objects_schedules,
+    objects_sockets,
+)
