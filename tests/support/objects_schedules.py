@@ -13,11 +13,15 @@ class Scheduled(DurableObject):
     stored attempts_file (outside the shard, so attempts that rolled back count too).
     """
 
+    class Meta:
+        hibernate_after = 0.5  # so that the tests' schedules wake a hibernated object
+
     def __init__(self, ctx, env):
         super().__init__(ctx, env)
+        self.booted = time.time()
         ctx.storage.sql.exec(
             "CREATE TABLE IF NOT EXISTS runs(n INTEGER PRIMARY KEY, tag TEXT, at REAL, "
-            "schedule_id TEXT, kind TEXT, scheduled REAL, retry_count INTEGER)"
+            "schedule_id TEXT, kind TEXT, scheduled REAL, retry_count INTEGER, booted REAL)"
         )
 
     # -- what the tests call ---------------------------------------------------------------
@@ -65,7 +69,7 @@ class Scheduled(DurableObject):
         return self.ctx.get_queue()
 
     def runs(self, tag=None):
-        query = "SELECT tag, at, schedule_id, kind, scheduled, retry_count FROM runs"
+        query = "SELECT tag, at, schedule_id, kind, scheduled, retry_count, booted FROM runs"
         if tag is None:
             return self.ctx.storage.sql.exec(query + " ORDER BY n").to_array()
         return self.ctx.storage.sql.exec(query + " WHERE tag = ? ORDER BY n", tag).to_array()
@@ -89,14 +93,15 @@ class Scheduled(DurableObject):
     def record(self, tag, *extra):
         info = self.ctx.schedule_info
         self.ctx.storage.sql.exec(
-            "INSERT INTO runs(tag, at, schedule_id, kind, scheduled, retry_count) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs(tag, at, schedule_id, kind, scheduled, retry_count, booted) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             tag,
             time.time(),
             None if info is None else str(info.id),
             None if info is None else info.kind,
             None if info is None else info.scheduled_time,
             None if info is None else info.retry_count,
+            self.booted,
         )
 
     async def record_later(self, tag):
