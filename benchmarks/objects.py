@@ -66,3 +66,31 @@ class BenchAlarm(DurableObject):
             _report_client().rpush("bench:alarms", json.dumps(report))
         else:
             ALARMS_FIRED.append(report)
+
+
+SCHEDULES_RAN = []  # (tag, started, scheduled) of the local backend's scheduled runs
+
+
+class BenchSchedule(DurableObject):
+    """The schedule benchmark's object: its runs report when they started, as BenchAlarm's."""
+
+    class Meta:
+        hibernate_after = 3600
+
+    def plan(self, times, prefix):
+        for n, when in enumerate(times):
+            self.ctx.schedule(when - time.time(), "ran", f"{prefix}-{n}")
+        return len(times)
+
+    def ran(self, tag):
+        started = time.time()
+        report = (tag, started, self.ctx.schedule_info.scheduled_time)
+        if os.environ.get("BENCH_REDIS_URL"):
+            import json
+
+            _report_client().rpush("bench:schedules", json.dumps(report))
+        else:
+            SCHEDULES_RAN.append(report)
+
+    def noop(self):
+        pass
