@@ -29,36 +29,55 @@ from .state import retry_delay
 
 logger = logging.getLogger("durable_objects.alarms")
 
-PUMP_LIMIT = 1000  # most runs one activation has queued at once
+PUMP_LIMIT = 1000  # most schedule runs one activation queues at once
 
-_in_flight = weakref.WeakKeyDictionary()  # activation -> {("s", id) | ("q", seq)}
+_in_flight = weakref.WeakKeyDictionary()  # activation -> InFlight
+
+
+class InFlight:
+    """The runs an activation has queued and not yet finished."""
+
+    __slots__ = ("schedules", "tasks")
+
+    def __init__(self):
+        self.schedules = set()  # schedule ids
+        self.tasks = set()  # queue sequence numbers (one at a time: the head)
+
+    def __len__(self):
+        return len(self.schedules) + len(self.tasks)
+
+    def discard(self, key):
+        kind, ident = key
+        (self.schedules if kind == "s" else self.tasks).discard(ident)
 
 
 def in_flight(activation):
-    """The keys of the runs this activation has queued and not yet finished."""
-    keys = _in_flight.get(activation)
-    if keys is None:
-        keys = _in_flight[activation] = set()
-    return keys
+    """The InFlight of this activation's queued runs."""
+    flight = _in_flight.get(activation)
+    if flight is None:
+        flight = _in_flight[activation] = InFlight()
+    return flight
 
 
 def pump(activation, shard, now):
     """Queue a run for each schedule due and for the queue's head; return how many are in
-    flight afterwards (0: nothing due is waiting to run)."""
+    flight afterwards (0: nothing due is waiting to run).
+
+    Schedules are pumped a batch at a time, only once the previous batch has finished: a
+    pump never reads the rows of runs already queued, so draining n due schedules costs
+    O(n) reads, not O(n * batch).
+    """
     flight = in_flight(activation)
-    room = PUMP_LIMIT - len(flight)
-    if room > 0:
-        for schedule_id, due_at, retry_count, revision in rows.due(shard, now, room + len(flight)):
-            key = ("s", schedule_id)
-            if key in flight:
-                continue
-            flight.add(key)
+    if not flight.schedules:
+        for schedule_id, due_at, retry_count, revision in rows.due(shard, now, PUMP_LIMIT):
+            flight.schedules.add(schedule_id)
             run = ScheduleRun(schedule_id, due_at, retry_count, revision)
             activation.host.submit(activation, run)
-    task = rows.head(shard)
-    if task is not None and task["due_at"] <= now and ("q", task["seq"]) not in flight:
-        flight.add(("q", task["seq"]))
-        activation.host.submit(activation, TaskRun(task["seq"], task["retry_count"]))
+    if not flight.tasks:
+        task = rows.head(shard)
+        if task is not None and task["due_at"] <= now:
+            flight.tasks.add(task["seq"])
+            activation.host.submit(activation, TaskRun(task["seq"], task["retry_count"]))
     return len(flight)
 
 
