@@ -84,6 +84,21 @@ async def many_objects(prefix, count, spread, lead, concurrency=5):
     return lateness_ms(found)
 
 
+async def alarms_on_many_objects(count, spread, lead):
+    """Lateness (ms) of count alarms on count objects, measured in the same run (context)."""
+    from benchmarks.alarms import arm_all
+    from benchmarks.alarms import collect as collect_alarms
+    from benchmarks.objects import BenchAlarm
+
+    names = [f"context-alarm-{n}" for n in range(count)]
+    stubs = [BenchAlarm.objects.get_by_name(name) for name in names]
+    start = time.time() + lead
+    await arm_all(stubs, [start + spread * n / count for n in range(count)])
+    assert time.time() < start, "arming took longer than the lead; raise it"
+    found = await collect_alarms(names, lead + spread + 120)
+    return [(started - scheduled) * 1000 for started, scheduled in found.values()]
+
+
 async def set_and_cancel_us(existing, count):
     """Microseconds per ctx.schedule() and per ctx.cancel_schedule() inside one event."""
     from benchmarks.objects import BenchSchedule
@@ -139,10 +154,11 @@ def local(quick):
 
     async def figures():
         one = await one_object("local", count, 10.0, 3.0)
-        many = await many_objects("local", count, 10.0, 15.0)
+        many = await many_objects("local", count, 10.0, 40.0)
+        alarms = await alarms_on_many_objects(count, 10.0, 40.0)
         cost = await set_and_cancel_us(5000, 1000)
         tenk = await ten_thousand(10.0)
-        return one, many, cost, tenk
+        return one, many, alarms, cost, tenk
 
     return asyncio.run(figures())
 
@@ -195,7 +211,11 @@ def rq_child(quick):
 def rq(quick):
     from benchmarks.cluster import run_cluster_child
 
-    values = run_cluster_child("benchmarks.schedules", quick, "--rq-child").split()
+    try:
+        values = run_cluster_child("benchmarks.schedules", quick, "--rq-child").split()
+    except subprocess.CalledProcessError as exc:
+        print(exc.stderr[-3000:], file=sys.stderr)  # the child's traceback
+        raise
     return (
         (float(values[0]), float(values[1]), int(values[2])),
         (float(values[3]), float(values[4]), int(values[5])),
@@ -214,9 +234,16 @@ def _lateness_rows(emit, backend, target_ms, one, many):
 
 
 def run(quick, emit):
-    one, many, (set_us, cancel_us), (set_s, list_ms, last, delivered) = local(quick)
+    one, many, alarms, (set_us, cancel_us), (set_s, list_ms, last, delivered) = local(quick)
     summary = [(statistics.median(v), percentile(v, 0.99), len(v)) for v in (one, many)]
     _lateness_rows(emit, "local", 50, *summary)
+    emit(
+        row(
+            f"(j) local alarms over 10 s on {len(alarms)} objects, same run: p50 / p99 ms "
+            "(context)",
+            f"{statistics.median(alarms):.1f} / {percentile(alarms, 0.99):.1f}",
+        )
+    )
     emit(
         row(
             "(j) schedule() / cancel_schedule() in an event, 5,000 set, us",

@@ -290,3 +290,31 @@ async def test_timedeltas_are_delays_and_intervals():
     before, a, b = await run_in_durable_object(stub, plan)
     assert a["kind"] == "delayed" and before + 300 <= a["time"] <= time.time() + 300
     assert b["kind"] == "interval" and b["interval"] == 90.0
+
+
+async def test_a_run_sees_its_schedule_and_may_cancel_or_snooze_it():
+    stub = Scheduled.objects.get_by_name("self-aware")
+
+    def plan(obj, ctx):
+        ctx.schedule_every(0.2, "cancel", "every", id="every")  # cancels itself at its run
+        ctx.schedule(0.2, "snooze", 3600, id="snooze")  # sets its own id again
+
+    await run_in_durable_object(stub, plan)
+
+    async def both_ran():
+        listed = {s["id"]: s for s in await stub.schedules()}
+        return listed if "every" not in listed and listed["snooze"]["time"] > 3000 else None
+
+    listed = await wait_for(both_ran, 10)
+    assert listed["snooze"]["args"] == ["snoozed"] and listed["snooze"]["kind"] == "delayed"
+
+
+async def test_a_run_that_raises_after_calling_another_object_is_still_retried(schedules):
+    stub = Scheduled.objects.get_by_name("calls-then-fails")
+    other = Scheduled.objects.get_by_name("called-by-a-run")
+    await stub.configure(fail_times=1)
+    await stub.plan(0, "call_then_flaky", "called-by-a-run", id="caller")
+    [row] = await wait_for(lambda: runs_of(stub, "after-call"), 10)
+    assert row["retry_count"] == 1  # the first attempt raised after its call committed
+    assert len(await other.runs("called")) == 2  # the call ran at each attempt
+    assert await stub.schedules() == []

@@ -4,8 +4,9 @@ The alarm backend delivers the object's wake time like any alarm (``AlarmDeliver
 delivery pumps (``pump``): every schedule due and the queue's head become events of
 their own, queued at the object behind the delivery, one ``ScheduleRun`` or ``TaskRun``
 each. A run checks its row is still the one that was due (so a duplicate or stale run does
-nothing), updates the row, then calls the method; if the method raises, the event rolls
-back (the row too) and a ``RunRetry`` records the failure and sets the retry's time, or
+nothing), calls the method, then updates the row (deletes a one-shot schedule or the
+task, moves a repeating schedule to its next time); if the method raises, the event rolls
+back and a ``RunRetry`` records the failure and sets the retry's time, or
 drops the run after ALARM_MAX_RETRIES, as an alarm's retry does. Each run pumps again when
 it ends, so the queue drains in order and schedules due together all run.
 
@@ -151,34 +152,41 @@ class ScheduleRun(_Run):
     async def _run(self, instance, activation):
         shard = activation.shard_for_event()
         row = rows.read(shard, self.schedule_id)
-        if row is None or (row["token"], row["due_at"], row["retry_count"]) != (
+        if not self._is_current(row):
+            settle(activation, shard, self.key)  # cancelled, replaced or run already
+            return None
+        self.attempt = (self.revision, self.due_at, self.retry_count)
+        self.info = ScheduleInfo(row["id"], row["kind"], row["scheduled_at"], row["retry_count"])
+        await self._call(instance, row["method"], row["args"])
+        # After the method, so that a method that commits midway (a call to another object)
+        # and then raises still finds its row as it was, for the retry; a method that
+        # cancelled or replaced its own schedule meanwhile has the last word.
+        shard = activation.shard_for_event()
+        if self._is_current(rows.read(shard, self.schedule_id)):
+            now = time.time()
+            following = rows.next_after_run(row, now)
+            if following is None:
+                rows.delete(shard, self.schedule_id)
+            else:
+                rows.update(
+                    shard,
+                    self.schedule_id,
+                    scheduled_at=following,
+                    due_at=following,
+                    retry_count=0,
+                    runs=row["runs"] + 1,
+                    last_run_at=now,
+                )
+        settle(activation, shard, self.key)
+        return None
+
+    def _is_current(self, row):
+        """True if row is the schedule as the pump saw it (not replaced, not run since)."""
+        return row is not None and (row["token"], row["due_at"], row["retry_count"]) == (
             self.revision,
             self.due_at,
             self.retry_count,
-        ):
-            settle(activation, shard, self.key)  # cancelled, replaced or run already
-            return None
-        now = time.time()
-        self.attempt = (self.revision, self.due_at, self.retry_count)
-        self.info = ScheduleInfo(row["id"], row["kind"], row["scheduled_at"], row["retry_count"])
-        # Before the method, as the alarm row is cleared before alarm(): the method sees
-        # its schedule gone (or moved to its next time), and may set it again by id.
-        following = rows.next_after_run(row, now)
-        if following is None:
-            rows.delete(shard, self.schedule_id)
-        else:
-            rows.update(
-                shard,
-                self.schedule_id,
-                scheduled_at=following,
-                due_at=following,
-                retry_count=0,
-                runs=row["runs"] + 1,
-                last_run_at=now,
-            )
-        await self._call(instance, row["method"], row["args"])
-        settle(activation, activation.shard_for_event(), self.key)
-        return None
+        )
 
     def __repr__(self):
         return f"<ScheduleRun {self.schedule_id!r}>"
@@ -211,9 +219,10 @@ class TaskRun(_Run):
             return None
         self.attempt = (None, row["due_at"], self.retry_count)
         self.info = ScheduleInfo(row["seq"], "queue", row["enqueued_at"], row["retry_count"])
-        rows.pop(shard, self.seq)
         await self._call(instance, row["method"], row["args"])
-        settle(activation, activation.shard_for_event(), self.key)
+        shard = activation.shard_for_event()  # after the method, as for a schedule
+        rows.pop(shard, self.seq)
+        settle(activation, shard, self.key)
         return None
 
     def __repr__(self):

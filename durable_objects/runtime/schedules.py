@@ -8,7 +8,6 @@ time. Delivery is ``alarms/schedules.py``. See docs/topics/schedules.md.
 import time
 
 from durable_objects import serialization
-from durable_objects.base import HANDLERS
 from durable_objects.conf import get_config
 from durable_objects.events.base import current_event
 from durable_objects.storage import schedules as rows
@@ -188,10 +187,11 @@ def check_method(cls, method, what="schedule()"):
     """Refuse, with a ValueError, a method that a schedule or task could not run."""
     if not isinstance(method, str):
         raise TypeError(f"{what} takes the method's name as a str, not {type(method).__name__}.")
-    if method in HANDLERS:
+    if method in cls.objects.reserved:  # the handlers, and DurableObject's own names
         raise ValueError(
-            f"{what}: {method}() is a handler of {cls.__name__}, not a method to schedule; "
-            "schedule a public method of your own (it may call the handler's code)."
+            f"{what}: {method}() is a handler of {cls.__name__} (or a name DurableObject "
+            "reserves), not a method to schedule; schedule a public method of your own (it "
+            "may call the handler's code)."
         )
     if method not in cls.objects.methods:
         raise ValueError(

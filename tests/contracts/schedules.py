@@ -170,12 +170,12 @@ class ScheduleContract:
     async def test_the_alarm_and_schedules_share_the_one_alarm(self, schedules):
         stub = schedules.stub("side-by-side")
         now = time.time()
-        await stub.plan(1.2, "record", "schedule")
-        await stub.arm(now + 0.6)
         await stub.push("record", "task")
+        await stub.arm(now + 1.5)
+        await stub.plan_at(now + 3.0, "record", "schedule")
         rows = await wait_for(lambda: runs_of(stub, None, 3), 10 + 2 * schedules.slack)
         assert [row["tag"] for row in rows] == ["task", "alarm", "schedule"]
-        assert rows[1]["at"] >= now + 0.6 and rows[2]["at"] >= now + 1.2
+        assert rows[1]["at"] >= now + 1.5 and rows[2]["at"] >= now + 3.0
 
     async def test_many_schedules_on_one_object_each_run_once(self, schedules):
         stub = schedules.stub("many")

@@ -104,6 +104,15 @@ class Scheduled(DurableObject):
             self.booted,
         )
 
+    async def call_then_flaky(self, other):
+        """Call another object (which commits this event's writes so far), then flaky()."""
+        await Scheduled.objects.get_by_name(other).record("called")
+        await self.flaky("after-call")
+
+    def snooze(self, seconds):
+        """Set this run's own schedule again, by its id, for seconds from now."""
+        self.ctx.schedule(seconds, "record", "snoozed", id=self.ctx.schedule_info.id)
+
     async def record_later(self, tag):
         import asyncio
 
