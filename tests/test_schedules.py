@@ -9,7 +9,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from asgiref.sync import async_to_sync
 
+from durable_objects.runtime.lifecycle import reset_host
 from durable_objects.storage import schedules as rows
 from durable_objects.storage.cron import next_run
 from durable_objects.testing import run_in_durable_object
@@ -318,3 +320,25 @@ async def test_a_run_that_raises_after_calling_another_object_is_still_retried(s
     assert row["retry_count"] == 1  # the first attempt raised after its call committed
     assert len(await other.runs("called")) == 2  # the call ran at each attempt
     assert await stub.schedules() == []
+
+
+def test_a_shard_from_before_schedules_gains_its_tables_when_opened(storage_root):
+    """A version-3 shard (no _do_schedules, no _do_queue) is upgraded when it opens."""
+    import sqlite3
+
+    from durable_objects.storage.shard import SCHEMA_VERSION, shard_path
+
+    stub = Scheduled.objects.get_by_name("old-shard")
+    async_to_sync(stub.configure)(kept=1)
+    path = shard_path(storage_root, "tests.Scheduled", str(stub.id))
+    reset_host()  # every connection closed, as after a restart
+    conn = sqlite3.connect(path)
+    conn.executescript("DROP TABLE _do_schedules; DROP TABLE _do_queue; PRAGMA user_version = 3;")
+    conn.close()
+    schedule_id = async_to_sync(stub.plan)(3600, "record", "after-the-upgrade")
+    assert [s["id"] for s in async_to_sync(stub.schedules)()] == [schedule_id]
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    finally:
+        conn.close()
