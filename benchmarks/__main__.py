@@ -1,7 +1,8 @@
 """Print the benchmarks: ``python -m benchmarks [--quick]``.
 
 (f) alone: ``python -m benchmarks.sockets``; (g) alone: ``python -m benchmarks.cluster``;
-(h) alone: ``python -m benchmarks.admin``; (i) alone: ``python -m benchmarks.alarms``.
+(h) alone: ``python -m benchmarks.admin``; (i) alone: ``python -m benchmarks.alarms``;
+(j) alone: ``python -m benchmarks.schedules``.
 
 Each figure is printed next to its target. Run on an otherwise idle machine: two cores
 shared with other work give lower and noisier figures.
@@ -428,12 +429,13 @@ def main():
             f"count {'OK' if e32_ok else 'WRONG'}",
         )
     )
-    from benchmarks import admin, alarms, cluster, sockets
+    from benchmarks import admin, alarms, cluster, schedules, sockets
 
     sockets.run(quick, emit)
     cluster.run(quick, emit)
     admin.run(quick, emit)
     alarms.run(quick, emit)
+    schedules.run(quick, emit)
 
 
 if __name__ == "__main__":
