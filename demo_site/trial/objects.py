@@ -106,6 +106,9 @@ class Subscription(DurableObject):
         """The reminder schedule's run: a notice on every open page while still on trial."""
         if self.ctx.storage.get("plan") != "trial":
             return  # subscribed or reset after the reminder's run was under way
+        # A one-shot schedule is deleted when its run ends; deleting it now keeps it out of
+        # the state this run broadcasts.
+        self.ctx.cancel_schedule("reminder")
         self._log(f"Reminder: {text}")
         self._publish()
 
