@@ -2,8 +2,8 @@
 
 (f) alone: ``python -m benchmarks.sockets``; (g) alone: ``python -m benchmarks.cluster``;
 (h) alone: ``python -m benchmarks.admin``; (i) alone: ``python -m benchmarks.alarms``;
-(j) alone: ``python -m benchmarks.backup``; the web edge under each ASGI server alone:
-``python -m benchmarks.web``.
+(j) alone: ``python -m benchmarks.backup``; schedules alone: ``python -m benchmarks.schedules``;
+the web edge under each ASGI server alone: ``python -m benchmarks.web``.
 
 Each figure is printed next to its target. Run on an otherwise idle machine: two cores
 shared with other work give lower and noisier figures.
@@ -459,7 +459,7 @@ def main():
             f"count {'OK' if e32_ok else 'WRONG'}",
         )
     )
-    from benchmarks import admin, alarms, backup, cluster, sockets, web
+    from benchmarks import admin, alarms, backup, cluster, schedules, sockets, web
 
     sockets.run(quick, emit)
     web.run(quick, emit)
@@ -467,6 +467,7 @@ def main():
     admin.run(quick, emit)
     alarms.run(quick, emit)
     backup.run(quick, emit)
+    schedules.run(quick, emit)
 
 
 if __name__ == "__main__":

@@ -98,6 +98,13 @@ class BenchHttpCounter(DurableObject):
     The same work as the side-by-side harness's Counter (../shared/sidebyside/).
     """
 
+
+SCHEDULES_RAN = []  # (tag, started, scheduled) of the local backend's scheduled runs
+
+
+class BenchSchedule(DurableObject):
+    """The schedule benchmark's object: its runs report when they started, as BenchAlarm's."""
+
     class Meta:
         hibernate_after = 3600
 
@@ -124,3 +131,22 @@ class BenchEcho(DurableObject):
 
     def websocket_message(self, ws, message):
         ws.send(message)
+
+    def plan(self, times, prefix):
+        for n, when in enumerate(times):
+            tag = f"{prefix}-{n}"
+            self.ctx.schedule(when - time.time(), "ran", tag, id=tag)  # again: replaced
+        return len(times)
+
+    def ran(self, tag):
+        started = time.time()
+        report = (tag, started, self.ctx.schedule_info.scheduled_time)
+        if os.environ.get("BENCH_REDIS_URL"):
+            import json
+
+            _report_client().rpush("bench:schedules", json.dumps(report))
+        else:
+            SCHEDULES_RAN.append(report)
+
+    def noop(self):
+        pass

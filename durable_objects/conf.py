@@ -93,6 +93,12 @@ DEFAULTS = {
     "ALARM_RETRY_BASE": 2.0,
     # Seconds between the sweeps that re-create lost alarm jobs from the catalog (RQ).
     "ALARM_SWEEP_INTERVAL": 15.0,
+    # Schedules and the queue (docs/topics/schedules.md): most schedules one object may
+    # hold, most tasks waiting in its queue, and the largest serialized arguments of one
+    # schedule or task, in bytes.
+    "SCHEDULES_MAX_PER_OBJECT": 10_000,
+    "QUEUE_MAX_LENGTH": 100_000,
+    "SCHEDULE_MAX_ARGS_SIZE": 256 * 1024,
     # Replication of shards by Litestream (docs/topics/replication.md): None (off), or a
     # dict merged over REPLICATION_DEFAULTS below.
     "REPLICATION": None,
@@ -149,6 +155,9 @@ POSITIVE_KEYS = (
     "HOST_HEARTBEAT",
     "ALARM_RETRY_BASE",
     "ALARM_SWEEP_INTERVAL",
+    "SCHEDULES_MAX_PER_OBJECT",
+    "QUEUE_MAX_LENGTH",
+    "SCHEDULE_MAX_ARGS_SIZE",
 )
 
 # Keys that are a positive number or None (off); anything else is E006 too.

@@ -23,7 +23,10 @@ from durable_objects.testing import run_in_durable_object
 from tests.support.objects import Counter, Plain
 
 SECRET = "s3cr3t-internal-value"
-INTERNAL_TABLES = frozenset({"_do_meta", "_do_kv", "_do_sockets", "_do_alarm"})
+INTERNAL_TABLES = frozenset(
+    {"_do_meta", "_do_kv", "_do_sockets", "_do_alarm", "_do_schedules", "_do_queue"}
+)
+INTERNAL_NAMES = INTERNAL_TABLES | {"_do_schedules_due"}  # and the index of one
 
 
 def in_object(stub, fn):
@@ -319,7 +322,7 @@ def test_internal_names_cannot_be_taken_or_shadowed(storage_root, query):
     before = internal_state(path)
     with pytest.raises(ForbiddenQuery, match="Query refused"):
         exec_sql(stub, query)
-    assert names_in_connection(stub) == sorted(("main", name) for name in INTERNAL_TABLES)
+    assert names_in_connection(stub) == sorted(("main", name) for name in INTERNAL_NAMES)
     assert internal_state(path) == before
     assert exec_sql(stub, "SELECT a FROM t") == [(1,)]  # the user table kept its name
     exec_sql(stub, "INSERT INTO t VALUES ('k2', x'01', 2)")  # and no trigger of it fires
@@ -508,5 +511,5 @@ def test_generated_statements_never_read_or_write_an_internal_table(storage_root
     leaked = (SECRET, SECRET.encode().hex())
     assert not any(word in output.lower() for output in outputs for word in leaked), outputs
     assert internal_state(path) == before, statements
-    assert names_in_connection(stub) == sorted(("main", name) for name in INTERNAL_TABLES)
+    assert names_in_connection(stub) == sorted(("main", name) for name in INTERNAL_NAMES)
     assert in_object(stub, lambda obj, ctx: ctx.storage.list()) == {"secret": SECRET}

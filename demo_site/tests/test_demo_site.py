@@ -305,9 +305,31 @@ async def test_demo_trial_validates_its_messages_and_subscribing_deletes_the_ala
         assert state["alarm"] == pytest.approx(state["ends_at"])
         await ws.send(json.dumps({"type": "start", "seconds": 600}))
         assert "on the trial plan already" in (await recv_json(ws))["message"]
+        assert state["reminder"] == pytest.approx(state["ends_at"] - 60, abs=0.5)
         await ws.send(json.dumps({"type": "subscribe"}))
         state = await recv_json(ws)
-        assert (state["plan"], state["alarm"]) == ("paid", None)
+        assert (state["plan"], state["alarm"], state["reminder"]) == ("paid", None, None)
+
+
+async def test_demo_trial_reminds_half_way_through_a_short_trial_then_expires(
+    shared_demo_server,
+):
+    import websockets
+
+    url = shared_demo_server.url.replace("http", "ws") + "/ws/trial/reminded/"
+    async with websockets.connect(
+        url, additional_headers={"Origin": shared_demo_server.url}
+    ) as ws:
+        await recv_json(ws)
+        await ws.send(json.dumps({"type": "start", "seconds": 4}))
+        started = await recv_json(ws)
+        assert started["reminder"] == pytest.approx(started["ends_at"] - 2, abs=0.5)
+        reminded = await recv_json(ws, 15)  # the schedule's run broadcasts the state
+        assert reminded["plan"] == "trial" and reminded["reminder"] is None
+        assert reminded["events"][-1]["text"] == "Reminder: The trial ends in 2 s."
+        assert reminded["events"][-1]["at"] >= started["ends_at"] - 2
+        expired = await recv_json(ws, 15)  # then the alarm
+        assert expired["plan"] == "expired"
 
 
 async def test_demo_object_panel_links_to_the_object_in_the_admin(shared_demo_server):

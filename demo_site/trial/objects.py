@@ -1,7 +1,9 @@
 """The trial subscription: starting a trial sets the object's alarm; the alarm expires it.
 
 The page holds a WebSocket to the account's object; the alarm handler broadcasts the new
-plan, so an open page changes to "expired" without a reload.
+plan, so an open page changes to "expired" without a reload. Beside the alarm, a schedule
+(``ctx.schedule``, issue 16) sends a "trial ends in 1 minute" notice (half-way through a
+trial of a minute or less); subscribing or resetting cancels it.
 """
 
 import time
@@ -15,6 +17,7 @@ from durable_objects import DurableObject
 MIN_SECONDS, MAX_SECONDS = 3, 24 * 3600
 PLANS = ("none", "trial", "expired", "paid")
 HISTORY = 20  # events of the account shown on the page
+REMINDER_LEAD = 60  # seconds before the trial's end that the reminder is sent
 
 
 class Subscription(DurableObject):
@@ -39,6 +42,7 @@ class Subscription(DurableObject):
             "plan": storage.get("plan", "none"),
             "ends_at": storage.get("ends_at"),
             "alarm": storage.get_alarm(),
+            "reminder": (self.ctx.get_schedule("reminder") or {}).get("time"),
             "events": storage.get("events", []),
             "now": time.time(),
         }
@@ -76,19 +80,37 @@ class Subscription(DurableObject):
         ends_at = time.time() + seconds
         self.ctx.storage.put_many({"plan": "trial", "ends_at": ends_at})
         self.ctx.storage.set_alarm(ends_at)
-        self._log(f"Trial started for {seconds} s; the alarm is set for its end.")
+        lead = REMINDER_LEAD if seconds > REMINDER_LEAD else seconds / 2
+        left = "1 minute" if lead == REMINDER_LEAD else f"{lead:g} s"
+        self.ctx.schedule(seconds - lead, "remind", f"The trial ends in {left}.", id="reminder")
+        self._log(
+            f"Trial started for {seconds} s; the alarm is set for its end, a reminder for "
+            f"{left} before it."
+        )
 
     def _subscribe(self, data):
         if self.ctx.storage.get("plan", "none") == "paid":
             raise protocol.Refused("This account is on the paid plan already.")
         self.ctx.storage.put_many({"plan": "paid", "ends_at": None})
         self.ctx.storage.delete_alarm()
-        self._log("Subscribed: the alarm is deleted.")
+        self.ctx.cancel_schedule("reminder")
+        self._log("Subscribed: the alarm and the reminder are deleted.")
 
     def _reset(self, data):
         self.ctx.storage.put_many({"plan": "none", "ends_at": None})
         self.ctx.storage.delete_alarm()
+        self.ctx.cancel_schedule("reminder")
         self._log("Account reset.")
+
+    def remind(self, text):
+        """The reminder schedule's run: a notice on every open page while still on trial."""
+        if self.ctx.storage.get("plan") != "trial":
+            return  # subscribed or reset after the reminder's run was under way
+        # A one-shot schedule is deleted when its run ends; deleting it now keeps it out of
+        # the state this run broadcasts.
+        self.ctx.cancel_schedule("reminder")
+        self._log(f"Reminder: {text}")
+        self._publish()
 
     def alarm(self, info):
         """The trial's end: the plan becomes expired, and every open page hears it."""

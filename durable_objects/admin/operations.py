@@ -18,12 +18,15 @@ from durable_objects import serialization
 from durable_objects.conf import get_config
 from durable_objects.events.base import Event, WireField, current_event, wire_limit
 from durable_objects.runtime.lifecycle import current_host
+from durable_objects.runtime.schedules import describe, describe_task
+from durable_objects.storage import schedules as schedule_rows
 from durable_objects.storage.kv import prefix_conditions
 
 from .console import run_read_only
 
 PREVIEW_LENGTH = 200  # characters of a value shown in a listing
 MAX_VALUE_DISPLAY = 2 * 1024 * 1024  # characters of one value shown whole
+SCHEDULES_SHOWN = 100  # schedules, and queued tasks, listed on the detail page
 
 _operations = {}
 
@@ -133,6 +136,7 @@ def overview(instance, ctx, kv_after=None, kv_limit=50, kv_prefix=None):
         "kv_next": None,
         "tables": [],
         "alarm": alarm_of(ctx),
+        "schedules": schedules_of(ctx),
         "sockets": sockets_of(ctx),
         "database_size": 0,
         "checked_at": time.time(),
@@ -187,6 +191,23 @@ def alarm_of(ctx):
 
     status = alarm_status(ctx)
     return None if status is None else dict(status)
+
+
+def schedules_of(ctx, limit=SCHEDULES_SHOWN):
+    """The first schedules (the next due first) and queued tasks, and how many of each."""
+    shard = _shard(ctx)
+    if shard is None:
+        return {"count": 0, "rows": [], "queue_count": 0, "queue": []}
+    listed = [describe(row) for row in schedule_rows.read_all(shard, limit)]
+    queue = [describe_task(row) for row in schedule_rows.read_queue(shard, limit)]
+    for entry in (*listed, *queue):
+        entry["args"] = render_value(entry["args"])[0][:PREVIEW_LENGTH]
+    return {
+        "count": schedule_rows.count(shard),
+        "rows": listed,
+        "queue_count": schedule_rows.queue_length(shard),
+        "queue": queue,
+    }
 
 
 def sockets_of(ctx):
@@ -308,6 +329,27 @@ def cancel_alarm(instance, ctx):
     when = ctx.storage.get_alarm()
     ctx.storage.delete_alarm()
     return when
+
+
+@operation
+def cancel_schedule(instance, ctx, schedule_id):
+    """Cancel the schedule; return its method's name, or None if there was none."""
+    found = ctx.get_schedule(schedule_id)
+    ctx.cancel_schedule(schedule_id)
+    return None if found is None else found["method"]
+
+
+@operation
+def drop_task(instance, ctx, seq):
+    """Drop the queued task; return its method's name, or None if it was not queued."""
+    activation, _ = current_event.get()
+    shard = activation.shard_for_event(create=False)
+    task = None if shard is None else schedule_rows.read_task(shard, int(seq))
+    if task is None:
+        return None
+    schedule_rows.pop(shard, task["seq"])
+    activation.alarm_changed = True
+    return task["method"]
 
 
 @operation

@@ -9,7 +9,7 @@ from django.urls import path
 
 from durable_objects.models import ObjectRecord
 
-from . import activity, backups, views
+from . import activity, backups, schedules, views
 from .filters import ClassFilter, HasAlarmFilter, StatusFilter
 
 
@@ -95,6 +95,8 @@ class ObjectRecordAdmin(admin.ModelAdmin):
             page("console", views.console),
             page("alarm-run", views.alarm_run),
             page("alarm-cancel", views.alarm_cancel),
+            page("schedule-cancel", schedules.schedule_cancel),
+            page("task-drop", schedules.task_drop),
             page("evict", views.evict),
             page("delete-storage", views.delete_storage),
             page("download", backups.download),

@@ -134,6 +134,11 @@ def detail(model_admin, request, object_id):
     if overview:
         for socket in overview["sockets"]:
             socket["accepted_time"] = _when(socket["accepted_at"])
+        for schedule in overview["schedules"]["rows"]:
+            schedule["due_time"] = _when(schedule["due_at"])
+        for task in overview["schedules"]["queue"]:
+            task["enqueued_time"] = _when(task["enqueued_at"])
+            task["due_time"] = _when(task["due_at"])
     return _render(
         model_admin,
         request,

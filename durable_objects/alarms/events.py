@@ -16,6 +16,7 @@ from durable_objects.conf import get_config
 from durable_objects.events.base import Event, WireField
 from durable_objects.storage import alarm as alarm_row
 
+from . import schedules
 from .state import AlarmInfo, retry_delay
 
 logger = logging.getLogger("durable_objects.alarms")
@@ -42,13 +43,17 @@ class AlarmDelivery(Event):
 
     async def _deliver(self, instance, activation):
         shard = activation.shard_for_event(create=False)
-        row = alarm_row.read_row(shard) if shard is not None else None
-        due = row["due_at"] if row is not None else None
-        if due is None:
+        if shard is None:
             return {"ran": False, "due_at": None}
         now = time.time()
-        if due > now and not self.force:
-            return {"ran": False, "due_at": due}
+        # The schedules and the queue ride on the alarm: what is due runs in events of its
+        # own, after this one; while they are in flight they tell the backend what's next.
+        in_flight = schedules.pump(activation, shard, now)
+        row = alarm_row.read_row(shard)
+        due = row["due_at"] if row is not None else None
+        if due is None or (due > now and not self.force):
+            wake = None if in_flight else schedules.rows.wake_at(shard)
+            return {"ran": False, "due_at": wake, "runs": in_flight}
         handler = getattr(instance, "alarm", None)
         if handler is None:
             raise TypeError(f"{type(instance).__name__} has an alarm set but no alarm() handler.")
@@ -61,7 +66,7 @@ class AlarmDelivery(Event):
             await result
         # The handler may have committed (an outgoing call): write in the current scope.
         alarm_row.write(activation.shard_for_event(), retry_count=0, last_fired_at=now)
-        return {"ran": True, "ok": True, "late_by": max(0.0, now - due)}
+        return {"ran": True, "ok": True, "late_by": max(0.0, now - due), "runs": in_flight}
 
     def encode(self, result):
         return serialization.dumps(result)

@@ -38,6 +38,8 @@ def deliver(label, hex_id, due):
     if result["ran"] and not result["ok"]:
         error = result["error"]
         return f"alarm() raised {error['type']}: {error['message']}; the object retries it"
+    if result.get("runs"):
+        return f"{result['runs']} scheduled runs or queued tasks under way"
     return "ran" if result["ran"] else f"not due (due_at={result.get('due_at')})"
 
 

@@ -1,5 +1,8 @@
 """Finding every pending alarm: the catalog, and the shards written since it was flushed.
 
+An object's pending alarm is its wake time: its own alarm, its next schedule or its
+queue's head, whichever is earliest.
+
 The shard is the truth about an alarm; the catalog's ``alarm_at`` is its copy, written
 off the hot path. A process killed between a commit and the next catalog flush leaves
 the catalog behind, so a sweep also reads the alarm row of each shard whose file changed
@@ -13,6 +16,7 @@ from datetime import UTC, datetime
 
 from durable_objects.conf import get_config
 from durable_objects.storage.files import open_read_only, shard_files
+from durable_objects.storage.schedules import WAKE_QUERY, earliest
 
 logger = logging.getLogger("durable_objects.alarms")
 
@@ -71,7 +75,10 @@ def read_due(path):
     except sqlite3.Error:
         return False, None
     try:
-        row = conn.execute("SELECT due_at FROM _do_alarm WHERE id = 1").fetchone()
+        try:  # the alarm, the next schedule and the queue's head (storage/schedules.py)
+            return True, earliest(conn.execute(WAKE_QUERY).fetchone())
+        except sqlite3.Error:  # a shard from before schedules, not opened since
+            row = conn.execute("SELECT due_at FROM _do_alarm WHERE id = 1").fetchone()
     except sqlite3.Error:  # an older shard without the table, or not a shard
         return True, None
     finally:

@@ -8,15 +8,17 @@ from durable_objects.sockets.state import SocketStateMixin
 from durable_objects.storage import DurableObjectStorage
 
 from .restore import PointInTimeMixin
+from .schedules import ScheduleStateMixin
 
 
 class ObjectStorage(PointInTimeMixin, DurableObjectStorage):
     """``ctx.storage``: the shard's SQL, key-value and alarm APIs, and its bookmarks."""
 
 
-class DurableObjectState(SocketStateMixin):
-    """What an object knows of itself: its id, its storage, its concurrency controls and
-    (from ``SocketStateMixin``) its WebSockets."""
+class DurableObjectState(SocketStateMixin, ScheduleStateMixin):
+    """What an object knows of itself: its id, its storage, its concurrency controls,
+    (from ``SocketStateMixin``) its WebSockets and (from ``ScheduleStateMixin``) its
+    schedules and queue."""
 
     def __init__(self, activation):
         self._activation = activation

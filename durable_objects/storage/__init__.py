@@ -2,6 +2,7 @@
 
 from contextlib import contextmanager
 
+from . import schedules
 from .alarm import AlarmMixin
 from .kv import KeyValueMixin
 from .sql import SqlStorage
@@ -38,11 +39,14 @@ class DurableObjectStorage(KeyValueMixin, AlarmMixin):
             return fn()
 
     def delete_all(self):
-        """Delete every key-value entry, every table, view, index and trigger, and the alarm."""
+        """Delete every key-value entry, every table, view, index and trigger, the alarm,
+        the schedules and the queue."""
         shard = self._shard()
         with shard.savepoint():
             shard.execute("DELETE FROM main._do_kv")
             self.delete_alarm()
+            if schedules.clear(shard):
+                self._activation.alarm_changed = True
             objects = shard.execute(
                 "SELECT type, name FROM sqlite_schema WHERE name NOT LIKE '\\_do\\_%' ESCAPE '\\' "
                 "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND type IN ('view', 'table') "

@@ -12,6 +12,8 @@ import math
 import numbers
 from datetime import datetime
 
+from .schedules import wake_at
+
 ALARM_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS main._do_alarm (id INTEGER PRIMARY KEY CHECK (id = 1), "
     "scheduled_at REAL, due_at REAL, retry_count INTEGER NOT NULL DEFAULT 0, "
@@ -62,9 +64,12 @@ def read_row(shard):
 
 
 def due_at(shard):
-    """When the next delivery is due (UNIX seconds), or None."""
-    row = shard.execute("SELECT due_at FROM main._do_alarm WHERE id = 1").fetchone()
-    return None if row is None else row[0]
+    """When the next delivery is due (UNIX seconds), or None.
+
+    The earliest of the alarm's own due time, the next schedule and the queue's head: the
+    schedules ride on the one alarm (``schedules.py``).
+    """
+    return wake_at(shard)
 
 
 def write(shard, **values):

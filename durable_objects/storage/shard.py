@@ -19,6 +19,8 @@ from durable_objects.exceptions import FencedError
 from .alarm import ALARM_SCHEMA
 from .authorizer import Authorizer
 from .files import create_file, file_size, shard_path  # noqa: F401  (shard_path: re-exported)
+from .schedules import QUEUE_SCHEMA, SCHEDULES_INDEX, SCHEDULES_SCHEMA
+from .schedules import TABLES as SCHEDULE_TABLES
 
 SOCKETS_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS main._do_sockets (id TEXT PRIMARY KEY, channel TEXT NOT NULL, "
@@ -30,16 +32,21 @@ SOCKETS_SCHEMA = (
 # sqlite3's statement cache (a cached statement is not authorized again).
 INTERNAL = f"/* do:{secrets.token_hex(8)} */ "
 
-# Version 2 added _do_sockets, 3 _do_alarm; opening an older shard adds what it lacks.
-SCHEMA_VERSION = 3
+# Version 2 added _do_sockets, 3 _do_alarm, 4 _do_schedules and _do_queue (issue 16);
+# opening an older shard adds what it lacks.
+SCHEMA_VERSION = 4
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS main._do_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS main._do_kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) "
     "WITHOUT ROWID",
     SOCKETS_SCHEMA,
     ALARM_SCHEMA,
+    SCHEDULES_SCHEMA,
+    SCHEDULES_INDEX,
+    QUEUE_SCHEMA,
 ]
-INTERNAL_TABLES = frozenset({"_do_meta", "_do_kv", "_do_sockets", "_do_alarm"})
+# The runtime's names in main (tables and their named indexes).
+INTERNAL_TABLES = frozenset({"_do_meta", "_do_kv", "_do_sockets", "_do_alarm", *SCHEDULE_TABLES})
 
 
 @functools.cache

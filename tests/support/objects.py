@@ -188,5 +188,6 @@ from tests.support import (  # noqa: E402, F401
     objects_alarms,
     objects_backup,
     objects_cluster,
+    objects_schedules,
     objects_sockets,
 )
