@@ -22,11 +22,13 @@ from .files import open_read_only
 from .shard import _SCHEMA, INTERNAL_TABLES, SCHEMA_VERSION
 
 SQLITE_HEADER = b"SQLite format 3\x00"
-# The tables each schema version has (shard.py: 2 added _do_sockets, 3 _do_alarm).
+# The tables each schema version has (shard.py: 2 added _do_sockets, 3 _do_alarm, 4
+# _do_schedules and _do_queue).
 _TABLES_OF_VERSION = {
     1: {"_do_meta", "_do_kv"},
     2: {"_do_meta", "_do_kv", "_do_sockets"},
     3: {"_do_meta", "_do_kv", "_do_sockets", "_do_alarm"},
+    4: {"_do_meta", "_do_kv", "_do_sockets", "_do_alarm", "_do_schedules", "_do_queue"},
 }
 _INTERNAL_NAME = re.compile(r"(?<![\w$])_do_", re.IGNORECASE)
 _SOCKET_COLUMNS = "id, channel, holder, tags, attachment, accepted_at"
@@ -172,6 +174,8 @@ def _check_internal_tables(schema, internal, version):
                     f"The file's {name} table has another shape than this version's: {sql}"
                 )
         elif kind == "index" and _is_internal(table):
+            if sql is not None and expected.get(name) == _normal(sql):
+                continue  # one of ours (the schedules' due index)
             if sql is not None:  # an automatic index of a key has no sql: it belongs
                 raise InvalidBackup(f"The file has an index {name!r} on the internal {table}.")
         elif kind in ("trigger", "view") and (
