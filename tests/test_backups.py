@@ -483,3 +483,26 @@ def test_an_object_can_copy_itself_into_another_from_its_own_event():
     assert call(source, "copy_me_to", "copy-of-me") == str(source.id)
     assert call(Archive.objects.get_by_name("copy-of-me"), "notes") == ["original"]
     assert call(source, "notes") == ["original"]
+
+
+def test_schedules_and_queued_tasks_survive_export_and_import_and_fire(tmp_path):
+    """Schedules and queued tasks are rows of the shard: an import brings them, and the
+    object's wake time (the alarm the backend holds) is armed again from them."""
+    from tests.support.objects_schedules import Scheduled
+
+    source = Scheduled.objects.get_by_name("schedules-source")
+    async_to_sync(source.plan)(3600, "record", "later", id="later")
+    async_to_sync(source.plan)(0.3, "record", "soon", id="soon")
+    exported = export_object(Scheduled, source.id, tmp_path / "scheduled.sqlite3")
+    async_to_sync(source.cancel)("soon")  # only the copy keeps it now
+
+    target = Scheduled.objects.get_by_name("schedules-target")
+    async_to_sync(target.runs)()  # make the target exist, with no schedules
+    import_object(Scheduled, target.id, exported.path)
+    ids = sorted(s["id"] for s in async_to_sync(target.schedules)())
+    assert "later" in ids
+    deadline = time.monotonic() + 20
+    while not [r for r in async_to_sync(target.runs)() if r["tag"] == "soon"]:
+        assert time.monotonic() < deadline, "the imported schedule never ran"
+        time.sleep(0.1)
+    assert not [r for r in async_to_sync(source.runs)() if r["tag"] == "soon"]

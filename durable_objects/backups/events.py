@@ -236,6 +236,7 @@ async def _import(activation, event):
             page_size=page_size,
         )
         alarm = backup.read_alarm(staged)
+        due = backup.read_wake(staged)  # the alarm, or a schedule or queued task before it
         if (
             activation.closed  # reset (EVENT_DEADLINE) while the file was prepared
             or shard.meta("epoch") != activation.epoch
@@ -247,8 +248,7 @@ async def _import(activation, event):
         )
     finally:
         _remove(staged)
-    due = None if alarm is None else alarm["due_at"]
-    activation.host.alarms.schedule(label, activation.hex, due)  # the imported alarm
+    activation.host.alarms.schedule(label, activation.hex, due)  # the imported wake time
     if not activation.closed:  # else EVENT_DEADLINE reset it while the copy ran
         activation.alarm_due = due
         activation.host.catalog.touch(activation)

@@ -48,6 +48,7 @@ class RestorePlan:
     tables: tuple
     alarm: dict | None
     size: int
+    wake: float | None = None  # the earliest of the alarm, a schedule, the queue's head
 
     def as_dict(self):
         return {
@@ -192,6 +193,7 @@ async def restore_to_file(activation, text, target):
     try:
         info = await _on_thread(replicator, backup.check_backup, target, label=label)
         alarm = await _on_thread(replicator, backup.read_alarm, target)
+        wake = await _on_thread(replicator, backup.read_wake, target)
     except backup.InvalidBackup as error:
         remove_file(target)
         raise InvalidBookmark(f"The restored database was refused: {error}") from None
@@ -203,6 +205,7 @@ async def restore_to_file(activation, text, target):
         tables=info.tables,
         alarm=alarm,
         size=info.size,
+        wake=wake,
     )
 
 
@@ -254,7 +257,7 @@ async def restore(activation, event, text, *, dry_run=False):
     activation.restored = ObjectReset(
         "The object was restored to an earlier point; its instance resets after this event."
     )
-    due = None if plan.alarm is None else plan.alarm["due_at"]
+    due = plan.wake  # the alarm, or a schedule or queued task before it
     activation.host.alarms.schedule(label, activation.hex, due)
     activation.alarm_due = due
     activation.host.catalog.touch(activation)

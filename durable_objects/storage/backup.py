@@ -272,6 +272,19 @@ def read_alarm(path):
     return None if row is None else dict(zip(alarm.COLUMNS, row, strict=True))
 
 
+def read_wake(path):
+    """When the object in the database file at path next needs a delivery, or None: the
+    earliest of its alarm, its next schedule and its queue's head (``schedules.wake_at``)."""
+    from .schedules import WAKE_QUERY, earliest
+
+    with closing(_connect(path, read_only=True)) as conn:
+        names = {row[0] for row in conn.execute("SELECT name FROM main.sqlite_schema")}
+        if {"_do_schedules", "_do_queue"} <= names:
+            return earliest(conn.execute(WAKE_QUERY).fetchone())
+        row = conn.execute("SELECT due_at FROM main._do_alarm WHERE id = 1").fetchone()
+    return None if row is None else row[0]
+
+
 def _connect(path, *, read_only=False):
     if read_only:
         # Read only, but not SQLite's mode=ro: a file in WAL mode needs its -shm made.
