@@ -27,7 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchmarks.cluster import percentile, row, verdict
+from benchmarks.cluster import percentile, row, start_host, verdict
 
 REPO = Path(__file__).resolve().parent.parent
 LEASE_TTL = 2.0
@@ -188,19 +188,6 @@ def writes(machines, durability, quick):
         except OSError:
             figures["ltx_files"] = None
     return figures
-
-
-def start_host(env):
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "runobjects"],
-        cwd=REPO,
-        env={**env, "BENCH_ROLE": "host"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert "Hosting objects" in process.stdout.readline()
-    return process
 
 
 def failover(machines):
