@@ -180,9 +180,14 @@ def test_the_admins_evict_page_says_a_stuck_object_was_reset(settings, admin_cli
     stub = Hanging.objects.get_by_name("admin-page-stuck")
     host = get_host()
     hanging = asyncio.run_coroutine_threadsafe(stub.hang(), host.loop)
-    time.sleep(0.05)
-    host.catalog.flush_sync()
-    record = ObjectRecord.objects.get(object_id=str(stub.id))
+    deadline = time.monotonic() + 10  # the activation's record, however loaded the machine
+    while True:
+        time.sleep(0.05)
+        host.catalog.flush_sync()
+        record = ObjectRecord.objects.filter(object_id=str(stub.id)).first()
+        if record is not None or time.monotonic() > deadline:
+            break
+    assert record is not None, "the stuck object never reached the catalog"
     path = reverse("admin:durable_objects_objectrecord_evict", args=[record.pk])
     assert admin_client.post(path).status_code == 302
     assert not is_active(stub)  # reset (the detail page below wakes it again)
