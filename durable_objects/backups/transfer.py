@@ -43,9 +43,7 @@ class ImportResult:
 
     def summary(self):
         """What the database holds, in words: "3 entries, 1 table"."""
-        entries = f"{self.entries} entr{'y' if self.entries == 1 else 'ies'}"
-        tables = f"{len(self.tables)} table{'' if len(self.tables) == 1 else 's'}"
-        return f"{entries}, {tables}"
+        return _holds(self.entries, self.tables)
 
 
 @dataclass(frozen=True)
@@ -64,9 +62,14 @@ class RestoreSummary:
 
     def summary(self):
         """What the restored database holds, in words: "3 entries, 1 table"."""
-        entries = f"{self.entries} entr{'y' if self.entries == 1 else 'ies'}"
-        tables = f"{len(self.tables)} table{'' if len(self.tables) == 1 else 's'}"
-        return f"{entries}, {tables}"
+        return _holds(self.entries, self.tables)
+
+
+def _holds(entries, tables):
+    """What a database holds, in words: "3 entries, 1 table"."""
+    entries = f"{entries} entr{'y' if entries == 1 else 'ies'}"
+    tables = f"{len(tables)} table{'' if len(tables) == 1 else 's'}"
+    return f"{entries}, {tables}"
 
 
 async def _run(cls, object_id, op, **fields):

@@ -18,6 +18,7 @@ never on the event loop. docs/topics/replication.md.
 import asyncio
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from django.core.exceptions import ImproperlyConfigured
@@ -291,8 +292,6 @@ class Replicator:
     async def collect(self, limit=100):
         """Delete the replica paths of generations retired longer than RETENTION ago;
         return how many generations were deleted."""
-        import time
-
         placement = self.host.placement
         due = await placement.retired(time.time() - self.settings.retention, limit)
         done = []
