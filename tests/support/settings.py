@@ -1,6 +1,8 @@
 """Settings for the test suite: the embedded default with a private storage root."""
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -40,7 +42,18 @@ TEMPLATES = [
     }
 ]
 ROOT_URLCONF = "tests.support.urls"
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+_TEST_DB_DIR = tempfile.mkdtemp(prefix="durable-objects-test-db-")
+atexit.register(shutil.rmtree, _TEST_DB_DIR, True)
+# The test database is a file, not SQLite's shared-cache memory: there a write that meets
+# another thread's (the catalog's) fails at once with "table is locked", here it waits.
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": ":memory:",
+        "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF"},
+        "TEST": {"NAME": os.path.join(_TEST_DB_DIR, "test.sqlite3")},
+    }
+}
 CHANNEL_LAYERS = {"default": {"BACKEND": "durable_objects.layers.InProcessChannelLayer"}}
 if os.environ.get("DO_TEST_COUNTING_LAYER"):  # the layer says what it carried (test_sockets_local)
     CHANNEL_LAYERS = {"default": {"BACKEND": "tests.support.layers.CountingChannelLayer"}}
