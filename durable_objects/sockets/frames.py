@@ -63,10 +63,11 @@ class FrameWriter:
 
     @property
     def ready(self):
-        """True if a frame written now would be the next bytes on the connection."""
+        """True if a frame written now would be the next bytes on an unpaused connection."""
         protocol, transport = self.protocol, self.transport
         return (
             transport is not None
+            and not transport.producerPaused
             and protocol.state == protocol.STATE_OPEN
             and protocol.send_state == protocol.SEND_STATE_GROUND
             and not protocol.send_queue
@@ -118,7 +119,7 @@ class UvicornFrameWriter:
 
     @property
     def ready(self):
-        """True if a frame written now would be the next bytes on the connection."""
+        """True if a frame written now would be the next bytes on an unpaused connection."""
         protocol, conn = self.protocol, self.conn
         return (
             protocol is not None
@@ -170,7 +171,8 @@ def attach(send):
         return writer
     protocol = flow.daphne_protocol(send)
     transport = flow.tcp_transport(protocol)
-    if transport is None or not hasattr(transport, "_tempDataBuffer") or _encrypted(transport):
+    needed = ("_tempDataBuffer", "producerPaused")
+    if transport is None or not all(hasattr(transport, n) for n in needed) or _encrypted(transport):
         return None
     needed = ("state", "send_state", "send_queue", "_perMessageCompress", "STATE_OPEN")
     if not all(hasattr(protocol, name) for name in needed):
