@@ -88,9 +88,17 @@ async def close_all(clients):
     await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
 
 
-async def fanout_latency(url, count, rounds):
+def cpu_seconds(pid):
+    """User and system CPU seconds of process pid so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def fanout_latency(url, count, rounds, server_pid=None):
     """(ms from one client's send to the last of count clients' receive, per round; the
-    clients' own CPU ms per round, the floor this process puts under every round)."""
+    clients' own CPU ms per round, the floor this process puts under every round).
+
+    With server_pid, a third value: the server process's CPU ms per round."""
     clients = await connect_many(url, count)
     # Past the server's freeze of its new sockets (durable_objects/sockets/collector.py).
     await asyncio.sleep(1.5)
@@ -112,8 +120,11 @@ async def fanout_latency(url, count, rounds):
     # server's latency: collect now, then not during the rounds.
     gc.collect()
     gc.disable()
+    server_cpu = 0.0
     try:
         for k in range(rounds + 3):  # three rounds of warm-up
+            if k == 3 and server_pid is not None:
+                server_cpu = cpu_seconds(server_pid)
             done[k] = loop.create_future()
             start, start_cpu = time.perf_counter(), time.process_time()
             await clients[0].send(f"{k}:hello")
@@ -121,12 +132,16 @@ async def fanout_latency(url, count, rounds):
             if k >= 3:
                 latencies.append((end - start) * 1000)
                 cpu += time.process_time() - start_cpu
+        if server_pid is not None:
+            server_cpu = (cpu_seconds(server_pid) - server_cpu) * 1000 / rounds
     finally:
         gc.enable()
         for task in readers:
             task.cancel()
         await close_all(clients)
-    return latencies, cpu * 1000 / rounds
+    if server_pid is None:
+        return latencies, cpu * 1000 / rounds
+    return latencies, cpu * 1000 / rounds, server_cpu
 
 
 async def sustained_rate(url, count, per_client):
@@ -196,12 +211,14 @@ TARGETS = {  # sockets: (percentile, its name, target ms)
 }
 
 
-async def fanout(url, count, rounds, kinds, emit):
+async def fanout(url, count, rounds, kinds, emit, pid):
     """Print the send-to-last-receive row of count sockets for each kind of room."""
     for kind in kinds:
-        latencies, cpu = await fanout_latency(f"{url}/ws/{kind}/lat{count}/", count, rounds)
+        latencies, cpu, server = await fanout_latency(
+            f"{url}/ws/{kind}/lat{count}/", count, rounds, pid
+        )
         p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
-        target = f"clients' CPU {cpu:.1f} ms a round (floor)"
+        target = f"clients' CPU {cpu:.1f} ms a round (floor), server's {server:.1f} ms"
         if kind == "room":
             fraction, name, limit = TARGETS[count]
             value = percentile(latencies, fraction)
@@ -219,7 +236,7 @@ async def fanout(url, count, rounds, kinds, emit):
 async def measure(url, pid, quick, emit, counts=(100, 1000)):
     rounds = 30 if quick else 200
     for count in counts:
-        await fanout(url, count, rounds, ("room", "baseline"), emit)
+        await fanout(url, count, rounds, ("room", "baseline"), emit, pid)
     per_client = 200 if quick else 1000
     for kind in ("room", "baseline"):
         rate, lost, closed = await sustained_rate(f"{url}/ws/{kind}/rate/", 10, per_client)
@@ -232,7 +249,9 @@ async def measure(url, pid, quick, emit, counts=(100, 1000)):
 async def measure_fanout(url, pid, quick, emit, counts):
     """Only the send-to-last-receive rows of our room, for counts sockets (--only-fanout)."""
     for count in counts:
-        await fanout(url, count, 30 if quick else (50 if count >= 10000 else 200), ("room",), emit)
+        await fanout(
+            url, count, 30 if quick else (50 if count >= 10000 else 200), ("room",), emit, pid
+        )
 
 
 async def measure_many(url, pid, quick, emit):
@@ -242,7 +261,7 @@ async def measure_many(url, pid, quick, emit):
     This server pings every 300 s, not 20: 10,000 sockets connected within seconds of
     each other would all be pinged (and answer) within a second, 20 s later, mid-run.
     """
-    await fanout(url, 10000, 30 if quick else 50, ("room",), emit)
+    await fanout(url, 10000, 30 if quick else 50, ("room",), emit, pid)
 
 
 async def measure_memory(url, pid, quick, emit, server="daphne"):
