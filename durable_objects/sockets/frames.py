@@ -171,8 +171,9 @@ def attach(send):
         return writer
     protocol = flow.daphne_protocol(send)
     transport = flow.tcp_transport(protocol)
-    needed = ("_tempDataBuffer", "producerPaused")
-    if transport is None or not all(hasattr(transport, n) for n in needed) or _encrypted(transport):
+    if transport is None or _encrypted(transport):
+        return None
+    if not all(hasattr(transport, name) for name in ("_tempDataBuffer", "producerPaused")):
         return None
     needed = ("state", "send_state", "send_queue", "_perMessageCompress", "STATE_OPEN")
     if not all(hasattr(protocol, name) for name in needed):
