@@ -144,3 +144,71 @@ async def test_connected_sockets_are_frozen_out_of_full_collections(settings, mo
     finally:
         collector.reset()
     assert gc.get_freeze_count() == 0
+
+
+def self_signed(directory):
+    """(certificate path, key path) of a new self-signed certificate for 127.0.0.1."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_uvicorn_frames_over_tls_arrive_whole(tmp_path):
+    """uvicorn's transport encrypts the ready-made frames as it does its own."""
+    import ssl
+
+    cert, key = self_signed(tmp_path)
+    port = free_port()
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.support.settings",
+        "DO_TEST_STORAGE_ROOT": str(tmp_path / "objects"),
+    }
+    options = ("--ssl-certfile", str(cert), "--ssl-keyfile", str(key))
+    process = start_server("uvicorn", "tests.support.asgi:application", port, env, *options)
+    context = ssl.create_default_context(cafile=str(cert))
+    room = f"wss://127.0.0.1:{port}/ws/room/tls/"
+    try:
+        async with (
+            websockets.connect(f"{room}?user=ann", ssl=context, compression=None) as ann,
+            websockets.connect(f"{room}?user=bob", ssl=context, compression=None) as bob,
+        ):
+            for size in (1, 126, 65536, 300_000):
+                text = "y" * size
+                await ann.send(f"/shout {text}")
+                assert [await recv(ann), await recv(bob)] == [text, text]
+            await bob.send("hello")
+            assert [await text_of(ws) for ws in (ann, bob)] == ["hello"] * 2
+    finally:
+        stop(process)
