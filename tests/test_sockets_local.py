@@ -146,6 +146,32 @@ async def test_connected_sockets_are_frozen_out_of_full_collections(settings, mo
     assert gc.get_freeze_count() == 0
 
 
+async def test_uvicorn_sockets_with_and_without_deflate_share_a_flood_in_order(tmp_path):
+    """Uncompressed sockets get the ready-made frames, compressed ones uvicorn's: one room."""
+    port = free_port()
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.support.settings",
+        "DO_TEST_STORAGE_ROOT": str(tmp_path / "objects"),
+    }
+    process = start_server("uvicorn", "tests.support.asgi:application", port, env)
+    room = f"ws://127.0.0.1:{port}/ws/room/mixed/"
+    clients = []
+    try:
+        for i in range(10):
+            compression = None if i % 2 else "deflate"
+            ws = await websockets.connect(f"{room}?user=u{i}", compression=compression)
+            clients.append(ws)
+            assert bool(ws.protocol.extensions) == (compression is not None)  # as negotiated
+        await clients[0].send("/flood 300 2000")
+        for ws in clients:
+            texts = [await recv(ws) for _ in range(300)]
+            assert [text[:8] for text in texts] == [f"{i:08d}" for i in range(300)]
+            assert {len(text) for text in texts} == {2008}
+    finally:
+        await asyncio.gather(*(ws.close() for ws in clients))
+        stop(process)
+
+
 def self_signed(directory):
     """(certificate path, key path) of a new self-signed certificate for 127.0.0.1."""
     import datetime
