@@ -98,13 +98,6 @@ class BenchHttpCounter(DurableObject):
     The same work as the side-by-side harness's Counter (../shared/sidebyside/).
     """
 
-
-SCHEDULES_RAN = []  # (tag, started, scheduled) of the local backend's scheduled runs
-
-
-class BenchSchedule(DurableObject):
-    """The schedule benchmark's object: its runs report when they started, as BenchAlarm's."""
-
     class Meta:
         hibernate_after = 3600
 
@@ -123,14 +116,14 @@ class BenchSchedule(DurableObject):
         return HttpResponse(str(self.increment()))
 
 
-class BenchEcho(DurableObject):
-    """The web benchmark's echo: each message back to its socket, no storage."""
+SCHEDULES_RAN = []  # (tag, started, scheduled) of the local backend's scheduled runs
+
+
+class BenchSchedule(DurableObject):
+    """The schedule benchmark's object: its runs report when they started, as BenchAlarm's."""
 
     class Meta:
         hibernate_after = 3600
-
-    def websocket_message(self, ws, message):
-        ws.send(message)
 
     def plan(self, times, prefix):
         for n, when in enumerate(times):
@@ -150,3 +143,13 @@ class BenchEcho(DurableObject):
 
     def noop(self):
         pass
+
+
+class BenchEcho(DurableObject):
+    """The web benchmark's echo: each message back to its socket, no storage."""
+
+    class Meta:
+        hibernate_after = 3600
+
+    def websocket_message(self, ws, message):
+        ws.send(message)

@@ -40,9 +40,13 @@ def create_baseline_table():
             editor.create_model(ChatMessage)
 
 
-def start_daphne(work_dir, *options):
-    from durable_objects.testing.servers import free_port
-    from durable_objects.testing.servers import start_daphne as start
+# Each server's option for its protocol pings (benchmarks.sockets.measure_many).
+PING_OPTIONS = {"daphne": ("--ping-interval", "300"), "uvicorn": ("--ws-ping-interval", "300")}
+
+
+def start_socket_server(work_dir, *options, server="daphne"):
+    """Start server (daphne, uvicorn or granian) on benchmarks.asgi; (process, ws:// URL)."""
+    from durable_objects.testing.servers import free_port, start_server
 
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -52,7 +56,8 @@ def start_daphne(work_dir, *options):
         "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
         "BENCH_DIR": str(work_dir),
     }
-    process = start(
+    process = start_server(
+        server,
         "benchmarks.asgi:application",
         port,
         env,
@@ -83,9 +88,30 @@ async def close_all(clients):
     await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
 
 
-async def fanout_latency(url, count, rounds):
+def cpu_seconds(pid):
+    """User and system CPU seconds so far of process pid and its live children.
+
+    Its children too: granian serves the application from a worker process of its own.
+    """
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:  # it exited meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def fanout_latency(url, count, rounds, server_pid=None):
     """(ms from one client's send to the last of count clients' receive, per round; the
-    clients' own CPU ms per round, the floor this process puts under every round)."""
+    clients' own CPU ms per round, the floor this process puts under every round).
+
+    With server_pid, a third value: the server process's CPU ms per round."""
     clients = await connect_many(url, count)
     # Past the server's freeze of its new sockets (durable_objects/sockets/collector.py).
     await asyncio.sleep(1.5)
@@ -107,8 +133,11 @@ async def fanout_latency(url, count, rounds):
     # server's latency: collect now, then not during the rounds.
     gc.collect()
     gc.disable()
+    server_cpu = 0.0
     try:
         for k in range(rounds + 3):  # three rounds of warm-up
+            if k == 3 and server_pid is not None:
+                server_cpu = cpu_seconds(server_pid)
             done[k] = loop.create_future()
             start, start_cpu = time.perf_counter(), time.process_time()
             await clients[0].send(f"{k}:hello")
@@ -116,12 +145,16 @@ async def fanout_latency(url, count, rounds):
             if k >= 3:
                 latencies.append((end - start) * 1000)
                 cpu += time.process_time() - start_cpu
+        if server_pid is not None:
+            server_cpu = (cpu_seconds(server_pid) - server_cpu) * 1000 / rounds
     finally:
         gc.enable()
         for task in readers:
             task.cancel()
         await close_all(clients)
-    return latencies, cpu * 1000 / rounds
+    if server_pid is None:
+        return latencies, cpu * 1000 / rounds
+    return latencies, cpu * 1000 / rounds, server_cpu
 
 
 async def sustained_rate(url, count, per_client):
@@ -191,12 +224,14 @@ TARGETS = {  # sockets: (percentile, its name, target ms)
 }
 
 
-async def fanout(url, count, rounds, kinds, emit):
+async def fanout(url, count, rounds, kinds, emit, pid):
     """Print the send-to-last-receive row of count sockets for each kind of room."""
     for kind in kinds:
-        latencies, cpu = await fanout_latency(f"{url}/ws/{kind}/lat{count}/", count, rounds)
+        latencies, cpu, server = await fanout_latency(
+            f"{url}/ws/{kind}/lat{count}/", count, rounds, pid
+        )
         p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
-        target = f"clients' CPU {cpu:.1f} ms a round (floor)"
+        target = f"clients' CPU {cpu:.1f} ms a round (floor), server's {server:.1f} ms"
         if kind == "room":
             fraction, name, limit = TARGETS[count]
             value = percentile(latencies, fraction)
@@ -211,10 +246,10 @@ async def fanout(url, count, rounds, kinds, emit):
         )
 
 
-async def measure(url, pid, quick, emit):
+async def measure(url, pid, quick, emit, counts=(100, 1000)):
     rounds = 30 if quick else 200
-    for count in (100, 1000):
-        await fanout(url, count, rounds, ("room", "baseline"), emit)
+    for count in counts:
+        await fanout(url, count, rounds, ("room", "baseline"), emit, pid)
     per_client = 200 if quick else 1000
     for kind in ("room", "baseline"):
         rate, lost, closed = await sustained_rate(f"{url}/ws/{kind}/rate/", 10, per_client)
@@ -224,40 +259,71 @@ async def measure(url, pid, quick, emit):
         emit(row(f"(f) messages/s into one room, 10 sockets, {name}", f"{rate:,.0f}", target))
 
 
+async def measure_fanout(url, pid, quick, emit, counts):
+    """Only the send-to-last-receive rows of our room, for counts sockets (--only-fanout)."""
+    for count in counts:
+        await fanout(
+            url, count, 30 if quick else (50 if count >= 10000 else 200), ("room",), emit, pid
+        )
+
+
 async def measure_many(url, pid, quick, emit):
-    """10,000 sockets, in a daphne process of their own (their closes take it seconds).
+    """10,000 sockets, in a server process of their own (their closes take it seconds).
 
     No baseline: its stock layer is O(N^2) per broadcast, a minute a round at 10,000.
-    This daphne pings every 300 s, not 20: 10,000 sockets connected within seconds of
+    This server pings every 300 s, not 20: 10,000 sockets connected within seconds of
     each other would all be pinged (and answer) within a second, 20 s later, mid-run.
     """
-    await fanout(url, 10000, 30 if quick else 50, ("room",), emit)
+    await fanout(url, 10000, 30 if quick else 50, ("room",), emit, pid)
 
 
-async def measure_memory(url, pid, quick, emit):
+async def measure_memory(url, pid, quick, emit, server="daphne"):
     sockets = 1000 if quick else 5000
     per_socket = await idle_socket_memory(f"{url}/ws/room/idle/", pid, sockets)
     emit(
         row(
-            f"(f) daphne RSS per idle socket, {sockets:,} sockets, room asleep (KiB)",
+            f"(f) {server} RSS per idle socket, {sockets:,} sockets, room asleep (KiB)",
             f"{per_socket:.1f}",
             f"target <= 64 KiB {verdict(per_socket <= 64)}",
         )
     )
 
 
-def run(quick, emit):
-    """Start daphne, print the WebSocket figures, stop daphne (a fresh one for memory)."""
+def raise_fd_limit(needed):
+    """Raise this process's open-file limit to needed (10,000 clients), up to the hard limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def run(quick, emit, server="daphne", only_fanout=None):
+    """Start the server, print the WebSocket figures, stop it (a fresh one for each step).
+
+    The server's processes inherit this one's raised open-file limit.
+    """
+    import functools
+
     from django.conf import settings
 
+    raise_fd_limit(12000)
+    pings = PING_OPTIONS.get(server, ())
     # A directory of its own: this process's host (if it has one) locks its storage root.
     work_dir = settings.WORK_DIR / "sockets"
-    for step, options in (
-        (measure, ()),
-        (measure_many, ("--ping-interval", "300")),
-        (measure_memory, ()),
-    ):
-        process, url = start_daphne(work_dir, *options)
+    if only_fanout:
+        steps = [(functools.partial(measure_fanout, counts=only_fanout), pings)]
+    else:
+        steps = [
+            (measure, ()),
+            (measure_many, pings),
+            (functools.partial(measure_memory, server=server), ()),
+        ]
+    if server != "daphne":
+        emit(f"(server: {server})")
+    for step, options in steps:
+        process, url = start_socket_server(work_dir, *options, server=server)
         try:
             asyncio.run(step(url, process.pid, quick, emit))
         finally:
@@ -268,11 +334,21 @@ def run(quick, emit):
 def main():
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sockets")
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    parser.add_argument(
+        "--server", default="daphne", choices=("daphne", "uvicorn", "granian"), help="ASGI server"
+    )
+    parser.add_argument(
+        "--only-fanout",
+        type=int,
+        nargs="+",
+        metavar="SOCKETS",
+        help="only the broadcast rows of our room, for these socket counts",
+    )
     options = parser.parse_args()
     from benchmarks.__main__ import setup_django
 
     setup_django()
-    run(options.quick, lambda text: print(text, flush=True))
+    run(options.quick, lambda text: print(text, flush=True), options.server, options.only_fanout)
 
 
 if __name__ == "__main__":

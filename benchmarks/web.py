@@ -116,7 +116,7 @@ def measure(kind, quick, work_dir):
         figures["bare"], _ = asyncio.run(ws_echo(f"{ws}/ws/bare/", echoes))
         figures["wsecho0"], figures["wrong0"] = asyncio.run(ws_echo(f"{ws}/ws/echo/e/", echoes))
         figures["wsecho"], figures["wrong"] = asyncio.run(ws_echo(f"{ws}/ws/room/echo/", echoes))
-        latencies = asyncio.run(fanout_latency(f"{ws}/ws/room/bcast/", 100, rounds))
+        latencies, _ = asyncio.run(fanout_latency(f"{ws}/ws/room/bcast/", 100, rounds))
     finally:
         process.terminate()
         process.wait(10)

@@ -40,8 +40,8 @@ class Backlog:
     @property
     def writable(self):
         """True if a ready-made frame can go to the client now (``write``), ahead of nothing."""
-        writer = self.writer
-        return writer is not None and not self.frames and not self.paused and writer.ready
+        writer = self.writer  # its ready covers the flow's pause: one look per socket
+        return writer is not None and not self.frames and writer.ready
 
     def write(self, frame):
         """Send the bytes of a frame built by ``frames.encode``; only while ``writable``."""

@@ -121,6 +121,11 @@ def daphne_protocol(send):
     return _daphne_protocol(_unwrap(send))
 
 
+def uvicorn_protocol(send):
+    """uvicorn's WebSocket protocol behind send, or None under another server."""
+    return _uvicorn_protocol(_unwrap(send))
+
+
 def tcp_transport(protocol):
     """The Twisted TCP connection under a daphne protocol, or None."""
     # The protocol's transport is twisted.web's HTTP channel wrapper it was upgraded

@@ -1,4 +1,4 @@
-"""WebSocket frames built once per message, and written straight to daphne's connections.
+"""WebSocket frames built once per message, and written straight to the server's connections.
 
 A broadcast to N sockets of one process is one frame: ``encode()`` builds its bytes (RFC
 6455: a server's frames are not masked) once, and each consumer whose connection is idle
@@ -11,6 +11,13 @@ does, and leaves whatever the kernel did not take to Twisted's buffer, so order 
 backpressure (``flow.py``) hold. A connection in any state autobahn must handle itself
 (not open, mid-fragment, queued writes, per-message compression) gets no writer's bytes:
 the consumer sends through ASGI instead.
+
+Under uvicorn (the websockets package's sans-I/O protocol, its default) the same message
+through ASGI costs, for every socket, a wake-up of the consumer's task, the ASGI dict,
+uvicorn's ``send`` and the websockets package's framing; ``UvicornFrameWriter`` hands the
+bytes to the connection's asyncio transport, as that ``send`` would after framing them,
+while the connection is open, uncompressed and holds nothing unsent. The transport
+keeps order and its flow control (``pause_writing()``) as always, TLS included.
 """
 
 import struct
@@ -46,7 +53,7 @@ def encode(message):
 
 
 class FrameWriter:
-    """Writes ready-made frames to one daphne WebSocket connection."""
+    """Writes ready-made frames to one daphne WebSocket connection (Twisted's TCP)."""
 
     __slots__ = ("protocol", "transport")
 
@@ -56,10 +63,11 @@ class FrameWriter:
 
     @property
     def ready(self):
-        """True if a frame written now would be the next bytes on the connection."""
+        """True if a frame written now would be the next bytes on an unpaused connection."""
         protocol, transport = self.protocol, self.transport
         return (
             transport is not None
+            and not transport.producerPaused
             and protocol.state == protocol.STATE_OPEN
             and protocol.send_state == protocol.SEND_STATE_GROUND
             and not protocol.send_queue
@@ -99,15 +107,73 @@ def _encrypted(transport):
     return isinstance(getattr(transport, "protocol", None), TLSMemoryBIOProtocol)
 
 
-def attach(send):
-    """A FrameWriter for the daphne connection behind send, or None under another server.
+class UvicornFrameWriter:
+    """Writes ready-made frames to one uvicorn WebSocket connection (its asyncio transport)."""
 
-    None too for a TLS connection: its TCP socket carries ciphertext, which only
-    Twisted's TLS layer may write.
+    __slots__ = ("conn", "open", "protocol")
+
+    def __init__(self, protocol, open_state):
+        self.protocol = protocol
+        self.conn = protocol.conn  # the websockets package's ServerProtocol
+        self.open = open_state
+
+    @property
+    def ready(self):
+        """True if a frame written now would be the next bytes on an unpaused connection."""
+        protocol, conn = self.protocol, self.conn
+        return (
+            protocol is not None
+            and protocol.handshake_complete
+            and protocol.initial_response is None
+            and not protocol.close_sent
+            and not protocol.disconnected
+            and protocol.writable.is_set()
+            and conn.state is self.open
+            and not conn.extensions  # per-message deflate: only the package may frame
+            and not conn.expect_continuation_frame
+            and not conn.writes
+            and not protocol.transport.is_closing()
+        )
+
+    def write(self, frame):
+        """Hand frame to the transport, which sends it now or buffers it, in order."""
+        self.protocol.transport.write(frame)
+
+    def detach(self):
+        self.protocol = None
+
+
+def _uvicorn_writer(send):
+    protocol = flow.uvicorn_protocol(send)
+    conn = getattr(protocol, "conn", None)
+    needed = ("state", "extensions", "expect_continuation_frame", "writes")
+    if conn is None or not all(hasattr(conn, name) for name in needed):
+        return None  # the wsproto or legacy websockets protocol: plain ASGI
+    needed = ("handshake_complete", "initial_response", "close_sent", "disconnected", "writable")
+    if not all(hasattr(protocol, name) for name in needed):
+        return None
+    try:
+        from websockets.protocol import State
+    except ImportError:  # pragma: no cover - the sans-I/O protocol is the package's
+        return None
+    return UvicornFrameWriter(protocol, State.OPEN)
+
+
+def attach(send):
+    """A frame writer for the daphne or uvicorn connection behind send, or None.
+
+    None under another server (granian, ``WebsocketCommunicator``), and under daphne for
+    a TLS connection: its TCP socket carries ciphertext, which only Twisted's TLS layer
+    may write. uvicorn's transport does its own TLS.
     """
+    writer = _uvicorn_writer(send)
+    if writer is not None:
+        return writer
     protocol = flow.daphne_protocol(send)
     transport = flow.tcp_transport(protocol)
-    if transport is None or not hasattr(transport, "_tempDataBuffer") or _encrypted(transport):
+    if transport is None or _encrypted(transport):
+        return None
+    if not all(hasattr(transport, name) for name in ("_tempDataBuffer", "producerPaused")):
         return None
     needed = ("state", "send_state", "send_queue", "_perMessageCompress", "STATE_OPEN")
     if not all(hasattr(protocol, name) for name in needed):
