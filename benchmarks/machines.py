@@ -1,4 +1,4 @@
-"""Machines figures (issue 14): ``python -m benchmarks.machines [--quick]``.
+"""Machines figures (issue 14): ``python -m benchmarks.machines [--quick] [--writes-only]``.
 
 A private redis-server, SeaweedFS (S3 on loopback) and one Litestream daemon per
 machine. Printed, each next to its target and to the figure without replication from
@@ -11,6 +11,10 @@ the same run:
 - failover after a machine loss (SIGKILL of its processes, its disk deleted): seconds to
   the first successful call on another machine, next to LEASE_TTL;
 - restore time and rate of a 1 MiB, 100 MiB and 1 GiB shard (1 GiB not with --quick).
+
+``--writes-only`` runs the write phases alone (no failover, no restores), and
+``--durability replicated`` (repeatable) only the phases named, each with a fresh daemon
+state of its own prefix.
 """
 
 import argparse
@@ -297,11 +301,30 @@ def restore_figures(machines, sizes):
     return results
 
 
-def main(quick):
+DURABILITIES = ("off", "local", "replicated")
+
+
+def print_writes(figures):
+    """The write figures of the phases that ran (writes_only)."""
+    for name, figure in figures.items():
+        print(
+            row(
+                f"machines: {name}: writes/s 1 caller / 32 callers",
+                f"{figure['one']:,.0f} / {figure['many']:,.0f}",
+                f"p50 {figure['p50']:.2f} ms, p99 {figure['p99']:.2f} ms, "
+                f"{figure['syncs_per_second']:,.0f} syncs/s",
+            )
+        )
+
+
+def main(quick, writes_only=False, durabilities=DURABILITIES):
     work = Path(tempfile.mkdtemp(prefix="do-bench-machines-"))
     machines = Machines(work)
     try:
-        figures = {d: writes(machines, d, quick) for d in ("off", "local", "replicated")}
+        figures = {d: writes(machines, d, quick) for d in durabilities}
+        if writes_only:
+            print_writes(figures)
+            return
         failover_s, failover_value = failover(machines)
         sizes = (1, 100) if quick else (1, 100, 1024)
         restores = restore_figures(machines, sizes)
@@ -374,8 +397,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--child", action="store_true")
+    parser.add_argument("--writes-only", action="store_true")
+    parser.add_argument("--durability", action="append", choices=DURABILITIES)
     options = parser.parse_args()
     if options.child:
         child(options.quick)
+    elif options.durability and not options.writes_only:
+        parser.error("--durability needs --writes-only (the summary compares all three)")
     else:
-        main(options.quick)
+        main(options.quick, options.writes_only, tuple(options.durability or DURABILITIES))
