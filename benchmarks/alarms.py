@@ -136,7 +136,14 @@ def rq(quick):
     return float(p50), float(p99), int(fired), float(last), int(burst)
 
 
-def run(quick, emit):
+def run(quick, emit, only=None):
+    if only != "rq":
+        run_local(quick, emit)
+    if only != "local":
+        run_rq(quick, emit)
+
+
+def run_local(quick, emit):
     lateness, fired, last, burst = local(quick)
     p50, p99 = statistics.median(lateness), percentile(lateness, 0.99)
     emit(
@@ -153,6 +160,9 @@ def run(quick, emit):
             f"target <= 5 s {verdict(last <= 5 and burst == 1000)}",
         )
     )
+
+
+def run_rq(quick, emit):
     p50, p99, fired, last, burst = rq(quick)
     emit(
         row(
@@ -173,12 +183,13 @@ def run(quick, emit):
 def main():
     parser = argparse.ArgumentParser(prog="python -m benchmarks.alarms")
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    parser.add_argument("--only", choices=["local", "rq"], help="one backend's figures")
     parser.add_argument("--rq-child", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.rq_child:
         rq_child(options.quick)
     else:
-        run(options.quick, lambda text: print(text, flush=True))
+        run(options.quick, lambda text: print(text, flush=True), options.only)
 
 
 if __name__ == "__main__":

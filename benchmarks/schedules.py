@@ -254,7 +254,14 @@ def _lateness_rows(emit, backend, target_ms, one, many):
         )
 
 
-def run(quick, emit):
+def run(quick, emit, only=None):
+    if only != "rq":
+        run_local(quick, emit)
+    if only != "local":
+        run_rq(quick, emit)
+
+
+def run_local(quick, emit):
     one, many, alarms, (set_us, cancel_us), (set_s, list_ms, last, delivered) = local(quick)
     summary = [(statistics.median(v), percentile(v, 0.99), len(v)) for v in (one, many)]
     _lateness_rows(emit, "local", 50, *summary)
@@ -285,6 +292,9 @@ def run(quick, emit):
             f"{delivered:,} ran",
         )
     )
+
+
+def run_rq(quick, emit):
     one, many, alarms = rq(quick)
     _lateness_rows(emit, "RQ", 1500, one, many)
     emit(
@@ -298,12 +308,13 @@ def run(quick, emit):
 def main():
     parser = argparse.ArgumentParser(prog="python -m benchmarks.schedules")
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    parser.add_argument("--only", choices=["local", "rq"], help="one backend's figures")
     parser.add_argument("--rq-child", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.rq_child:
         rq_child(options.quick)
     else:
-        run(options.quick, lambda text: print(text, flush=True))
+        run(options.quick, lambda text: print(text, flush=True), options.only)
 
 
 if __name__ == "__main__":

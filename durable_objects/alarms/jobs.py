@@ -57,12 +57,11 @@ def _run(cls, object_id, job):
 
     host = get_host()
     future = asyncio.run_coroutine_threadsafe(call(cls, object_id, AlarmDelivery()), host.loop)
-    while True:
-        _mark_running(job)
+    while True:  # the mark is fresh (RUNNING_TTL_MS): renew it once a second from now
         try:
             return future.result(timeout=1.0)
         except concurrent.futures.TimeoutError:
-            continue
+            _mark_running(job)
 
 
 def _mark_running(job):

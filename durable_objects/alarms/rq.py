@@ -69,19 +69,40 @@ def uses_json(serializer):
     return isinstance(resolved, type) and issubclass(resolved, JSONSerializer)
 
 
+# One round trip for the common case: the object's current job, if it still waits (to be
+# deleted); with ARGV[3] "1" (no new alarm) the mapping goes too unless the job waits.
+_TAKE_JOB = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+    local status = redis.call('HGET', ARGV[2] .. old, 'status')
+    if status == 'queued' or status == 'scheduled' or status == 'deferred' then
+        return old
+    end
+end
+if ARGV[3] == '1' then
+    redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return false
+"""
+
+
 def schedule_job(queue, label, hex_id, due):
     """Delete the object's current job and schedule one for due (None: none). Blocking."""
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
 
     connection = queue.connection
-    old = connection.hget(JOBS, hex_id)
+    take = getattr(connection, "_do_take_job", None)
+    if take is None:  # EVALSHA, loaded again after a FLUSHALL
+        take = connection._do_take_job = connection.register_script(_TAKE_JOB)
     # A running job finishes on its own (its object decides); a waiting one is deleted.
-    if old is not None and connection.hget(Job.key_for(old.decode()), "status") in LIVE_STATUSES:
+    old = take(keys=[JOBS], args=[hex_id, Job.redis_job_namespace_prefix, int(due is None)])
+    if old is not None:
         with suppress(NoSuchJobError):
             Job.fetch(old.decode(), connection=connection, serializer=queue.serializer).delete()
     if due is None:
-        connection.hdel(JOBS, hex_id)
+        if old is not None:
+            connection.hdel(JOBS, hex_id)
         return None
     job = _enqueue(queue, label, hex_id, due)
     connection.hset(JOBS, hex_id, job.id)
@@ -172,6 +193,15 @@ class RQAlarms(BaseAlarmBackend):
         super().__init__(host)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="durable-objects-alarms")
         self.task = None
+        self._queue = None
+
+    @property
+    def queue(self):
+        """The alarm queue, made once: each ``get_queue()`` opens a new Redis connection
+        (a connect and a handshake per job scheduled). Used on the backend's one thread."""
+        if self._queue is None:
+            self._queue = get_queue()
+        return self._queue
 
     def schedule(self, label, hex_id, due):
         """Replace the object's job; in order, on this backend's one thread."""
@@ -180,7 +210,7 @@ class RQAlarms(BaseAlarmBackend):
 
     def _schedule(self, label, hex_id, due):
         try:
-            schedule_job(get_queue(), label, hex_id, due)
+            schedule_job(self.queue, label, hex_id, due)
         except Exception:
             logger.warning(
                 "Scheduling the alarm job of %s %s failed; the sweep will re-create it.",
@@ -213,7 +243,7 @@ class RQAlarms(BaseAlarmBackend):
         from .sweep import pending_alarms
 
         try:
-            queue = get_queue()
+            queue = self.queue
             ttl = max(1, int(interval * 900))  # ms: a little under the interval
             if queue.connection.set(SWEEP_LOCK, self.host.placement.token, nx=True, px=ttl):
                 alarms = pending_alarms(scan=scan)
@@ -239,7 +269,13 @@ class RQAlarms(BaseAlarmBackend):
         self.closed = True
         if self.task is not None:
             self.task.cancel()
+        with suppress(RuntimeError):  # closed before
+            self.executor.submit(self._disconnect)  # after the jobs already asked for
         self.executor.shutdown(wait=False)
+
+    def _disconnect(self):
+        if self._queue is not None:
+            self._queue.connection.connection_pool.disconnect()
 
     @classmethod
     def sweep(cls, alarms):

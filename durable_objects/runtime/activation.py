@@ -13,7 +13,6 @@ import inspect
 import itertools
 import logging
 import sqlite3
-import threading
 import time
 from collections import deque
 
@@ -23,11 +22,12 @@ from durable_objects.exceptions import FencedError, ObjectReset
 from durable_objects.ids import DurableObjectId
 from durable_objects.sockets.registry import SocketRegistry
 from durable_objects.storage import alarm as alarm_row
-from durable_objects.storage.shard import Shard, shard_path
+from durable_objects.storage.shard import shard_path
 
 from . import waits
 from .catalog import UNKNOWN
 from .invocation import InvocationMixin, handler_name
+from .shards import ShardMixin
 from .state import DurableObjectState
 
 logger = logging.getLogger("durable_objects.runtime")
@@ -35,7 +35,7 @@ logger = logging.getLogger("durable_objects.runtime")
 _serials = itertools.count(1)
 
 
-class Activation(InvocationMixin):
+class Activation(InvocationMixin, ShardMixin):
     """The live instance of one object in this host, and everything it holds."""
 
     def __init__(self, host, cls, object_id):
@@ -246,6 +246,8 @@ class Activation(InvocationMixin):
         try:
             if self.instance is None:
                 await self._construct()
+            elif not self.shard_is_open:
+                await self.open_shard_before_event()
             if self.threaded and self._sync_handler(event):
                 result = await self._invoke_on_thread(event)
             elif self.host.slow_handler:
@@ -282,7 +284,8 @@ class Activation(InvocationMixin):
         replicator = self.host.replicator
         if replicator is not None and self.replica_gen is None:
             await replicator.prepare(self)
-        if self.id.name is None and self.path.exists():
+        await self.open_shard_before_event()
+        if self.id.name is None and not self.shard_is_open and self.path.exists():
             self._open_shard()  # learns the name recorded in the shard
         self.ctx = DurableObjectState(self)
         try:
@@ -311,86 +314,6 @@ class Activation(InvocationMixin):
     def _end_event(self, ok):
         if self.shard is not None and self.shard.is_open:
             self.shard.end_event(ok)
-
-    # -- storage -------------------------------------------------------------------------
-
-    def shard_for_event(self, create=True):
-        """The open shard, inside the batch transaction and the current event's savepoint.
-
-        With create=False (reads), return None instead of creating a shard that does not
-        exist yet, so reading an object that never wrote leaves nothing on disk.
-        """
-        if self.closed:
-            raise ObjectReset("This instance was reset or hibernated; its storage is closed.")
-        if self.restored is not None:
-            raise self.restored
-        if not self.stack:
-            raise RuntimeError(
-                "Storage was used outside an event. Use storage from handlers, the "
-                "constructor or block_concurrency_while()."
-            )
-        shard = self.shard
-        if shard is None or not shard.is_open:
-            if not create and shard is None and not self.path.exists():
-                return None
-            try:
-                if self.worker_thread == threading.get_ident():
-                    shard = self._open_shard_on_loop()
-                else:
-                    shard = self._open_shard()
-            except FencedError as exc:
-                self.abort_cause = ObjectReset(f"{exc} The object was reset.")
-                raise
-        shard.touch()
-        return shard
-
-    def _open_shard_on_loop(self):
-        """Open the shard from a worker thread: the host's open-shard LRU lives on the loop,
-        which is free, as the runner awaits the worker."""
-
-        async def open_shard():
-            return self._open_shard()
-
-        return asyncio.run_coroutine_threadsafe(open_shard(), self.host.loop).result()
-
-    def _open_shard(self):
-        shard = self.shard or self.host.take_parked_shard(self.key)
-        if shard is not None and shard.is_open:  # parked by the previous activation
-            created = False
-        else:
-            shard = shard or Shard(
-                self.path,
-                synchronous=get_config()["SYNCHRONOUS"],
-                immediate=self.host.replicator is not None,
-            )
-            created = shard.open(
-                label=self.cls._meta.label, hex_id=str(self.id), name=self.id.name
-            )
-        try:
-            if self.epoch is None:
-                self.epoch = shard.claim_epoch()
-            meta = shard.all_meta()
-            if meta["epoch"] != self.epoch:
-                raise FencedError("A newer activation of this object holds its shard.")
-            if self.id.name is None:
-                self.id.name = meta["name"]
-            elif meta["name"] is None:
-                shard.set_name(self.id.name)
-        except BaseException:
-            self.host.open_shards.pop(self.key, None)
-            shard.close()
-            raise
-        self.shard = shard
-        self.created_at = meta["created_at"]
-        if self.alarm_due is UNKNOWN:
-            self.alarm_due = alarm_row.due_at(shard)
-        self.host.shard_opened(self, created)
-        return shard
-
-    def close_shard(self):
-        """Close the idle shard to bound open files; the next storage use reopens it."""
-        if self.shard is not None and self.shard.is_open:
-            self.host.release_shard(self.key, self.shard)
 
     # -- the output gate -----------------------------------------------------------------
 

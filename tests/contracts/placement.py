@@ -6,6 +6,7 @@ one event at a time, transactions, the output gate, call chains, resets, hiberna
 
 import asyncio
 import sqlite3
+import threading
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -322,6 +323,52 @@ class PlacementContract:
         assert info.value.remote and info.value.retryable
         assert await stub.remember("fresh") == ["fresh"]
         assert await stub.increment() == 2
+
+    async def test_a_shard_reopens_on_a_commit_thread_while_others_are_at_work(
+        self, settings, monkeypatch
+    ):
+        from durable_objects.storage.shard import Shard
+
+        settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "MAX_OPEN_SHARDS": 1}
+        stub = Counter.objects.get_by_name("reopen-off-loop")
+        await stub.increment()
+        await Counter.objects.get_by_name("other").increment()  # closes the first shard
+        assert not get_host().activations[stub.id.key].shard.is_open
+        opened_on = []
+        real_open = Shard.open
+
+        def open_and_record(shard, **kwargs):
+            opened_on.append(threading.current_thread().name)
+            return real_open(shard, **kwargs)
+
+        monkeypatch.setattr(Shard, "open", open_and_record)
+        nap = asyncio.ensure_future(Slow.objects.get_by_name("busy").nap(0.3))
+        await asyncio.sleep(0.05)  # the napping object is at work
+        assert await stub.increment() == 2
+        assert opened_on == [opened_on[0]] and opened_on[0].startswith("durable-objects-commit")
+        assert await nap == "awake"
+        opened_on.clear()
+        await Counter.objects.get_by_name("other").increment()  # nothing else at work now
+        assert opened_on == [threading.main_thread().name]
+
+    async def test_a_fenced_reopen_off_the_loop_resets_the_instance(self, settings, storage_root):
+        settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "MAX_OPEN_SHARDS": 1}
+        stub = Counter.objects.get_by_name("reopen-fenced")
+        await stub.increment()
+        await stub.remember("stale memory")
+        await Counter.objects.get_by_name("other").increment()  # closes the first shard
+        path = shard_path(storage_root, "tests.Counter", str(stub.id))
+        conn = sqlite3.connect(path)
+        conn.execute("UPDATE _do_meta SET value = value + 1 WHERE key = 'epoch'")
+        conn.commit()
+        conn.close()
+        nap = asyncio.ensure_future(Slow.objects.get_by_name("busy").nap(0.3))
+        await asyncio.sleep(0.05)
+        with pytest.raises(FencedError, match="newer activation"):
+            await stub.increment()
+        assert await stub.remember("fresh") == ["fresh"]
+        assert await stub.increment() == 2
+        assert await nap == "awake"
 
     async def test_callers_id_is_not_changed_by_the_object(self):
         named = Counter.objects.get_by_name("copy")
