@@ -176,6 +176,33 @@ def test_an_object_moves_back_and_forth_between_machines(machines):
     assert body["value"] == 10
 
 
+def test_a_stale_copy_is_not_served_after_redis_lost_the_lineage(machines):
+    first, second = machines(2)
+    for expected in range(1, 6):
+        status, body = get_json(f"{first.url}/tally/amnesia/increment/")
+        assert (status, body["value"]) == (200, expected)
+    first.kill()  # its disk keeps generation 1: 5
+    body, _ = until_ok(f"{second.url}/tally/amnesia/increment/")
+    assert body["value"] == 6
+    for expected in range(7, 10):
+        status, body = get_json(f"{second.url}/tally/amnesia/increment/")
+        assert (status, body["value"]) == (200, expected)
+    second.kill(wipe=True)
+    machines.redis.flushall()  # leases and lineages gone, as after a restart
+    machines.redis.set("do:boot", repr(time.time() - 3600))
+    first.start()  # the store holds generation 2 (9): restored, not the local 5
+    body, _ = until_ok(f"{first.url}/tally/amnesia/increment/")
+    assert body["value"] == 10
+
+
+def test_a_new_object_with_nothing_in_the_store_starts_empty_and_replicates(machines):
+    (first,) = machines(1)
+    status, body = get_json(f"{first.url}/tally/fresh-lineage/increment/")
+    assert (status, body["value"]) == (200, 1)
+    lineages = [machines.redis.hgetall(key) for key in machines.redis.keys("do:lineage:*")]
+    assert [lineage[b"synced"] for lineage in lineages] == [b"1"]
+
+
 def test_a_claim_taken_elsewhere_fences_the_old_holder(machines):
     (first,) = machines(1)
     status, body = get_json(f"{first.url}/tally/fence/increment/")

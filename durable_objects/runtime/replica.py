@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -113,6 +114,8 @@ class Replicator:
             if path.exists() and local is None:
                 await self._run(replication.set_local_generation, path, 1)
             return
+        if not lineage:  # new, or Redis lost it: the store says what anyone synced
+            lineage = await self._lineage_from_replica(activation, local)
         if (
             lineage.get("machine") == self.machine
             and local is not None
@@ -131,6 +134,51 @@ class Replicator:
         activation.retiring = range(int(lineage.get("floor", 1)), generation)
         if synced is not None:  # the new generation's path gets a whole copy at once
             await self.replicate(activation, first=True)
+
+    async def _lineage_from_replica(self, activation, local):
+        """A lineage for an object Redis has none of: {} (keep the local copy, if any)
+        unless the store holds a generation newer than the local copy's.
+
+        Redis loses lineages with its data (FLUSHALL, a restart without persistence);
+        without this, a machine with a stale copy would serve it. A new object costs one
+        listing of the store. ObjectUnavailable if the store cannot be listed and writes
+        wait for it ("replicated"); with "local" the local copy is kept, with a warning.
+        """
+        url = self.object_replica_url(activation)
+        try:
+            generations = await self._run(replication.replica_generations, url)
+        except replication.ReplicationError as error:
+            if self.replicated:
+                raise ObjectUnavailable(
+                    f"{activation.cls._meta.label} {activation.hex} has no lineage in Redis "
+                    f"and its replica cannot be listed ({error}); retry once the store "
+                    "answers."
+                ) from None
+            logger.warning(
+                "%s %s has no lineage and its replica cannot be listed (%s); its local "
+                "copy is kept.",
+                activation.cls._meta.label,
+                activation.hex,
+                error,
+            )
+            return {}
+        newest = max(generations, default=None)
+        if newest is None or (local is not None and local >= newest):
+            return {}  # nothing synced, or this machine wrote the newest
+        logger.warning(
+            "%s %s has no lineage in Redis (it lost its data?); the store's newest "
+            "generation is %s, the local copy's %s: restoring from the store.",
+            activation.cls._meta.label,
+            activation.hex,
+            newest,
+            local,
+        )
+        return {"gen": str(newest), "synced": str(newest)}
+
+    def object_replica_url(self, activation):
+        """The parent of the object's generations, ``<prefix>/<label>/<id[:2]>/<id>``."""
+        parts = urlsplit(self.replica_url(activation, 0))
+        return urlunsplit(parts._replace(path=parts.path.rsplit("/", 1)[0]))
 
     def _take_over(self, activation, lineage, synced, generation):
         """On a thread: replace the local copy with the newest synced generation."""

@@ -5,7 +5,7 @@ move) is ``durable_objects.runtime.replica``; docs/topics/replication.md.
 """
 
 from .binaries import litestream_binary
-from .collect import delete_replica
+from .collect import delete_replica, replica_generations
 from .config import (
     ReplicationSettings,
     daemon_config,
@@ -52,6 +52,7 @@ __all__ = [
     "local_generation",
     "machine_id",
     "remove_local_copy",
+    "replica_generations",
     "replication_settings",
     "restore",
     "set_local_generation",
