@@ -171,9 +171,10 @@ def child(quick):
     )
 
 
-def run_cluster_child(module, quick, child_flag="--child"):
+def run_cluster_child(module, quick, child_flag="--child", extra_env=None):
     """Start a private Redis, run ``python -m <module> <child_flag>`` as a cluster client
-    in a process of its own, and return its standard output."""
+    in a process of its own (extra_env added to its environment), and return its
+    standard output."""
     from durable_objects.testing.servers import RedisServer
 
     work = Path(tempfile.mkdtemp(prefix="do-bench-cluster-"))
@@ -189,6 +190,7 @@ def run_cluster_child(module, quick, child_flag="--child"):
             "BENCH_DIR": str(work),
             "BENCH_REDIS_URL": server.url,
             "BENCH_ROLE": "client",
+            **(extra_env or {}),
         }
         return subprocess.run(
             [sys.executable, "-m", module, child_flag] + (["--quick"] if quick else []),

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.alarms import RQ_WORKERS
+from benchmarks.alarms import DELIVERIES, RQ_WORKERS
 from benchmarks.cluster import REPO, percentile, row, verdict
 from durable_objects.alarms.rq import WORKER_COMMAND
 
@@ -232,11 +232,12 @@ def rq_child(quick):
     )
 
 
-def rq(quick):
+def rq(quick, delivery):
     from benchmarks.cluster import run_cluster_child
 
+    env = {"BENCH_ALARM_DELIVERY": delivery}
     try:
-        values = run_cluster_child("benchmarks.schedules", quick, "--rq-child").split()
+        values = run_cluster_child("benchmarks.schedules", quick, "--rq-child", env).split()
     except subprocess.CalledProcessError as exc:
         print(exc.stderr[-3000:], file=sys.stderr)  # the child's traceback
         raise
@@ -254,11 +255,12 @@ def _lateness_rows(emit, backend, target_ms, one, many):
         )
 
 
-def run(quick, emit, only=None):
+def run(quick, emit, only=None, deliveries=tuple(DELIVERIES)):
     if only != "rq":
         run_local(quick, emit)
     if only != "local":
-        run_rq(quick, emit)
+        for delivery in deliveries:
+            run_rq(quick, emit, delivery)
 
 
 def run_local(quick, emit):
@@ -294,12 +296,14 @@ def run_local(quick, emit):
     )
 
 
-def run_rq(quick, emit):
-    one, many, alarms = rq(quick)
-    _lateness_rows(emit, "RQ", 1500, one, many)
+def run_rq(quick, emit, delivery):
+    one, many, alarms = rq(quick, delivery)
+    how = DELIVERIES[delivery]
+    _lateness_rows(emit, f"RQ ({how})", 1500, one, many)
     emit(
         row(
-            f"(j) RQ alarms over 10 s on {alarms[2]} objects, same run: p50 / p99 ms (context)",
+            f"(j) RQ ({how}) alarms over 10 s on {alarms[2]} objects, same run: "
+            "p50 / p99 ms (context)",
             f"{alarms[0]:.0f} / {alarms[1]:.0f}",
         )
     )
@@ -309,12 +313,16 @@ def main():
     parser = argparse.ArgumentParser(prog="python -m benchmarks.schedules")
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
     parser.add_argument("--only", choices=["local", "rq"], help="one backend's figures")
+    parser.add_argument(
+        "--delivery", choices=list(DELIVERIES), help="one RQ delivery's figures (both if unset)"
+    )
     parser.add_argument("--rq-child", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.rq_child:
         rq_child(options.quick)
     else:
-        run(options.quick, lambda text: print(text, flush=True), options.only)
+        deliveries = [options.delivery] if options.delivery else list(DELIVERIES)
+        run(options.quick, lambda text: print(text, flush=True), options.only, deliveries)
 
 
 if __name__ == "__main__":

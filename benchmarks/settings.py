@@ -59,6 +59,9 @@ if BENCH_REDIS_URL:
         "default": {"URL": BENCH_REDIS_URL, "SERIALIZER": "rq.serializers.JSONSerializer"}
     }
     RQ = {"WORKER_CLASS": "rq.worker.SimpleWorker"}
+    # "workers": no timer in the host, the RQ workers deliver every alarm at its time.
+    if os.environ.get("BENCH_ALARM_DELIVERY") == "workers":
+        DURABLE_OBJECTS["ALARM_FALLBACK_DELAY"] = None
 
 # The machines benchmark (benchmarks/machines.py): Litestream replication of every shard.
 if os.environ.get("BENCH_REPLICA_URL"):

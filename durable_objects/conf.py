@@ -93,6 +93,11 @@ DEFAULTS = {
     "ALARM_RETRY_BASE": 2.0,
     # Seconds between the sweeps that re-create lost alarm jobs from the catalog (RQ).
     "ALARM_SWEEP_INTERVAL": 15.0,
+    # RQ: the host that commits an alarm also arms a timer of its own for it, and the
+    # object's RQ job waits this many seconds past the alarm's time, to deliver it only if
+    # that host could not (it died, or the delivery failed). None: no timer in the host;
+    # the workers deliver every alarm at its time.
+    "ALARM_FALLBACK_DELAY": 2.0,
     # Schedules and the queue (docs/topics/schedules.md): most schedules one object may
     # hold, most tasks waiting in its queue, and the largest serialized arguments of one
     # schedule or task, in bytes.
@@ -166,6 +171,7 @@ OPTIONAL_POSITIVE_KEYS = (
     "NEW_OBJECTS_PER_CLIENT_PER_MINUTE",
     "SLOW_HANDLER_WARNING",
     "MAX_IMPORT_SIZE",
+    "ALARM_FALLBACK_DELAY",
 )
 
 SYNCHRONOUS_CHOICES = ("FULL", "NORMAL", "EXTRA")

@@ -2,6 +2,9 @@
 
 The test process joins the cluster as a client, so its calls reach the objects in the
 runobjects host; the alarm jobs run in the worker, whose calls are routed the same way.
+Every test runs twice: with the host's own timers in front of the jobs (the default,
+``"holder"``), and with ALARM_FALLBACK_DELAY None, where the workers deliver every alarm
+(``"workers"``).
 """
 
 import os
@@ -32,8 +35,9 @@ class RQCluster:
     retry_base = RETRY_BASE
     max_retries = MAX_RETRIES
 
-    def __init__(self, root, redis_url):
+    def __init__(self, root, redis_url, delivery="holder"):
         self.redis_url = redis_url
+        self.delivery = delivery
         self.env = {
             **os.environ,
             "PYTHONPATH": str(REPO),
@@ -49,6 +53,7 @@ class RQCluster:
             # Sweeps every 2 s: they make up for RQ's scheduler, which stops scheduling
             # after a FLUSHALL (its lock is gone) and after a SIGKILL of its worker.
             "DO_TEST_ALARM_SWEEP_INTERVAL": "2",
+            "DO_TEST_ALARM_FALLBACK_DELAY": "2" if delivery == "holder" else "none",
         }
         self.processes = []
         self.workers = []
@@ -123,14 +128,14 @@ class RQCluster:
         self.log.close()
 
 
-@pytest.fixture(scope="module")
-def rq_cluster(tmp_path_factory, redis_url):
+@pytest.fixture(scope="module", params=["holder", "workers"])
+def rq_cluster(request, tmp_path_factory, redis_url):
     import redis
 
     client = redis.Redis.from_url(redis_url)
     client.flushall()
     client.set("do:boot", repr(time.time() - 3600))  # a Redis up for an hour, not a restart
-    cluster = RQCluster(tmp_path_factory.mktemp("rq-cluster"), redis_url)
+    cluster = RQCluster(tmp_path_factory.mktemp("rq-cluster"), redis_url, request.param)
     cluster.manage("migrate", "-v0")
     cluster.runobjects()
     cluster.start_workers()
@@ -254,3 +259,44 @@ async def test_everything_restarted_after_redis_lost_its_data_still_fires(alarms
     for stub in stubs:
         [row] = await wait_for(lambda stub=stub: fired_rows(stub), 40 + alarms.slack)
         assert row["at"] >= due
+
+
+async def test_the_host_delivers_the_alarms_it_committed_with_no_worker_running(alarms):
+    import redis
+
+    from durable_objects.alarms.rq import JOBS
+
+    if alarms.delivery != "holder":
+        pytest.skip("the workers deliver every alarm (ALARM_FALLBACK_DELAY None)")
+    stub = alarms.stub("holder-timer")
+    alarms.kill_workers()
+    try:
+        due = time.time() + 1.0
+        await stub.arm(due)
+        client = redis.Redis.from_url(alarms.redis_url)
+        assert client.hget(JOBS, str(stub.id)) is not None  # the job behind the timer
+        [row] = await wait_for(lambda: fired_rows(stub), 10)
+        assert row["at"] >= due
+        # The run's commit deleted the alarm and, with it, the job that waited behind.
+        await wait_for(lambda: _no_job(client, str(stub.id)), 10)
+    finally:
+        alarms.start_workers()
+
+
+async def test_an_alarm_whose_host_died_before_its_time_is_delivered_by_its_job(alarms):
+    stub = alarms.stub("holder-died")
+    due = time.time() + 2.0
+    await stub.arm(due)
+    alarms.host.kill()  # SIGKILL before the time: its timer dies with it
+    alarms.host.wait()
+    alarms.runobjects()  # a host the job's call can reach once the lease runs out
+    [row] = await wait_for(lambda: fired_rows(stub), 40 + alarms.slack)
+    assert row["at"] >= due
+    await asyncio_sleep(1 + alarms.slack)
+    assert len(await stub.fired()) == 1
+
+
+async def _no_job(client, hex_id):
+    from durable_objects.alarms.rq import JOBS
+
+    return client.hget(JOBS, hex_id) is None

@@ -41,7 +41,9 @@ def test_e002_unknown_settings_keys(settings):
     errors = [e for e in check_durable_objects() if e.id == "durable_objects.E002"]
     assert len(errors) == 1
     assert errors[0].msg == "DURABLE_OBJECTS has unknown keys: STORAGE_RUT, ZZZ."
-    assert errors[0].hint.startswith("Known keys: ALARM_BACKEND, ALARM_MAX_RETRIES,")
+    assert errors[0].hint.startswith(
+        "Known keys: ALARM_BACKEND, ALARM_FALLBACK_DELAY, ALARM_MAX_RETRIES,"
+    )
 
 
 def test_e003_labels_that_differ_only_in_case():

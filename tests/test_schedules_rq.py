@@ -81,7 +81,9 @@ async def test_a_host_killed_during_a_run_and_the_run_moves_with_its_object(sche
     stub = schedules.stub("host-killed")
     attempts = tmp_path / "attempts.txt"
     await stub.configure(slow=2.0, attempts_file=str(attempts))
-    await stub.plan(0, "flaky", "survived", id="slow")
+    # Due a second from now, so the run starts after both calls returned and the kill
+    # lands while it is under way (the host's own timer runs it on time).
+    await stub.plan(1.0, "flaky", "survived", id="slow")
     await stub.push("record", "behind-the-slow-one")
 
     async def running():

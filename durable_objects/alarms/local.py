@@ -8,16 +8,11 @@ delivery that could not reach the object (a reset, a timeout) is tried again her
 """
 
 import logging
-import time
-
-from durable_objects.exceptions import DurableObjectError
 
 from .base import BaseAlarmBackend
-from .events import AlarmDelivery
+from .timers import AlarmTimers
 
 logger = logging.getLogger("durable_objects.alarms")
-
-MAX_DELIVERY_BACKOFF = 60.0
 
 
 class LocalAlarms(BaseAlarmBackend):
@@ -25,26 +20,12 @@ class LocalAlarms(BaseAlarmBackend):
 
     def __init__(self, host):
         super().__init__(host)
-        self.timers = {}  # (label, hex) -> asyncio.TimerHandle
-        self.due = {}  # (label, hex) -> due time of the timer
-        self.failures = {}  # (label, hex) -> deliveries in a row that did not reach it
-        self.deliveries = set()
-
-    # -- scheduling ----------------------------------------------------------------------
+        self.timers = AlarmTimers(host, retry=True)
 
     def schedule(self, label, hex_id, due):
         """Arm (or cancel, with due None) the object's timer; called after a commit."""
-        key = (label, hex_id)
-        timer = self.timers.pop(key, None)
-        self.due.pop(key, None)
-        if timer is not None:
-            timer.cancel()
-        if due is None or self.closed:
-            return
-        loop = self.host.loop
-        delay = max(0.0, due - time.time())
-        self.timers[key] = loop.call_at(loop.time() + delay, self._fire, key)
-        self.due[key] = due
+        if not self.closed:
+            self.timers.set(label, hex_id, due)
 
     def start(self):
         """Re-arm the pending alarms of every object under the storage root (at host start)."""
@@ -75,54 +56,4 @@ class LocalAlarms(BaseAlarmBackend):
     def close(self):
         """Cancel every timer and every delivery under way."""
         self.closed = True
-        for timer in self.timers.values():
-            timer.cancel()
-        self.timers.clear()
-        for task in list(self.deliveries):
-            task.cancel()
-
-    # -- delivery ------------------------------------------------------------------------
-
-    def _fire(self, key):
-        self.timers.pop(key, None)
-        self.due.pop(key, None)
-        if self.closed:
-            return
-        task = self.host.loop.create_task(self._deliver(key))
-        self.deliveries.add(task)
-        task.add_done_callback(self.deliveries.discard)
-
-    async def _deliver(self, key):
-        from durable_objects.registry import registry
-
-        label, hex_id = key
-        try:
-            cls = registry.get(label)
-            object_id = cls.objects.id_from_string(hex_id)
-        except (LookupError, ValueError) as exc:
-            logger.warning("Alarm for %s %s dropped: %s", label, hex_id, exc)
-            return
-        event = AlarmDelivery()
-        try:
-            ok, value = await self.host.dispatch(cls, object_id, event)
-        except DurableObjectError as exc:  # CallTimeout: the handler is still running
-            ok, value = False, {"message": str(exc)}
-        if ok:
-            self.failures.pop(key, None)
-            result = event.decode(value)
-            if not result["ran"] and result["due_at"] is not None and key not in self.timers:
-                self.schedule(label, hex_id, result["due_at"])  # the timer was early
-            return
-        # The event never reached the handler's end (a reset, the constructor failed):
-        # the alarm is still stored; try again with backoff.
-        failures = self.failures.get(key, 0) + 1
-        self.failures[key] = failures
-        delay = min(MAX_DELIVERY_BACKOFF, 2.0**failures)
-        logger.warning(
-            "Alarm delivery to %s failed (%s); trying again in %.0f s.",
-            object_id,
-            value.get("message") if isinstance(value, dict) else value,
-            delay,
-        )
-        if key not in self.timers and not self.closed:
-            self.schedule(label, hex_id, time.time() + delay)
+        self.timers.close()

@@ -7,6 +7,12 @@ are unique per scheduling, so a job that is running never shares an ID with its
 successor. The job (``jobs.deliver``) wakes the object wherever it lives; the object runs
 ``alarm()`` only if its stored alarm is due, so stale and duplicate jobs are harmless.
 
+The host that commits an alarm also arms a timer of its own for it (``timers``), and
+the job is scheduled ALARM_FALLBACK_DELAY seconds after the alarm's time: the timer
+delivers at the time, without a trip through RQ, and its commit replaces the job before
+the job runs. The job delivers only what the host could not (the host died or restarted,
+the delivery failed). With ALARM_FALLBACK_DELAY None the workers deliver every alarm.
+
 Redis may lose the jobs (FLUSHALL, a restart without persistence) and a worker may die
 mid-job. ``ensure_jobs`` re-creates the job of every pending alarm that has none live;
 the hosts run it at start and every ALARM_SWEEP_INTERVAL (one host at a time, under a
@@ -30,7 +36,8 @@ from datetime import UTC, datetime
 from durable_objects.conf import get_config
 
 from .base import BaseAlarmBackend
-from .jobs import RUNNING
+from .jobs import EARLY_WAIT, RUNNING
+from .timers import AlarmTimers
 
 logger = logging.getLogger("durable_objects.alarms")
 
@@ -184,7 +191,8 @@ def ensure_jobs(queue, alarms):
 
 
 class RQAlarms(BaseAlarmBackend):
-    """A cluster host's alarm backend: schedules RQ jobs off the loop, sweeps periodically."""
+    """A cluster host's alarm backend: a timer per alarm it committed, an RQ job behind
+    each (scheduled off the loop), and periodic sweeps."""
 
     requires_cluster = True  # jobs run in rqworker, a client of the cluster
     supports_sweep = True  # ensure_jobs() needs only Redis and the catalog
@@ -194,6 +202,9 @@ class RQAlarms(BaseAlarmBackend):
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="durable-objects-alarms")
         self.task = None
         self._queue = None
+        self.fallback_delay = get_config()["ALARM_FALLBACK_DELAY"]
+        # The job is behind each timer: a timer that fails leaves the alarm to it.
+        self.timers = AlarmTimers(host, retry=False, early_within=EARLY_WAIT)
 
     @property
     def queue(self):
@@ -204,9 +215,16 @@ class RQAlarms(BaseAlarmBackend):
         return self._queue
 
     def schedule(self, label, hex_id, due):
-        """Replace the object's job; in order, on this backend's one thread."""
-        if not self.closed:
-            self.executor.submit(self._schedule, label, hex_id, due)
+        """Arm this host's timer and replace the object's job (on this backend's thread,
+        in order), the job ALARM_FALLBACK_DELAY after the timer."""
+        if self.closed:
+            return
+        job_due = due
+        if self.fallback_delay is not None:
+            self.timers.set(label, hex_id, due)
+            if due is not None:
+                job_due = due + self.fallback_delay
+        self.executor.submit(self._schedule, label, hex_id, job_due)
 
     def _schedule(self, label, hex_id, due):
         try:
@@ -267,6 +285,7 @@ class RQAlarms(BaseAlarmBackend):
     def close(self):
         """Stop the sweeps; jobs already scheduled stay in Redis for the workers."""
         self.closed = True
+        self.timers.close()
         if self.task is not None:
             self.task.cancel()
         with suppress(RuntimeError):  # closed before

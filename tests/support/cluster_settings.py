@@ -25,6 +25,12 @@ DURABLE_OBJECTS = {
     "ALARM_RETRY_BASE": float(os.environ.get("DO_TEST_ALARM_RETRY_BASE", "2")),
     "ALARM_MAX_RETRIES": int(os.environ.get("DO_TEST_ALARM_MAX_RETRIES", "6")),
     "ALARM_SWEEP_INTERVAL": float(os.environ.get("DO_TEST_ALARM_SWEEP_INTERVAL", "60")),
+    # "none": the RQ workers deliver every alarm (no timer in the host).
+    "ALARM_FALLBACK_DELAY": (
+        None
+        if os.environ.get("DO_TEST_ALARM_FALLBACK_DELAY") == "none"
+        else float(os.environ.get("DO_TEST_ALARM_FALLBACK_DELAY", "2"))
+    ),
 }
 if os.environ.get("DO_TEST_REPLICA_URL"):  # a machine of its own, replicated (issue 14)
     DURABLE_OBJECTS["REPLICATION"] = {
