@@ -125,6 +125,65 @@ async def test_run_durable_object_alarm_raises_the_handlers_error_and_records_it
 # -- backends -----------------------------------------------------------------------------
 
 
+async def test_a_burst_of_alarms_runs_a_few_at_a_time_reopening_shards_off_the_loop(
+    settings, monkeypatch, tmp_path
+):
+    import threading
+
+    from durable_objects.alarms import timers
+    from durable_objects.runtime.lifecycle import get_host
+    from durable_objects.storage.shard import Shard
+
+    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "MAX_OPEN_SHARDS": 1}
+    monkeypatch.setattr(timers, "MAX_CONCURRENT_DELIVERIES", 3)
+    stubs = [Alarmed.objects.get_by_name(f"burst-{n}") for n in range(8)]
+    attempts = tmp_path / "attempts.txt"  # watched without calling (and opening) objects
+    for stub in stubs:
+        await stub.configure(slow=0.2, attempts_file=str(attempts))
+    host = get_host()
+    in_flight, most = 0, 0
+    real_route = host.route
+
+    async def route_and_count(*args):
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            return await real_route(*args)
+        finally:
+            in_flight -= 1
+
+    opened_on = []
+    real_open = Shard.open
+
+    def open_and_record(shard, **kwargs):
+        opened_on.append(threading.current_thread().name)
+        return real_open(shard, **kwargs)
+
+    monkeypatch.setattr(host, "route", route_and_count)
+    monkeypatch.setattr(Shard, "open", open_and_record)
+    due = time.time() + 0.3
+    for stub in stubs:
+        await stub.arm(due)
+    opened_on.clear()  # arming reopened each shard in turn, one object at work
+
+    async def all_started():
+        return attempts.exists() and len(attempts.read_text().splitlines()) == len(stubs)
+
+    await wait_for(all_started, 10)
+    while in_flight:
+        await asyncio.sleep(0.05)
+    burst_opens = list(opened_on)
+    for stub in stubs:
+        [row] = await fired_rows(stub)
+        assert row["retry_count"] == 0
+    assert most == 3  # the burst never had more deliveries under way
+    # Each delivery found its shard closed (one may have stayed open) and, with other
+    # objects at work or about to start, opened it on a commit thread.
+    assert len(burst_opens) >= 7, burst_opens
+    assert all(name.startswith("durable-objects-commit") for name in burst_opens), burst_opens
+
+
 class SubclassedLocalAlarms(LocalAlarms):
     """A trivial subclass: it works wherever LocalAlarms does."""
 

@@ -8,6 +8,7 @@ with backoff; the RQ backend keeps an RQ job behind each timer, so its timers gi
 and leave the rest to the job (``retry=False``).
 """
 
+import asyncio
 import logging
 import time
 
@@ -18,6 +19,10 @@ from .events import AlarmDelivery
 logger = logging.getLogger("durable_objects.alarms")
 
 MAX_DELIVERY_BACKOFF = 60.0
+# Deliveries under way at once. A burst of timers otherwise puts every object's event in
+# one turn of the loop, which then holds everything else (lease renewals, heartbeats,
+# other calls) for as long as the whole burst takes.
+MAX_CONCURRENT_DELIVERIES = 32
 
 
 class AlarmTimers:
@@ -32,6 +37,7 @@ class AlarmTimers:
         self.handles = {}  # (label, hex) -> asyncio.TimerHandle
         self.failures = {}  # (label, hex) -> deliveries in a row that did not reach it
         self.deliveries = set()
+        self.slots = None  # an asyncio.Semaphore, made on the loop at the first delivery
         self.closed = False
 
     def __contains__(self, key):
@@ -76,11 +82,14 @@ class AlarmTimers:
         except (LookupError, ValueError) as exc:
             logger.warning("Alarm for %s %s dropped: %s", label, hex_id, exc)
             return
+        if self.slots is None:
+            self.slots = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
         event = AlarmDelivery()
-        try:
-            ok, value = await self.host.route(cls, object_id, event)
-        except DurableObjectError as exc:  # CallTimeout: the handler is still running
-            ok, value = False, {"message": str(exc)}
+        async with self.slots:
+            try:
+                ok, value = await self.host.route(cls, object_id, event)
+            except DurableObjectError as exc:  # CallTimeout: the handler is still running
+                ok, value = False, {"message": str(exc)}
         if ok:
             self.failures.pop(key, None)
             result = event.decode(value)

@@ -101,7 +101,7 @@ class Activation(InvocationMixin, ShardMixin):
         if event.force_after is not None:
             self.host.loop.call_later(event.force_after, self._unstick, event)
         if self.runner is None and not self.inline:
-            self.runner = self._spawn(self._drain())
+            self._start_runner()
 
     def _unstick(self, event):
         """Reset the object if event (the admin's evict) still waits in its queue."""
@@ -173,7 +173,27 @@ class Activation(InvocationMixin, ShardMixin):
         event.future = self.host.loop.create_future()
         self.held.append((event, outcome))
         if self.runner is None:
-            self.runner = self._spawn(self._drain())
+            self._start_runner()
+
+    def _start_runner(self):
+        """Start the runner task; until it starts it counts in ``host.starting``, so the
+        objects ahead of it in the loop's queue know they are not alone at work."""
+        host = self.host
+        host.starting += 1
+        started = False
+
+        async def drain():
+            nonlocal started
+            started = True
+            host.starting -= 1
+            await self._drain()
+
+        def done(task):
+            if not started:  # cancelled before it ran
+                host.starting -= 1
+
+        self.runner = self._spawn(drain())
+        self.runner.add_done_callback(done)
 
     def _spawn(self, coroutine):
         """Start a task of this object in a context of its own, not its caller's.
@@ -323,7 +343,7 @@ class Activation(InvocationMixin, ShardMixin):
         An fsync on a commit thread lets other objects run meanwhile, but the trip there
         and back costs more than the fsync when this object is the only one at work.
         """
-        return not self.shard.dirty or self.host.busy <= 1
+        return not self.shard.dirty or self.host.busy + self.host.starting <= 1
 
     def _check_lease(self):
         """Refuse to commit or answer once this host may no longer hold the object."""

@@ -54,6 +54,7 @@ class Host:
         self.outbox = Outbox(loop, distributed=self.placement.distributed)
         self._sync_methods = {}
         self.busy = 0  # activations whose runner task is at work
+        self.starting = 0  # runner tasks created that have not started yet
         self.constructions = 0  # instances constructed (activations and wakes)
         self.commits = 0  # durable commits (each one fsync)
         self.tick_interval = 1.0

@@ -69,7 +69,8 @@ class ShardMixin:
         A failure here is left to the handler's first storage use, which opens the shard
         again on the loop and raises where the object can see it.
         """
-        others_at_work = self.host.busy - (self.runner is not None)  # busy counts runners
+        # busy counts the runners at work, this one's too; starting, those about to start.
+        others_at_work = self.host.busy + self.host.starting - (self.runner is not None)
         if self.shard_is_open or self.closed or self.restored is not None:
             return
         if others_at_work < 1 or not self.path.exists():
