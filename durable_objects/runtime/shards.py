@@ -131,11 +131,15 @@ class ShardMixin:
     def _connect_shard(self, shard):
         """Open shard if needed and check (or claim) the epoch; blocking, touches only the
         shard. Returns (created, epoch, meta, alarm_due); on failure the shard is closed."""
-        created = False
-        if not shard.is_open:
-            created = shard.open(label=self.cls._meta.label, hex_id=self.hex, name=self.id.name)
+        created, epoch = False, self.epoch
+        names = {"label": self.cls._meta.label, "hex_id": self.hex, "name": self.id.name}
         try:
-            epoch = self.epoch if self.epoch is not None else shard.claim_epoch()
+            if not shard.is_open and epoch is None:
+                created, epoch = shard.open_and_claim(**names)
+            elif not shard.is_open:  # closed to bound open files: its epoch is checked below
+                created = shard.open(**names)
+            elif epoch is None:  # parked by the previous activation
+                epoch = shard.claim_epoch()
             meta = shard.all_meta()
             if meta["epoch"] != epoch:
                 raise FencedError("A newer activation of this object holds its shard.")
