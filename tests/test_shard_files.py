@@ -109,6 +109,7 @@ def test_a_new_shards_epoch_is_claimed_with_its_meta_and_bumped_by_each_open(tmp
     path = shard_path(tmp_path, LABEL, HEX_ID)
     shard = Shard(path)
     assert shard.open_and_claim(label=LABEL, hex_id=HEX_ID, name="fresh") == (True, 1)
+    assert shard.written_meta == shard.all_meta()  # what the runtime takes as read
     shard.touch()
     shard.execute("INSERT INTO main._do_kv(key, value) VALUES ('k', x'2a')")
     shard.end_event(True)
@@ -118,6 +119,7 @@ def test_a_new_shards_epoch_is_claimed_with_its_meta_and_bumped_by_each_open(tmp
     assert (meta["label"], meta["id"], meta["name"], meta["epoch"]) == (LABEL, HEX_ID, "fresh", 1)
     again = Shard(path)
     assert again.open_and_claim(label=LABEL, hex_id=HEX_ID, name="fresh") == (False, 2)
+    assert again.written_meta is None
     assert again.execute("SELECT value FROM main._do_kv WHERE key = 'k'").fetchone() == (b"*",)
     assert again.all_meta()["created_at"] == meta["created_at"]
     again.close()
@@ -130,6 +132,7 @@ def test_a_shard_opened_while_another_claims_it_is_fenced_not_shared(tmp_path):
     created, first_epoch = first.open_and_claim(label=LABEL, hex_id=HEX_ID, name=None)
     assert created and first_epoch == 1
     assert second.open_and_claim(label=LABEL, hex_id=HEX_ID, name=None) == (False, 2)
+    assert second.written_meta is None  # the rows were the first opener's
     first.touch()
     first.execute("INSERT INTO main._do_kv(key, value) VALUES ('k', x'2a')")
     first.end_event(True)

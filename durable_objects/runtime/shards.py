@@ -177,12 +177,15 @@ class ShardMixin:
                 created = shard.open(**names)
             elif epoch is None:  # parked by the previous activation
                 epoch = shard.claim_epoch()
-            meta = shard.all_meta()
+            new = shard.written_meta if created else None  # nothing else in it to read
+            meta = new if new is not None else shard.all_meta()
             if meta["epoch"] != epoch:
                 raise FencedError("A newer activation of this object holds its shard.")
             if self.id.name is not None and meta["name"] is None:
                 shard.set_name(self.id.name)
-            alarm_due = alarm_row.due_at(shard) if self.alarm_due is UNKNOWN else self.alarm_due
+            alarm_due = self.alarm_due
+            if alarm_due is UNKNOWN:
+                alarm_due = None if new is not None else alarm_row.due_at(shard)
         except BaseException:
             shard.close()
             raise

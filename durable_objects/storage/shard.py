@@ -92,6 +92,9 @@ class Shard:
         self.begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
         self.authorizer = Authorizer()
         self.conn = None
+        # The _do_meta rows the last open wrote, if it wrote them all: in a file the open
+        # created, nothing else is there yet (no alarm, no schedule) to read back.
+        self.written_meta = None
         self.event_scope = None  # None, "transaction" or "savepoint": how the event began
         self.atomic_depth = 0
         self._savepoint_counter = 0
@@ -135,6 +138,7 @@ class Shard:
         )
         self.conn = conn
         conn.set_authorizer(self.authorizer)
+        self.written_meta = None
         epoch = None
         if self.execute("PRAGMA main.user_version").fetchone()[0] < SCHEMA_VERSION:
             # An older shard (or an empty file): WAL mode is stored in the file, so only
@@ -159,13 +163,10 @@ class Shard:
         self.execute("PRAGMA main.synchronous=OFF")
         self.execute("BEGIN IMMEDIATE")
         try:
-            self.executemany(
-                "INSERT OR IGNORE INTO main._do_meta(key, value) VALUES (?, ?)",
-                _meta_rows(label, hex_id, name),
-            )
-            epoch = self._bump_epoch() if claim else None
+            epoch = self._insert_meta(label, hex_id, name, claim)
             self.execute("COMMIT")
         except BaseException:
+            self.written_meta = None
             self.execute("ROLLBACK")
             raise
         return epoch
@@ -175,16 +176,27 @@ class Shard:
         try:
             for statement in _SCHEMA:
                 self.execute(statement)
-            self.executemany(
-                "INSERT OR IGNORE INTO main._do_meta(key, value) VALUES (?, ?)",
-                _meta_rows(label, hex_id, name),
-            )
             self.execute(f"PRAGMA main.user_version={SCHEMA_VERSION}")
-            epoch = self._bump_epoch() if claim else None
+            epoch = self._insert_meta(label, hex_id, name, claim)
             self.execute("COMMIT")
         except BaseException:
+            self.written_meta = None
             self.execute("ROLLBACK")
             raise
+        return epoch
+
+    def _insert_meta(self, label, hex_id, name, claim):
+        """Insert the _do_meta rows missing (in a transaction); claim the epoch if asked.
+
+        Rows another opener wrote first stay, so two openers never share an epoch.
+        """
+        rows = _meta_rows(label, hex_id, name)
+        inserted = self.executemany(
+            "INSERT OR IGNORE INTO main._do_meta(key, value) VALUES (?, ?)", rows
+        ).rowcount
+        epoch = self._bump_epoch() if claim else None
+        if inserted == len(rows):
+            self.written_meta = {**dict(rows), "epoch": epoch if claim else 0}
         return epoch
 
     def close(self, closer=None):
