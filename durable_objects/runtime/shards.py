@@ -131,6 +131,8 @@ class ShardMixin:
 
     def _take_shard_for_worker(self):
         """The parked shard, out of the LRU, or a new Shard: the worker's own. On the loop."""
+        if self.closed:  # reset since the handler's storage call: leave the parked shard
+            raise ObjectReset("This instance was reset or hibernated; its storage is closed.")
         shard = self.host.take_parked_shard(self.key) if self.shard is None else None
         if shard is None:
             return self._new_shard()
