@@ -325,3 +325,90 @@ async def test_independent_callers_of_a_busy_object_are_not_deadlocks(settings):
         *(Crossing.objects.get_by_name(f"fan-{i}").call_after("hub", 0.01) for i in range(20))
     )
     assert not [r for r in results if r.startswith("deadlock")]
+
+
+# -- shards opened and created on the worker thread (issue 17) -----------------------------
+
+
+def record_threads(monkeypatch, name):
+    """Record the thread ident of each call of Shard.<name>, the blocking open or claim."""
+    from durable_objects.storage.shard import Shard
+
+    threads = []
+    real = getattr(Shard, name)
+
+    def recorded(shard, *args, **kwargs):
+        threads.append(threading.get_ident())
+        return real(shard, *args, **kwargs)
+
+    monkeypatch.setattr(Shard, name, recorded)
+    return threads
+
+
+async def test_a_threaded_handler_creates_its_shard_on_its_worker_thread(monkeypatch):
+    from durable_objects.runtime.lifecycle import reset_host
+
+    opened_on = record_threads(monkeypatch, "open_and_claim")
+    stub = Blocking.objects.get_by_name("created-on-worker")
+    assert await stub.slow_increment() == 1
+    assert len(opened_on) == 1 and opened_on[0] != threading.get_ident()  # not the loop's
+    host = get_host()
+    activation = host.activations[stub.id.key]
+    assert host.open_shards[stub.id.key] is activation.shard and activation.shard.is_open
+    meta = activation.shard.all_meta()
+    assert (meta["label"], meta["id"], meta["name"]) == (
+        "tests.Blocking",
+        str(stub.id),
+        "created-on-worker",
+    )
+    assert meta["epoch"] == activation.epoch == 1
+    reset_host()  # every shard closed: the next call opens the file again
+    assert await stub.slow_increment() == 2
+    assert opened_on[1] != threading.get_ident()
+
+
+async def test_a_parked_shard_is_claimed_on_the_worker_thread(monkeypatch):
+    from durable_objects.testing import evict
+
+    stub = Blocking.objects.get_by_name("parked-on-worker")
+    assert await stub.slow_increment() == 1
+    await evict(stub)  # hibernated; its shard stays open, parked in the host
+    claimed_on = record_threads(monkeypatch, "claim_epoch")
+    assert await stub.slow_increment() == 2
+    assert len(claimed_on) == 1 and claimed_on[0] != threading.get_ident()
+    activation = get_host().activations[stub.id.key]
+    assert activation.epoch == 2 and get_host().open_shards[stub.id.key] is activation.shard
+
+
+async def test_a_reset_while_the_worker_creates_the_shard_fails_it_and_closes_the_shard(
+    monkeypatch,
+):
+    from durable_objects.storage.shard import Shard
+
+    opening, release, opened = threading.Event(), threading.Event(), []
+    real = Shard.open_and_claim
+
+    def slow_open(shard, **kwargs):
+        result = real(shard, **kwargs)
+        opened.append(shard)
+        opening.set()
+        release.wait(5)
+        return result
+
+    monkeypatch.setattr(Shard, "open_and_claim", slow_open)
+    stub = Blocking.objects.get_by_name("reset-while-creating")
+    call = asyncio.ensure_future(stub.slow_increment())
+    assert await asyncio.to_thread(opening.wait, 5)
+    await get_host().evict([stub.id.key], force=True)
+    release.set()
+    with pytest.raises(ObjectReset, match="evicted"):
+        await asyncio.wait_for(call, 5)
+    for _ in range(200):  # closed on a commit thread once the worker hands it back
+        if not opened[0].is_open:
+            break
+        await asyncio.sleep(0.01)
+    assert not opened[0].is_open
+    assert get_host().open_shards.get(stub.id.key) is not opened[0]
+    monkeypatch.setattr(Shard, "open_and_claim", real)
+    assert await asyncio.wait_for(stub.slow_increment(), 5) == 1  # nothing was written
+    assert get_host().activations[stub.id.key].epoch == 2  # past the reset worker's claim

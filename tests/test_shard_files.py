@@ -4,8 +4,18 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
+
+from durable_objects.exceptions import FencedError
+from durable_objects.storage import files
 from durable_objects.storage.files import create_file, shard_files
-from durable_objects.storage.shard import SCHEMA_VERSION, Shard, shard_path, template
+from durable_objects.storage.shard import (
+    SCHEMA_VERSION,
+    Shard,
+    shard_path,
+    template,
+    wal_syncs_directory,
+)
 from tests.support.servers import REPO
 
 LABEL = "tests.Fresh"
@@ -93,3 +103,69 @@ def test_an_empty_file_at_a_shards_path_is_made_a_shard(tmp_path):
     assert shard.claim_epoch() == 1
     assert shard.all_meta()["id"] == HEX_ID
     shard.close()
+
+
+def test_a_new_shards_epoch_is_claimed_with_its_meta_and_bumped_by_each_open(tmp_path):
+    path = shard_path(tmp_path, LABEL, HEX_ID)
+    shard = Shard(path)
+    assert shard.open_and_claim(label=LABEL, hex_id=HEX_ID, name="fresh") == (True, 1)
+    assert shard.written_meta == shard.all_meta()  # what the runtime takes as read
+    shard.touch()
+    shard.execute("INSERT INTO main._do_kv(key, value) VALUES ('k', x'2a')")
+    shard.end_event(True)
+    shard.commit(1)
+    meta = shard.all_meta()
+    shard.close()
+    assert (meta["label"], meta["id"], meta["name"], meta["epoch"]) == (LABEL, HEX_ID, "fresh", 1)
+    again = Shard(path)
+    assert again.open_and_claim(label=LABEL, hex_id=HEX_ID, name="fresh") == (False, 2)
+    assert again.written_meta is None
+    assert again.execute("SELECT value FROM main._do_kv WHERE key = 'k'").fetchone() == (b"*",)
+    assert again.all_meta()["created_at"] == meta["created_at"]
+    again.close()
+
+
+def test_a_shard_opened_while_another_claims_it_is_fenced_not_shared(tmp_path):
+    """Two openers of one new shard never hold the same epoch."""
+    path = shard_path(tmp_path, LABEL, HEX_ID)
+    first, second = Shard(path), Shard(path)
+    created, first_epoch = first.open_and_claim(label=LABEL, hex_id=HEX_ID, name=None)
+    assert created and first_epoch == 1
+    assert second.open_and_claim(label=LABEL, hex_id=HEX_ID, name=None) == (False, 2)
+    assert second.written_meta is None  # the rows were the first opener's
+    first.touch()
+    first.execute("INSERT INTO main._do_kv(key, value) VALUES ('k', x'2a')")
+    first.end_event(True)
+    with pytest.raises(FencedError, match="epoch is 2"):
+        first.commit(first_epoch)
+    first.close()
+    second.close()
+
+
+def test_a_new_shards_directory_is_synced_by_its_first_commit_not_twice(tmp_path, monkeypatch):
+    """At FULL, SQLite syncs the directory with the new WAL's first sync; at NORMAL no
+    commit is synced, so the file's name is synced when the file is made."""
+    synced = []
+    monkeypatch.setattr(files, "fsync_directory", synced.append)
+    (tmp_path / "tests" / "Fresh" / HEX_ID[:2]).mkdir(parents=True)
+    for synchronous, other_id in (("FULL", "ab" * 31 + "01"), ("NORMAL", "ab" * 31 + "02")):
+        synced.clear()
+        path = shard_path(tmp_path, LABEL, other_id)
+        shard = Shard(path, synchronous=synchronous)
+        assert shard.open_and_claim(label=LABEL, hex_id=other_id, name=None) == (True, 1)
+        shard.close()
+        assert synced == ([] if wal_syncs_directory(synchronous) else [path.parent])
+    assert wal_syncs_directory("NORMAL") is False
+
+
+def test_create_file_syncs_the_parents_of_the_directories_it_made(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(files, "fsync_directory", synced.append)
+    path = tmp_path / "a" / "b" / "shard.sqlite3"
+    assert create_file(path, b"data", sync_directory=False) is True
+    assert synced == [tmp_path / "a", tmp_path]
+    synced.clear()
+    assert create_file(path.with_name("other.sqlite3"), b"data", sync_directory=False)
+    assert synced == []
+    assert create_file(path.with_name("third.sqlite3"), b"data") is True
+    assert synced == [path.parent]

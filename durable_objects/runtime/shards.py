@@ -7,10 +7,13 @@ whose shard is closed has it opened on a commit thread before its handler runs
 (``open_shard_before_event``), so a burst of activations or alarm deliveries does not hold
 the event loop, its heartbeats or the other objects; alone, it opens on the loop, where
 the trip to a thread would cost more than it saves. A shard that does not exist yet is
-created on first write, where the handler uses storage.
+created on first write, where the handler uses storage: in a sync handler on a worker
+thread (``Meta.run_sync_on_thread``), on that thread, with only the host's bookkeeping
+(the open-shard LRU, the catalog) on the loop; in a handler on the loop, on the loop.
 """
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 
@@ -50,7 +53,7 @@ class ShardMixin:
                 return None
             try:
                 if self.worker_thread == threading.get_ident():
-                    shard = self._open_shard_on_loop()
+                    shard = self._open_shard_on_worker()
                 else:
                     shard = self._open_shard()
             except FencedError as exc:
@@ -99,14 +102,50 @@ class ShardMixin:
                 return
             self._adopt_shard(shard, *opened)
 
-    def _open_shard_on_loop(self):
-        """Open the shard from a worker thread: the host's open-shard LRU lives on the loop,
-        which is free, as the runner awaits the worker."""
+    def _open_shard_on_worker(self):
+        """Open (or create) the shard on this worker thread, which the loop does not wait
+        for; only the host's bookkeeping hops to the loop, before and after.
 
-        async def open_shard():
-            return self._open_shard()
+        The worker owns the shard while it opens: a new Shard, or the parked one taken out
+        of the open-shard LRU, so neither a reset nor the LRU's bound on the loop closes it
+        half open. A reset meanwhile closes it once opened and fails the handler.
+        """
+        shard = self._on_loop(self._take_shard_for_worker)
+        opened = self._connect_shard(shard)  # on failure it closes the shard
+        adopted = self._on_loop(self._adopt_worker_shard, shard, opened)
+        if adopted is None:
+            raise ObjectReset("This instance was reset or hibernated; its storage is closed.")
+        return adopted
 
-        return asyncio.run_coroutine_threadsafe(open_shard(), self.host.loop).result()
+    def _on_loop(self, fn, *args):
+        """Run fn(*args) on the host's loop and return its result; from a worker thread."""
+        future = concurrent.futures.Future()
+
+        def run():
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self.host.loop.call_soon_threadsafe(run)
+        return future.result()
+
+    def _take_shard_for_worker(self):
+        """The parked shard, out of the LRU, or a new Shard: the worker's own. On the loop."""
+        if self.closed:  # reset since the handler's storage call: leave the parked shard
+            raise ObjectReset("This instance was reset or hibernated; its storage is closed.")
+        shard = self.host.take_parked_shard(self.key) if self.shard is None else None
+        if shard is None:
+            return self._new_shard()
+        del self.host.open_shards[self.key]  # shard_opened() counts it again
+        return shard
+
+    def _adopt_worker_shard(self, shard, opened):
+        """Adopt the shard a worker opened, or close it if a reset came first. On the loop."""
+        if self.closed:
+            shard.close(self.host.close_later)
+            return None
+        return self._adopt_shard(shard, *opened)
 
     def _open_shard(self):
         shard = self._shard_to_open()
@@ -132,17 +171,24 @@ class ShardMixin:
     def _connect_shard(self, shard):
         """Open shard if needed and check (or claim) the epoch; blocking, touches only the
         shard. Returns (created, epoch, meta, alarm_due); on failure the shard is closed."""
-        created = False
-        if not shard.is_open:
-            created = shard.open(label=self.cls._meta.label, hex_id=self.hex, name=self.id.name)
+        created, epoch = False, self.epoch
+        names = {"label": self.cls._meta.label, "hex_id": self.hex, "name": self.id.name}
         try:
-            epoch = self.epoch if self.epoch is not None else shard.claim_epoch()
-            meta = shard.all_meta()
+            if not shard.is_open and epoch is None:
+                created, epoch = shard.open_and_claim(**names)
+            elif not shard.is_open:  # closed to bound open files: its epoch is checked below
+                created = shard.open(**names)
+            elif epoch is None:  # parked by the previous activation
+                epoch = shard.claim_epoch()
+            new = shard.written_meta if created else None  # nothing else in it to read
+            meta = new if new is not None else shard.all_meta()
             if meta["epoch"] != epoch:
                 raise FencedError("A newer activation of this object holds its shard.")
             if self.id.name is not None and meta["name"] is None:
                 shard.set_name(self.id.name)
-            alarm_due = alarm_row.due_at(shard) if self.alarm_due is UNKNOWN else self.alarm_due
+            alarm_due = self.alarm_due
+            if alarm_due is UNKNOWN:
+                alarm_due = None if new is not None else alarm_row.due_at(shard)
         except BaseException:
             shard.close()
             raise

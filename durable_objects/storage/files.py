@@ -54,14 +54,15 @@ def file_size(path):
     return total
 
 
-def create_file(path, data):
+def create_file(path, data, *, sync_directory=True):
     """Write data as the new file at path, durably; False (nothing written) if it exists.
 
     The bytes go to a temporary name in the same directory (``.<name>.<pid>.new``, which
     ``shard_files`` does not see) and are synced, then linked to path, which never
     replaces a file there, so no crash leaves a partial file under a shard's name. The
-    directory is synced after the link, and so is each directory this call made, so the
-    file's name is on disk too before anything is written through it.
+    directory is synced after the link (unless sync_directory is False: the caller's next
+    durable write syncs it), and so is the parent of each directory this call made, so
+    the file's name is on disk too before anything is written through it.
     """
     made = _make_directories(path.parent)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
@@ -79,7 +80,10 @@ def create_file(path, data):
         return False
     finally:
         os.unlink(temporary)  # a failed write (a full disk, say) leaves nothing behind
-    for directory in (path.parent, *(made_dir.parent for made_dir in made)):
+    directories = [made_dir.parent for made_dir in made]
+    if sync_directory:
+        directories.insert(0, path.parent)
+    for directory in directories:
         fsync_directory(directory)
     return True
 

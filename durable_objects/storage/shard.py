@@ -7,6 +7,7 @@ Internal tables are prefixed ``_do_``; user SQL is checked by SQLite's authorize
 """
 
 import functools
+import os
 import secrets
 import sqlite3
 import tempfile
@@ -91,6 +92,9 @@ class Shard:
         self.begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
         self.authorizer = Authorizer()
         self.conn = None
+        # The _do_meta rows the last open wrote, if it wrote them all: in a file the open
+        # created, nothing else is there yet (no alarm, no schedule) to read back.
+        self.written_meta = None
         self.event_scope = None  # None, "transaction" or "savepoint": how the event began
         self.atomic_depth = 0
         self._savepoint_counter = 0
@@ -99,14 +103,32 @@ class Shard:
     # -- opening and closing -------------------------------------------------------------
 
     def open(self, *, label, hex_id, name):
-        """Open the file, creating it and its internal tables if needed; return created.
+        """Open the file, creating it and its internal tables if needed; return created."""
+        return self._open(label=label, hex_id=hex_id, name=name, claim=False)[0]
 
-        A new shard is the template file (``template()``), synced with its directory
-        before SQLite opens it; its _do_meta rows are committed without a sync, and are
-        durable with the object's first durable commit. A crash before then leaves a
-        shard without them, which the next open fills in (``_write_meta``).
+    def open_and_claim(self, *, label, hex_id, name):
+        """Open (or create) the file and claim a new epoch; return (created, epoch).
+
+        A new shard's epoch is claimed in the transaction that writes its _do_meta rows,
+        so creating one costs a single SQLite transaction before the object's first write.
         """
-        created = not self.path.exists() and create_file(self.path, template())
+        created, epoch = self._open(label=label, hex_id=hex_id, name=name, claim=True)
+        return created, epoch if epoch is not None else self.claim_epoch()
+
+    def _open(self, *, label, hex_id, name, claim):
+        """Open the file; return (created, the epoch claimed on the way or None).
+
+        A new shard is the template file (``template()``), synced before SQLite opens it;
+        its _do_meta rows are committed without a sync, and are durable with the object's
+        first durable commit, as is the file's name: that commit's sync of the new WAL
+        also syncs the directory (SQLite's unix VFS does, for every new WAL), so the
+        directory is synced here only where SQLite would not (``wal_syncs_directory``).
+        A crash before that commit acknowledged nothing; it leaves no shard, or one
+        without its rows, which the next open fills in (``_write_meta``).
+        """
+        created = not self.path.exists() and create_file(
+            self.path, template(), sync_directory=not wal_syncs_directory(self.synchronous)
+        )
         conn = sqlite3.connect(
             self.path,
             isolation_level=None,
@@ -116,50 +138,66 @@ class Shard:
         )
         self.conn = conn
         conn.set_authorizer(self.authorizer)
+        self.written_meta = None
+        epoch = None
         if self.execute("PRAGMA main.user_version").fetchone()[0] < SCHEMA_VERSION:
             # An older shard (or an empty file): WAL mode is stored in the file, so only
             # a new one is switched; the tables it lacks are added.
             self.execute("PRAGMA main.journal_mode=WAL")
-            self._create_schema(label=label, hex_id=hex_id, name=name)
+            epoch = self._create_schema(label=label, hex_id=hex_id, name=name, claim=claim)
         elif created or self.meta("epoch") is None:
-            self._write_meta(label=label, hex_id=hex_id, name=name)
+            epoch = self._write_meta(label=label, hex_id=hex_id, name=name, claim=claim)
         self.execute(f"PRAGMA main.synchronous={self.synchronous}")
-        return created
+        return created, epoch
 
-    def _write_meta(self, *, label, hex_id, name):
+    def _write_meta(self, *, label, hex_id, name, claim):
         """Commit a new shard's _do_meta rows without a sync (the next durable one covers it).
 
         OFF, not NORMAL: under NORMAL SQLite still syncs a new WAL's header (and its
         directory) at once. Under OFF both wait for the object's first durable commit,
         whose sync of the WAL holds these frames too; before it nothing was acknowledged,
-        and a crash loses at most these rows, whose absence the next open repairs.
+        and a crash loses at most these rows, whose absence the next open repairs. With
+        claim, the epoch is bumped in the same transaction and returned (as
+        ``claim_epoch``, whose bump needs no sync either).
         """
         self.execute("PRAGMA main.synchronous=OFF")
         self.execute("BEGIN IMMEDIATE")
         try:
-            self.executemany(
-                "INSERT OR IGNORE INTO main._do_meta(key, value) VALUES (?, ?)",
-                _meta_rows(label, hex_id, name),
-            )
+            epoch = self._insert_meta(label, hex_id, name, claim)
             self.execute("COMMIT")
         except BaseException:
+            self.written_meta = None
             self.execute("ROLLBACK")
             raise
+        return epoch
 
-    def _create_schema(self, *, label, hex_id, name):
+    def _create_schema(self, *, label, hex_id, name, claim):
         self.execute("BEGIN IMMEDIATE")
         try:
             for statement in _SCHEMA:
                 self.execute(statement)
-            self.executemany(
-                "INSERT OR IGNORE INTO main._do_meta(key, value) VALUES (?, ?)",
-                _meta_rows(label, hex_id, name),
-            )
             self.execute(f"PRAGMA main.user_version={SCHEMA_VERSION}")
+            epoch = self._insert_meta(label, hex_id, name, claim)
             self.execute("COMMIT")
         except BaseException:
+            self.written_meta = None
             self.execute("ROLLBACK")
             raise
+        return epoch
+
+    def _insert_meta(self, label, hex_id, name, claim):
+        """Insert the _do_meta rows missing (in a transaction); claim the epoch if asked.
+
+        Rows another opener wrote first stay, so two openers never share an epoch.
+        """
+        rows = _meta_rows(label, hex_id, name)
+        inserted = self.executemany(
+            "INSERT OR IGNORE INTO main._do_meta(key, value) VALUES (?, ?)", rows
+        ).rowcount
+        epoch = self._bump_epoch() if claim else None
+        if inserted == len(rows):
+            self.written_meta = {**dict(rows), "epoch": epoch if claim else 0}
+        return epoch
 
     def close(self, closer=None):
         """Close the connection, through closer(conn.close) if given.
@@ -227,10 +265,7 @@ class Shard:
         try:
             self.execute("BEGIN IMMEDIATE")
             try:
-                epoch = self.execute(
-                    "UPDATE main._do_meta SET value = value + 1 WHERE key = 'epoch' "
-                    "RETURNING value"
-                ).fetchall()[0][0]
+                epoch = self._bump_epoch()
                 self.execute("COMMIT")
             except BaseException:
                 self.execute("ROLLBACK")
@@ -238,6 +273,11 @@ class Shard:
         finally:
             self.execute(f"PRAGMA main.synchronous={self.synchronous}")
         return epoch
+
+    def _bump_epoch(self):
+        return self.execute(
+            "UPDATE main._do_meta SET value = value + 1 WHERE key = 'epoch' RETURNING value"
+        ).fetchall()[0][0]
 
     # -- transactions --------------------------------------------------------------------
 
@@ -324,6 +364,29 @@ class Shard:
         page_count = self.execute("PRAGMA main.page_count").fetchone()[0]
         page_size = self.execute("PRAGMA main.page_size").fetchone()[0]
         return page_count * page_size
+
+
+@functools.cache
+def _sqlite_syncs_directories():
+    """True if SQLite syncs the directory of a new WAL at its first sync (unix VFS)."""
+    if os.name != "posix":
+        return False
+    conn = sqlite3.connect(":memory:")
+    try:
+        options = {row[0] for row in conn.execute("PRAGMA compile_options")}
+    finally:
+        conn.close()
+    return not options & {"DISABLE_DIRSYNC", "NO_SYNC"}
+
+
+def wal_syncs_directory(synchronous):
+    """True if a shard's first durable commit at this level also syncs its directory.
+
+    At FULL and EXTRA a WAL commit is synced, and SQLite's unix VFS syncs the directory
+    of a WAL file after its first sync, which makes the new shard's own name durable
+    too (both names are in that directory). At NORMAL no commit is synced.
+    """
+    return str(synchronous).upper() in ("FULL", "EXTRA") and _sqlite_syncs_directories()
 
 
 def _meta_rows(label, hex_id, name):
