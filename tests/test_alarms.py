@@ -167,25 +167,16 @@ async def test_a_burst_of_alarms_is_delivered_a_few_at_a_time(settings, monkeypa
 async def test_events_queued_in_one_turn_of_the_loop_reopen_their_shards_off_it(
     settings, monkeypatch
 ):
-    import threading
-
     from durable_objects.alarms.events import AlarmDelivery
     from durable_objects.runtime.lifecycle import get_host
-    from durable_objects.storage.shard import Shard
+    from tests.support.threads import record_threads
 
     settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "MAX_OPEN_SHARDS": 1}
     stubs = [Alarmed.objects.get_by_name(f"one-turn-{n}") for n in range(4)]
     for stub in stubs:
         await stub.configure(slow=0)  # a shard on disk; each closes the one before
     await Alarmed.objects.get_by_name("one-turn-last").configure(slow=0)
-    opened_on = []
-    real_open = Shard.open
-
-    def open_and_record(shard, **kwargs):
-        opened_on.append(threading.current_thread().name)
-        return real_open(shard, **kwargs)
-
-    monkeypatch.setattr(Shard, "open", open_and_record)
+    opened_on = record_threads(monkeypatch, "open")
     host = get_host()
     # Queued without an await between them: when the first runner starts, the others
     # have not yet, and it must count them as at work (host.starting).

@@ -11,6 +11,7 @@ from asgiref.sync import async_to_sync
 from durable_objects import DeadlockError, DurableObject, ObjectReset
 from durable_objects.runtime.lifecycle import get_host
 from durable_objects.testing import is_active
+from tests.support.threads import record_threads
 
 
 class Hanging(DurableObject):
@@ -330,28 +331,14 @@ async def test_independent_callers_of_a_busy_object_are_not_deadlocks(settings):
 # -- shards opened and created on the worker thread (issue 17) -----------------------------
 
 
-def record_threads(monkeypatch, name):
-    """Record the thread ident of each call of Shard.<name>, the blocking open or claim."""
-    from durable_objects.storage.shard import Shard
-
-    threads = []
-    real = getattr(Shard, name)
-
-    def recorded(shard, *args, **kwargs):
-        threads.append(threading.get_ident())
-        return real(shard, *args, **kwargs)
-
-    monkeypatch.setattr(Shard, name, recorded)
-    return threads
-
-
 async def test_a_threaded_handler_creates_its_shard_on_its_worker_thread(monkeypatch):
     from durable_objects.runtime.lifecycle import reset_host
 
     opened_on = record_threads(monkeypatch, "open_and_claim")
     stub = Blocking.objects.get_by_name("created-on-worker")
     assert await stub.slow_increment() == 1
-    assert len(opened_on) == 1 and opened_on[0] != threading.get_ident()  # not the loop's
+    loop_thread = threading.current_thread().name
+    assert len(opened_on) == 1 and opened_on[0] != loop_thread  # not the loop's
     host = get_host()
     activation = host.activations[stub.id.key]
     assert host.open_shards[stub.id.key] is activation.shard and activation.shard.is_open
@@ -364,7 +351,7 @@ async def test_a_threaded_handler_creates_its_shard_on_its_worker_thread(monkeyp
     assert meta["epoch"] == activation.epoch == 1
     reset_host()  # every shard closed: the next call opens the file again
     assert await stub.slow_increment() == 2
-    assert opened_on[1] != threading.get_ident()
+    assert opened_on[1] != loop_thread
 
 
 async def test_a_parked_shard_is_claimed_on_the_worker_thread(monkeypatch):
@@ -375,7 +362,7 @@ async def test_a_parked_shard_is_claimed_on_the_worker_thread(monkeypatch):
     await evict(stub)  # hibernated; its shard stays open, parked in the host
     claimed_on = record_threads(monkeypatch, "claim_epoch")
     assert await stub.slow_increment() == 2
-    assert len(claimed_on) == 1 and claimed_on[0] != threading.get_ident()
+    assert len(claimed_on) == 1 and claimed_on[0] != threading.current_thread().name
     activation = get_host().activations[stub.id.key]
     assert activation.epoch == 2 and get_host().open_shards[stub.id.key] is activation.shard
 

@@ -327,21 +327,14 @@ class PlacementContract:
     async def test_a_shard_reopens_on_a_commit_thread_while_others_are_at_work(
         self, settings, monkeypatch
     ):
-        from durable_objects.storage.shard import Shard
+        from tests.support.threads import record_threads
 
         settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "MAX_OPEN_SHARDS": 1}
         stub = Counter.objects.get_by_name("reopen-off-loop")
         await stub.increment()
         await Counter.objects.get_by_name("other").increment()  # closes the first shard
         assert not get_host().activations[stub.id.key].shard.is_open
-        opened_on = []
-        real_open = Shard.open
-
-        def open_and_record(shard, **kwargs):
-            opened_on.append(threading.current_thread().name)
-            return real_open(shard, **kwargs)
-
-        monkeypatch.setattr(Shard, "open", open_and_record)
+        opened_on = record_threads(monkeypatch, "open")
         nap = asyncio.ensure_future(Slow.objects.get_by_name("busy").nap(0.3))
         await asyncio.sleep(0.05)  # the napping object is at work
         assert await stub.increment() == 2
