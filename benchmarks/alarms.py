@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.cluster import REPO, percentile, row, verdict
+from benchmarks.cluster import REPO, percentile, row, stop_rig, verdict
 from durable_objects.alarms.rq import WORKER_COMMAND
 
 RQ_WORKERS = int(os.environ.get("BENCH_RQ_WORKERS", "3"))
@@ -121,10 +121,7 @@ def rq_child(quick):
         count = 100 if quick else 300
         lateness, fired, last, burst = asyncio.run(measure("rq", 10.0, count, 1000, 15.0, 40.0))
     finally:
-        for process in [host, *workers]:
-            process.terminate()
-        for process in [host, *workers]:
-            process.wait(15)
+        stop_rig(host, workers)
     print(f"{statistics.median(lateness)} {percentile(lateness, 0.99)} {fired} {last} {burst}")
 
 

@@ -171,6 +171,22 @@ def child(quick):
     )
 
 
+def stop_rig(host, workers, grace=15.0):
+    """Stop the RQ workers, then their host, each SIGKILLed after grace seconds.
+
+    The workers go first: a job still calling an object would otherwise wait out its
+    call timeout for a host that is gone, and hold up the worker's warm shutdown.
+    """
+    from durable_objects.testing.servers import stop_process
+
+    for process in workers:
+        if process.poll() is None:
+            process.terminate()
+    for process in workers:
+        stop_process(process, grace)
+    stop_process(host, grace)
+
+
 def run_cluster_child(module, quick, child_flag="--child", extra_env=None):
     """Start a private Redis, run ``python -m <module> <child_flag>`` as a cluster client
     in a process of its own (extra_env added to its environment), and return its

@@ -18,7 +18,7 @@ import sys
 import time
 
 from benchmarks.alarms import DELIVERIES, RQ_WORKERS
-from benchmarks.cluster import REPO, percentile, row, verdict
+from benchmarks.cluster import REPO, percentile, row, stop_rig, verdict
 from durable_objects.alarms.rq import WORKER_COMMAND
 
 
@@ -220,10 +220,7 @@ def rq_child(quick):
 
         one, many, alarms = asyncio.run(figures())
     finally:
-        for process in [host, *workers]:
-            process.terminate()
-        for process in [host, *workers]:
-            process.wait(15)
+        stop_rig(host, workers)
     print(
         " ".join(
             f"{statistics.median(values)} {percentile(values, 0.99)} {len(values)}"
