@@ -7,6 +7,7 @@ one event at a time, transactions, the output gate, call chains, resets, hiberna
 import asyncio
 import sqlite3
 import threading
+import time
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -249,10 +250,13 @@ class PlacementContract:
 
     async def test_busy_object_does_not_hibernate(self):
         stub = Slow.objects.get_by_name("busy")
-        nap = asyncio.ensure_future(stub.nap(0.5))
-        await asyncio.sleep(0.05)
+        nap = asyncio.ensure_future(stub.nap(1.0))
         host = get_host()
-        activation = host.activations[stub.id.key]
+        deadline = time.monotonic() + 10.0
+        # Until the nap runs: a claim in Redis may take longer than any fixed wait.
+        while (activation := host.activations.get(stub.id.key)) is None or activation.idle:
+            assert time.monotonic() < deadline, "the nap never started"
+            await asyncio.sleep(0.01)
         activation.hibernate_after = 0.01
         await asyncio.sleep(0.2)
         assert is_active(stub)
