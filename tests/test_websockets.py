@@ -11,9 +11,10 @@ import sqlite3
 import pytest
 from channels.testing import WebsocketCommunicator
 
+from durable_objects.runtime.lifecycle import get_host
 from durable_objects.sockets import presence
 from tests.support.asgi import application
-from tests.support.objects_sockets import Room
+from tests.support.objects_sockets import Open, Room
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -215,6 +216,36 @@ async def test_messages_after_the_object_closed_the_socket_are_dropped():
     await ann.send_to("too late")
     assert await close_code(ann) == 4001
     assert await Room.objects.get_by_name("late").history() == []
+
+
+async def test_a_message_to_an_object_without_storage_runs_no_sql():
+    ann = await connect("/ws/open/")
+    await ann.send_to("first")  # the first message reads the socket's row
+    assert await ann.receive_from(2) == "first"
+    activation = get_host().activations[Open.objects.id_from_name("the-open-one").key]
+    statements = []
+    activation.shard.conn.set_trace_callback(statements.append)
+    try:
+        await ann.send_to("second")
+        assert await ann.receive_from(2) == "second"
+    finally:
+        activation.shard.conn.set_trace_callback(None)
+    assert statements == []
+    await ann.disconnect()
+
+
+async def test_a_close_in_an_event_that_fails_keeps_the_socket():
+    ann = await connect("/ws/room/undo/?user=ann")
+    await ann.send_to("/echo one")  # known to be open from here on
+    assert await ann.receive_from(2) == "one"
+    with pytest.raises(ValueError, match="changed my mind"):
+        await Room.objects.get_by_name("undo").close_all_then_fail()
+    await ann.send_to("/echo two")
+    assert await ann.receive_from(2) == "two"
+    await ann.send_to("/close")
+    await ann.send_to("/echo three")  # after a close that committed: dropped
+    assert await close_code(ann) == 4001
+    assert await ann.receive_nothing(0.2)
 
 
 async def test_an_object_without_fetch_accepts_every_socket():

@@ -3,6 +3,13 @@
 One row per socket in ``_do_sockets``: the consumer's channel, the process holding the
 connection, the tags and the attachment. Rows change inside the running event, so an
 accept, a close or an attachment commits (or rolls back) with the event's other writes.
+
+``contains()``, asked at every message and every ``send()``, answers from memory for a
+socket whose row it has seen committed (found by a transaction that had written nothing,
+so the row predates it) and that no event has removed since; so a message to an object
+that uses no storage opens no transaction. Only this registry writes the rows (user SQL
+cannot reach ``_do_`` tables; an import resets the instance), and every removal drops
+the socket from memory first: a rollback can only bring a row back, which costs a query.
 """
 
 import json
@@ -23,6 +30,7 @@ class SocketRegistry:
         self.handles = {}  # socket id -> WebSocket, so one socket is one handle
         self.failed = set()  # sockets whose websocket_message raised; later messages skip
         self.pending = {}  # socket id -> holder, for connect events running now
+        self.present = set()  # sockets whose row is committed and not removed since
         self._swept = False
         self.rows_changed = False  # rows added or removed since the catalog last counted
 
@@ -50,6 +58,7 @@ class SocketRegistry:
         ]
         if not stale:
             return
+        self.present.difference_update(sid for sid, _ in stale)
         shard.executemany(
             "DELETE FROM main._do_sockets WHERE id = ?", [(sid,) for sid, _ in stale]
         )
@@ -90,6 +99,7 @@ class SocketRegistry:
 
     def remove(self, socket_id):
         """Delete the socket's row; return True if it was there."""
+        self.present.discard(socket_id)
         shard = self._shard(create=False)
         if shard is None:
             return False
@@ -108,10 +118,15 @@ class SocketRegistry:
         return self.remove(socket_id)
 
     def contains(self, socket_id):
+        activation = self.activation
+        if socket_id in self.present and not activation.closed and activation.restored is None:
+            return True
         shard = self._shard(create=False)
         if shard is None:
             return False
         row = shard.execute("SELECT 1 FROM main._do_sockets WHERE id = ?", (socket_id,)).fetchone()
+        if row is not None and not shard.dirty:  # nothing written yet: the row is committed
+            self.present.add(socket_id)
         return row is not None
 
     def websockets(self, tag=None):

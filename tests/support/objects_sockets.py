@@ -108,6 +108,12 @@ class Room(DurableObject):
     def records(self, prefix):
         return self.ctx.storage.list(prefix=prefix)
 
+    def close_all_then_fail(self):
+        """Close every socket, then raise: the event rolls back and the sockets stay."""
+        for ws in self.ctx.get_websockets():
+            ws.close(4002, "never sent")
+        raise ValueError("changed my mind")
+
     def history(self):
         return self.ctx.storage.sql.exec("SELECT user, text FROM messages ORDER BY id").to_array()
 
