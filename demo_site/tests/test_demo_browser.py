@@ -235,7 +235,10 @@ def test_poll_counts_update_in_every_tab(shared_demo_server, browser_context):
         "document.querySelector('.count[data-choice=\"espresso\"]').textContent === '2'"
     )
     assert bob.text_content('.count[data-choice="flat-white"]') == "0"
-    assert ann.text_content("#yours") == "Your vote: Espresso."
+    # "yours" is a second broadcast after the counts: wait for it rather than race it
+    ann.wait_for_function(
+        "document.getElementById('yours').textContent === 'Your vote: Espresso.'"
+    )
     screenshot(ann, "poll")
     assert ann.js_errors == bob.js_errors == []
 
