@@ -27,7 +27,7 @@ from durable_objects import clients
 from durable_objects.conf import get_config
 from durable_objects.events.errors import encode_exception, is_unreachable
 from durable_objects.ids import DurableObjectId
-from durable_objects.runtime.calls import submit_event
+from durable_objects.runtime.calls import run_or_submit, submit_event
 from durable_objects.sockets import flow, presence
 from durable_objects.sockets.backlog import Backlog
 from durable_objects.sockets.events import (
@@ -410,7 +410,13 @@ class DurableObjectConsumer(AsyncConsumer):
             if self.closing:
                 return
         when = presence.auto_response_time(self.socket_id)
-        future = asyncio.ensure_future(self._submit(SocketMessage, payload, auto_response_at=when))
+        event = SocketMessage(
+            self.socket_id, self.channel_name, payload, name=self.oid.name, auto_response_at=when
+        )
+        outcome, future = await run_or_submit(self.cls, self.oid, event)
+        if outcome is not None:  # it ran here and then, in this task
+            self._message_outcome(*outcome)
+            return
         self.in_flight.append(future)
         future.add_done_callback(self._message_done)
 
@@ -420,7 +426,11 @@ class DurableObjectConsumer(AsyncConsumer):
         if future.cancelled():
             return
         exc = future.exception()
-        ok, value = (False, encode_exception(exc)) if exc is not None else future.result()
+        self._message_outcome(
+            *((False, encode_exception(exc)) if exc is not None else future.result())
+        )
+
+    def _message_outcome(self, ok, value):
         if ok or self.closing:
             return
         # The object could not be reached (not its handler's failure): the client reconnects.

@@ -234,6 +234,46 @@ async def test_a_message_to_an_object_without_storage_runs_no_sql():
     await ann.disconnect()
 
 
+def count_runners(activation):
+    """A list that gains an entry each time activation starts its runner task."""
+    started = []
+    start_runner = activation._start_runner
+
+    def counted():
+        started.append(True)
+        start_runner()
+
+    activation._start_runner = counted
+    return started
+
+
+async def test_a_message_to_an_idle_object_runs_in_its_consumers_task():
+    ann = await connect("/ws/room/inline/?user=ann")
+    await ann.send_to("/echo warm")
+    assert await ann.receive_from(2) == "warm"
+    activation = get_host().activations[Room.objects.id_from_name("inline").key]
+    started = count_runners(activation)
+    await ann.send_to("/echo one")  # a sync handler that only sends: no runner task
+    assert await ann.receive_from(2) == "one"
+    await ann.send_to("hello")  # one that writes: its broadcast leaves after the commit
+    assert await receive_json(ann) == {"user": "ann", "text": "hello"}
+    assert started == []
+    assert await Room.objects.get_by_name("inline").history() == [{"user": "ann", "text": "hello"}]
+    await ann.disconnect()
+
+
+async def test_a_message_to_an_async_handler_runs_in_the_objects_runner():
+    ann = await connect("/ws/open/")
+    await ann.send_to("first")
+    assert await ann.receive_from(2) == "first"
+    activation = get_host().activations[Open.objects.id_from_name("the-open-one").key]
+    started = count_runners(activation)
+    await ann.send_to("second")
+    assert await ann.receive_from(2) == "second"
+    assert started == [True]
+    await ann.disconnect()
+
+
 async def test_a_close_in_an_event_that_fails_keeps_the_socket():
     ann = await connect("/ws/room/undo/?user=ann")
     await ann.send_to("/echo one")  # known to be open from here on

@@ -119,15 +119,14 @@ class Activation(InvocationMixin, ShardMixin):
         )
 
     def can_run_inline(self, event):
-        """True if event may run in the caller's task: idle, constructed, a sync method."""
-        return (
-            self.instance is not None
-            and event.kind == "call"
-            and self.idle
-            and not self.closed
-            and not self.threaded
-            and event.method in self.host.sync_methods(self.cls)
-        )
+        """True if event may run in the caller's task: idle, constructed, a sync handler
+        (a sync method for a call, a sync fetch() for a request, a sync
+        websocket_message() for a socket's message)."""
+        if self.instance is None or not self.idle or self.closed or self.threaded:
+            return False
+        if event.kind == "socket_message":
+            return self.host.sync_message_handler(self.cls)
+        return self._sync_handler(event)
 
     async def run_inline(self, event):
         """Run event in the caller's task; return its outcome, or None if it awaits a commit.
@@ -163,6 +162,7 @@ class Activation(InvocationMixin, ShardMixin):
             cause = ObjectReset(f"Commit failed ({exc}); the object was reset.")
             self.reset(cause)
             return (False, event.encode_error(cause))
+        outcome = event.released(outcome, self)
         self._release_outbox(event, outcome)
         if self.abort_cause is not None:
             self.reset(self.abort_cause)

@@ -65,6 +65,29 @@ def submit_event(cls, object_id, event):
     return on_host_loop(host, host.route, cls, object_id, event)
 
 
+async def run_or_submit(cls, object_id, event):
+    """Run event in the caller's task if its object is idle here; else queue it for it.
+
+    Returns ``(outcome, None)`` when the event ran to its end (``run_inline``), or
+    ``(None, future)`` of its outcome when it waits in the object's queue or for the
+    commit it shares with the events queued behind it. An event that is queued keeps
+    the order of these calls, as with ``submit_event``. The WebSocket consumer uses
+    it: a socket's message to an idle object costs no task and no trip through the loop.
+    """
+    host = get_host()
+    if host.loop is _running_loop() and host.holds(str(object_id)):
+        activation = host.activation(cls, object_id)
+        if activation.can_run_inline(event):
+            outcome = await activation.run_inline(event)
+            if outcome is not None:
+                return outcome, None
+            if event.timed:
+                host.track(event)
+            return None, event.future
+        return None, host.submit(activation, event)
+    return None, submit_event(cls, object_id, event)
+
+
 def on_host_loop(host, fn, *args):
     """Run ``fn(*args)``, which returns an awaitable, on the host's loop; an awaitable.
 

@@ -53,6 +53,7 @@ class Host:
         self.catalog = CatalogWriter(self)
         self.outbox = Outbox(loop, distributed=self.placement.distributed)
         self._sync_methods = {}
+        self._sync_message_handlers = {}
         self.busy = 0  # activations whose runner task is at work
         self.starting = 0  # runner tasks created that have not started yet
         self.constructions = 0  # instances constructed (activations and wakes)
@@ -117,6 +118,15 @@ class Host:
             )
             self._sync_methods[cls] = names
         return names
+
+    def sync_message_handler(self, cls):
+        """True if cls's websocket_message() is a plain function (may run inline)."""
+        sync = self._sync_message_handlers.get(cls)
+        if sync is None:
+            handler = getattr(cls, "websocket_message", None)
+            sync = handler is not None and not inspect.iscoroutinefunction(handler)
+            self._sync_message_handlers[cls] = sync
+        return sync
 
     def resubmit(self, cls, object_id, event):
         """Give a reset instance's queued event to a new activation, or, in a cluster where
