@@ -453,6 +453,30 @@ def test_a_receive_loop_that_dies_is_restarted(client, settings, wire):
     assert wire.replies(1)["after-restart"]["ok"] is True
 
 
+class Suspended:
+    """An awaitable that suspends once: a receive that has not returned yet."""
+
+    def __await__(self):
+        yield
+
+
+def test_a_receive_loop_closed_with_its_event_loop_ends_quietly(caplog):
+    """A supervisor closed while it waits (its loop gone, as at exit) does not log a death
+    or try to sleep on a loop that is not running."""
+    from durable_objects.transport import Transport
+
+    async def waiting():
+        await Suspended()
+
+    transport = Transport.__new__(Transport)
+    transport.channel = "a-channel"
+    transport._receive = waiting
+    supervisor = transport._supervise()
+    supervisor.send(None)  # now suspended in the receive
+    supervisor.close()  # the GeneratorExit of a coroutine collected with its loop
+    assert "died" not in caplog.text
+
+
 # -- item 6: RQ jobs are JSON, never pickles ---------------------------------------------
 
 

@@ -97,7 +97,21 @@ def _run_loop(loop, started):
     try:
         loop.run_forever()
     finally:
-        loop.close()
+        try:
+            _end_tasks(loop)
+        finally:
+            loop.close()
+
+
+def _end_tasks(loop, timeout=5.0):
+    """Cancel the tasks a stopped host leaves (heartbeat, receive loop) and let them end,
+    as ``asyncio.run`` does: none is left pending on a closed loop, to fail when collected."""
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.wait(tasks, timeout=timeout))
+    loop.run_until_complete(loop.shutdown_asyncgens())
 
 
 def _forget_host_in_child():

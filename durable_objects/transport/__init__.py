@@ -79,9 +79,7 @@ class Transport:
         while True:
             try:
                 await self._receive()
-            except asyncio.CancelledError:
-                raise
-            except BaseException:
+            except Exception:  # a cancel, or the close of a loop that is gone, ends it
                 logger.exception("The receive loop of %s died; restarting it.", self.channel)
                 await asyncio.sleep(RESTART_DELAY)
 
