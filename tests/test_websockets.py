@@ -262,6 +262,34 @@ async def test_a_message_to_an_idle_object_runs_in_its_consumers_task():
     await ann.disconnect()
 
 
+async def test_messages_local_consumers_can_take_need_no_sending_task():
+    ann = await connect("/ws/room/handed/?user=ann")
+    bob = await connect("/ws/room/handed/?user=bob")
+    await ann.send_to("/echo warm")
+    assert await ann.receive_from(2) == "warm"
+    outbox = get_host().outbox
+    drains = []
+    drain = outbox._drain
+
+    def counted(object_id, queue, waiting=None):
+        drains.append(object_id)
+        return drain(object_id, queue, waiting)
+
+    outbox._drain = counted
+    try:
+        await ann.send_to("/echo one")  # a send to one socket
+        assert await ann.receive_from(2) == "one"
+        await ann.send_to("hello")  # a broadcast to both
+        assert (
+            await receive_json(ann) == await receive_json(bob) == {"user": "ann", "text": "hello"}
+        )
+    finally:
+        del outbox._drain
+    assert drains == []
+    await ann.disconnect()
+    await bob.disconnect()
+
+
 async def test_a_message_to_an_async_handler_runs_in_the_objects_runner():
     ann = await connect("/ws/open/")
     await ann.send_to("first")

@@ -145,18 +145,59 @@ class Outbox:
                     numbering.directs.pop(socket_id, None)
                 message.update(gen=numbering.gen, b=numbering.b, d=d, socket=socket_id)
                 queue.append((effect.channel, socket_id, message))
-        if start:
-            task = self.loop.create_task(self._drain(object_id, queue))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if not start:
+            return  # the object's sending task is at work: these go out after its others
+        waiting = self._hand_over(queue)
+        if not queue and waiting is None:
+            del self.queues[object_id]  # all taken here and now, no task needed
+            return
+        task = self.loop.create_task(self._drain(object_id, queue, waiting))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _hand_over(self, queue):
+        """Give queued messages to this process's consumers at once, while they take them.
+
+        Most messages go to consumers here that can take them now (``take()``): then no
+        task is needed. Stops at the first message that must wait or go through the
+        channel layer, leaving it first in queue; returns (consumers still to take it,
+        message, frame) if some local consumers took that message and others did not,
+        else None.
+        """
+        while queue:
+            channel, target, message = queue[0]
+            if channel is None:
+                if self.distributed:
+                    return None
+                local = presence.local_consumers(target)
+            else:
+                consumer = presence.consumer(target)
+                if consumer is None:
+                    return None  # held by another process: the channel layer's turn
+                local = (consumer,)
+            frame = frames.encode(message) if message["type"] == MESSAGE else None
+            queue.popleft()
+            try:
+                waiting = [consumer for consumer in local if not consumer.take(message, frame)]
+            except Exception:  # as in _drain: one bad consumer must not stop the output
+                logger.exception("Sending a socket message failed.")
+                if channel is not None:
+                    evict(target)
+                continue
+            if waiting:
+                return waiting, message, frame
+        return None
 
     def forget_socket(self, object_id, socket_id):
         numbering = self.numbering.get(object_id)
         if numbering is not None:
             numbering.directs.pop(socket_id, None)
 
-    async def _drain(self, object_id, queue):
+    async def _drain(self, object_id, queue, waiting=None):
         try:
+            if waiting is not None:  # a message some local consumers could not take yet
+                consumers, message, frame = waiting
+                await self._take(consumers, message, frame)
             while queue:
                 channel, target, message = queue.popleft()
                 try:
