@@ -14,7 +14,8 @@ the same run:
 
 ``--writes-only`` runs the write phases alone (no failover, no restores), and
 ``--durability replicated`` (repeatable) only the phases named, each with a fresh daemon
-state of its own prefix.
+state of its own prefix. ``--page-size 16384`` makes every shard of the run (the hosts'
+``SHARD_PAGE_SIZE`` and the restored files) with pages of that size.
 """
 
 import argparse
@@ -254,8 +255,8 @@ def failover(machines):
     return float(seconds), int(value)
 
 
-def restore_figures(machines, sizes):
-    """{MiB: seconds} to restore a shard of that size from SeaweedFS."""
+def restore_figures(machines, sizes, page_size=4096):
+    """{MiB: seconds} to restore a shard of that size (pages of page_size) from SeaweedFS."""
     import sqlite3
 
     from durable_objects.storage.replication import (
@@ -271,6 +272,7 @@ def restore_figures(machines, sizes):
         path = machines.work / "restore" / f"{mib}.sqlite3"
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path)
+        conn.execute(f"PRAGMA page_size={int(page_size)}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("CREATE TABLE blobs(data BLOB)")
         chunk = os.urandom(1 << 20)
@@ -317,7 +319,10 @@ def print_writes(figures):
         )
 
 
-def main(quick, writes_only=False, durabilities=DURABILITIES):
+def main(quick, writes_only=False, durabilities=DURABILITIES, page_size=None):
+    if page_size is not None:  # the hosts' settings read it (benchmarks/settings.py)
+        os.environ["BENCH_SHARD_PAGE_SIZE"] = str(page_size)
+        print(row("machines: shard page size, bytes", f"{page_size:,}"))
     work = Path(tempfile.mkdtemp(prefix="do-bench-machines-"))
     machines = Machines(work)
     try:
@@ -327,7 +332,7 @@ def main(quick, writes_only=False, durabilities=DURABILITIES):
             return
         failover_s, failover_value = failover(machines)
         sizes = (1, 100) if quick else (1, 100, 1024)
-        restores = restore_figures(machines, sizes)
+        restores = restore_figures(machines, sizes, page_size or 4096)
     finally:
         machines.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -399,10 +404,12 @@ if __name__ == "__main__":
     parser.add_argument("--child", action="store_true")
     parser.add_argument("--writes-only", action="store_true")
     parser.add_argument("--durability", action="append", choices=DURABILITIES)
+    parser.add_argument("--page-size", type=int, choices=[2**n for n in range(9, 17)])
     options = parser.parse_args()
     if options.child:
         child(options.quick)
     elif options.durability and not options.writes_only:
         parser.error("--durability needs --writes-only (the summary compares all three)")
     else:
-        main(options.quick, options.writes_only, tuple(options.durability or DURABILITIES))
+        durabilities = tuple(options.durability or DURABILITIES)
+        main(options.quick, options.writes_only, durabilities, options.page_size)

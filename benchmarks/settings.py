@@ -31,6 +31,8 @@ CHANNEL_LAYERS = {
 DURABLE_OBJECTS = {"STORAGE_ROOT": WORK_DIR / "objects", "HIBERNATE_AFTER": 3600}
 if os.environ.get("BENCH_SYNCHRONOUS"):  # the web benchmark's CPU figures, without fsyncs
     DURABLE_OBJECTS["SYNCHRONOUS"] = os.environ["BENCH_SYNCHRONOUS"]
+if os.environ.get("BENCH_SHARD_PAGE_SIZE"):  # python -m benchmarks.machines --page-size
+    DURABLE_OBJECTS["SHARD_PAGE_SIZE"] = int(os.environ["BENCH_SHARD_PAGE_SIZE"])
 if os.environ.get("BENCH_MAX_OPEN_SHARDS"):  # to see what reopening shards costs
     DURABLE_OBJECTS["MAX_OPEN_SHARDS"] = int(os.environ["BENCH_MAX_OPEN_SHARDS"])
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

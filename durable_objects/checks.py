@@ -10,6 +10,7 @@ from .alarms.base import BaseAlarmBackend
 from .conf import (
     DEFAULTS,
     OPTIONAL_POSITIVE_KEYS,
+    PAGE_SIZES,
     POSITIVE_KEYS,
     SYNCHRONOUS_CHOICES,
     alarm_backend_path,
@@ -128,6 +129,13 @@ def _check_settings():
             f"DURABLE_OBJECTS['SYNCHRONOUS'] is {config['SYNCHRONOUS']!r}.",
             hint="Use one of: " + ", ".join(SYNCHRONOUS_CHOICES) + ".",
             id="durable_objects.E005",
+        )
+    page_size = config["SHARD_PAGE_SIZE"]
+    if page_size not in PAGE_SIZES:
+        yield Error(
+            f"DURABLE_OBJECTS['SHARD_PAGE_SIZE'] is {page_size!r}.",
+            hint="Use a power of two from 512 to 65536, such as 4096 (the default) or 16384.",
+            id="durable_objects.E023",
         )
     for key in OPTIONAL_POSITIVE_KEYS:
         value = config[key]

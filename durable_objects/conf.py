@@ -14,6 +14,10 @@ DEFAULTS = {
     "STORAGE_ROOT": None,
     # SQLite's synchronous pragma for shards: "FULL" (durable at every commit) or "NORMAL".
     "SYNCHRONOUS": "FULL",
+    # SQLite's page size of each new shard, in bytes (a power of two, 512 to 65,536); a
+    # shard keeps the size it was made with. Larger pages restore faster from a replica
+    # and commit a little slower (docs/topics/machines.md).
+    "SHARD_PAGE_SIZE": 4096,
     # Key-value limits, in bytes (UTF-8 key; key plus serialized value).
     "MAX_KEY_SIZE": 2 * 1024,
     "MAX_ENTRY_SIZE": 2 * 1024 * 1024,
@@ -175,6 +179,7 @@ OPTIONAL_POSITIVE_KEYS = (
 )
 
 SYNCHRONOUS_CHOICES = ("FULL", "NORMAL", "EXTRA")
+PAGE_SIZES = tuple(2**n for n in range(9, 17))  # SQLite's: 512 to 65,536 bytes
 
 PLACEMENT_ALIASES = {
     "local": "durable_objects.placement.local.LocalPlacement",

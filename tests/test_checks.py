@@ -1,5 +1,6 @@
 """System checks: exact messages, hints and ids (listed in docs/ref/checks.md)."""
 
+import pytest
 from django.core.checks import Error
 
 from durable_objects import DurableObject
@@ -76,6 +77,20 @@ def test_e005_synchronous_choice(settings):
     assert [(e.msg, e.hint) for e in errors] == [
         ("DURABLE_OBJECTS['SYNCHRONOUS'] is 'OFF'.", "Use one of: FULL, NORMAL, EXTRA.")
     ]
+
+
+@pytest.mark.parametrize("size", [1000, 256, 131072, "16384", True])
+def test_e023_shard_page_size_is_a_power_of_two_sqlite_takes(settings, size):
+    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "SHARD_PAGE_SIZE": size}
+    errors = [e for e in check_durable_objects() if e.id == "durable_objects.E023"]
+    assert [e.msg for e in errors] == [f"DURABLE_OBJECTS['SHARD_PAGE_SIZE'] is {size!r}."]
+    assert "16384" in errors[0].hint
+
+
+def test_e023_passes_sqlites_page_sizes(settings):
+    for size in (512, 4096, 16384, 65536):
+        settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "SHARD_PAGE_SIZE": size}
+        assert [e for e in check_durable_objects() if e.id == "durable_objects.E023"] == []
 
 
 def test_e006_limits_must_be_positive_numbers(settings):

@@ -345,6 +345,27 @@ async def test_committed_writes_are_read_by_a_new_activation(stub):
 # -- the shard on disk -------------------------------------------------------------------
 
 
+async def test_new_shards_take_the_page_size_setting_and_old_ones_keep_theirs(
+    settings, storage_root
+):
+    old = Plain.objects.get_by_name("pages-before")
+    await inside(old, lambda s: s.put("k", 1))
+    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "SHARD_PAGE_SIZE": 16384}
+    new = Plain.objects.get_by_name("pages-after")
+    await inside(new, lambda s: s.put("k", "x" * 40_000))  # a value over several pages
+    await inside(old, lambda s: s.put("k", 2))
+    sizes = {}
+    for stub in (old, new):
+        conn = sqlite3.connect(shard_path(storage_root, "tests.Plain", str(stub.id)))
+        try:
+            sizes[stub.id.name] = conn.execute("PRAGMA page_size").fetchone()[0]
+        finally:
+            conn.close()
+    assert sizes == {"pages-before": 4096, "pages-after": 16384}
+    assert await inside(new, lambda s: s.get("k")) == "x" * 40_000
+    assert await inside(old, lambda s: s.get("k")) == 2
+
+
 async def test_shard_layout_wal_and_no_file_without_writes(stub, storage_root):
     reader = Plain.objects.get_by_name("reader-only")
     assert await inside(reader, lambda s: s.get("x")) is None

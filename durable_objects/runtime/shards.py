@@ -162,10 +162,12 @@ class ShardMixin:
         return shard if shard is not None else self._new_shard()
 
     def _new_shard(self):
+        config = get_config()
         return Shard(
             self.path,
-            synchronous=get_config()["SYNCHRONOUS"],
+            synchronous=config["SYNCHRONOUS"],
             immediate=self.host.replicator is not None,
+            page_size=config["SHARD_PAGE_SIZE"],
         )
 
     def _connect_shard(self, shard):

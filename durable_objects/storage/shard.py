@@ -51,8 +51,9 @@ INTERNAL_TABLES = frozenset({"_do_meta", "_do_kv", "_do_sockets", "_do_alarm", *
 
 
 @functools.cache
-def template():
-    """The bytes of an empty shard: WAL mode, the internal tables, SCHEMA_VERSION.
+def template(page_size=4096):
+    """The bytes of an empty shard of page_size bytes a page: WAL mode, the internal
+    tables, SCHEMA_VERSION.
 
     Made once per process. A new shard is this file copied in one write (``create_file``)
     instead of switching a new file to WAL and creating its tables, which costs SQLite
@@ -64,6 +65,7 @@ def template():
         conn = sqlite3.connect(path, isolation_level=None)
         try:
             conn.execute("PRAGMA main.synchronous=OFF")  # a scratch file: nothing to keep
+            conn.execute(f"PRAGMA main.page_size={int(page_size)}")  # before the first write
             conn.execute("PRAGMA main.journal_mode=WAL")
             conn.execute("BEGIN")
             for statement in _SCHEMA:
@@ -82,9 +84,10 @@ class Shard:
     (opened lazily on first storage use), and commits the batch with a fencing check.
     """
 
-    def __init__(self, path, *, synchronous="FULL", immediate=False):
+    def __init__(self, path, *, synchronous="FULL", immediate=False, page_size=4096):
         self.path = path
         self.synchronous = synchronous
+        self.page_size = page_size  # of a file this shard creates; a file keeps its own
         # Take the write lock when a batch begins. Needed when another process writes the
         # file too (Litestream's own bookkeeping tables, with replication on): a deferred
         # transaction whose snapshot went stale could not become a writer, and fails at
@@ -127,7 +130,9 @@ class Shard:
         without its rows, which the next open fills in (``_write_meta``).
         """
         created = not self.path.exists() and create_file(
-            self.path, template(), sync_directory=not wal_syncs_directory(self.synchronous)
+            self.path,
+            template(self.page_size),
+            sync_directory=not wal_syncs_directory(self.synchronous),
         )
         conn = sqlite3.connect(
             self.path,
