@@ -255,7 +255,7 @@ async def test_a_message_to_an_idle_object_runs_in_its_consumers_task():
     started = count_runners(activation)
     await ann.send_to("/echo one")  # a sync handler that only sends: no runner task
     assert await ann.receive_from(2) == "one"
-    await ann.send_to("hello")  # one that writes: its broadcast leaves after the commit
+    await ann.send_to("hello")  # one that writes and broadcasts: inline too
     assert await receive_json(ann) == {"user": "ann", "text": "hello"}
     assert started == []
     assert await Room.objects.get_by_name("inline").history() == [{"user": "ann", "text": "hello"}]

@@ -125,7 +125,7 @@ class Activation(InvocationMixin, ShardMixin):
         if self.instance is None or not self.idle or self.closed or self.threaded:
             return False
         if event.kind == "socket_message":
-            return self.host.sync_message_handler(self.cls)
+            return self.host.sync_handler(self.cls, "websocket_message")
         return self._sync_handler(event)
 
     async def run_inline(self, event):

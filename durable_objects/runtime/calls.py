@@ -35,19 +35,8 @@ async def call(cls, object_id, event):
 
 
 async def _call(cls, object_id, event):
-    host = get_host()
-    if host.loop is _running_loop() and host.holds(str(object_id)):
-        activation = host.activation(cls, object_id)
-        if activation.can_run_inline(event):
-            outcome = await activation.run_inline(event)
-            if outcome is None:
-                host.track(event)
-                outcome = await event.future
-        else:
-            outcome = await host.submit(activation, event)
-        ok, value = outcome
-    else:
-        ok, value = await on_host_loop(host, host.route, cls, object_id, event)
+    outcome, future = await run_or_submit(cls, object_id, event)
+    ok, value = outcome if outcome is not None else await future
     if ok:
         return event.decode(value)
     if isinstance(value, BaseException):
@@ -71,8 +60,9 @@ async def run_or_submit(cls, object_id, event):
     Returns ``(outcome, None)`` when the event ran to its end (``run_inline``), or
     ``(None, future)`` of its outcome when it waits in the object's queue or for the
     commit it shares with the events queued behind it. An event that is queued keeps
-    the order of these calls, as with ``submit_event``. The WebSocket consumer uses
-    it: a socket's message to an idle object costs no task and no trip through the loop.
+    the order of these calls, as with ``submit_event``. ``call()`` and the WebSocket
+    consumer use it: an event for an idle object costs no task and no trip through the
+    loop.
     """
     host = get_host()
     if host.loop is _running_loop() and host.holds(str(object_id)):

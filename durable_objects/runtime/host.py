@@ -53,7 +53,7 @@ class Host:
         self.catalog = CatalogWriter(self)
         self.outbox = Outbox(loop, distributed=self.placement.distributed)
         self._sync_methods = {}
-        self._sync_message_handlers = {}
+        self._sync_handlers = {}  # (cls, handler name) -> sync_handler()
         self.busy = 0  # activations whose runner task is at work
         self.starting = 0  # runner tasks created that have not started yet
         self.constructions = 0  # instances constructed (activations and wakes)
@@ -119,13 +119,14 @@ class Host:
             self._sync_methods[cls] = names
         return names
 
-    def sync_message_handler(self, cls):
-        """True if cls's websocket_message() is a plain function (may run inline)."""
-        sync = self._sync_message_handlers.get(cls)
+    def sync_handler(self, cls, name):
+        """True if cls defines handler name (fetch, websocket_message) as a plain function."""
+        key = (cls, name)
+        sync = self._sync_handlers.get(key)
         if sync is None:
-            handler = getattr(cls, "websocket_message", None)
+            handler = getattr(cls, name, None)
             sync = handler is not None and not inspect.iscoroutinefunction(handler)
-            self._sync_message_handlers[cls] = sync
+            self._sync_handlers[key] = sync
         return sync
 
     def resubmit(self, cls, object_id, event):

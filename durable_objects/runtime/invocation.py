@@ -4,7 +4,6 @@ class with ``Meta.run_sync_on_thread``, a sync handler on a worker thread."""
 import asyncio
 import contextlib
 import contextvars
-import inspect
 import logging
 import sqlite3
 import threading
@@ -21,8 +20,7 @@ class InvocationMixin:
         if event.kind == "call":
             return event.method in self.host.sync_methods(self.cls)
         if event.kind == "fetch":
-            handler = getattr(self.cls, "fetch", None)
-            return handler is not None and not inspect.iscoroutinefunction(handler)
+            return self.host.sync_handler(self.cls, "fetch")
         return False
 
     async def _invoke_on_thread(self, event):
