@@ -10,7 +10,6 @@ from .alarms.base import BaseAlarmBackend
 from .conf import (
     DEFAULTS,
     OPTIONAL_POSITIVE_KEYS,
-    PAGE_SIZES,
     POSITIVE_KEYS,
     SYNCHRONOUS_CHOICES,
     alarm_backend_path,
@@ -20,6 +19,7 @@ from .conf import (
 )
 from .placement.base import BasePlacement
 from .registry import registry
+from .storage.shard import PAGE_SIZES
 
 
 @register()

@@ -179,7 +179,6 @@ OPTIONAL_POSITIVE_KEYS = (
 )
 
 SYNCHRONOUS_CHOICES = ("FULL", "NORMAL", "EXTRA")
-PAGE_SIZES = tuple(2**n for n in range(9, 17))  # SQLite's: 512 to 65,536 bytes
 
 PLACEMENT_ALIASES = {
     "local": "durable_objects.placement.local.LocalPlacement",

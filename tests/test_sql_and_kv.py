@@ -366,6 +366,18 @@ async def test_new_shards_take_the_page_size_setting_and_old_ones_keep_theirs(
     assert await inside(old, lambda s: s.get("k")) == 2
 
 
+async def test_a_page_size_sqlite_would_ignore_creates_no_shard(settings, storage_root):
+    old = Plain.objects.get_by_name("pages-kept")
+    await inside(old, lambda s: s.put("k", 1))
+    await evict(old)
+    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "SHARD_PAGE_SIZE": 1000}
+    new = Plain.objects.get_by_name("pages-refused")
+    with pytest.raises(Exception, match="SHARD_PAGE_SIZE must be a power of two"):
+        await inside(new, lambda s: s.put("k", 1))
+    assert not shard_path(storage_root, "tests.Plain", str(new.id)).exists()
+    assert await inside(old, lambda s: s.get("k")) == 1  # an existing shard still opens
+
+
 async def test_shard_layout_wal_and_no_file_without_writes(stub, storage_root):
     reader = Plain.objects.get_by_name("reader-only")
     assert await inside(reader, lambda s: s.get("x")) is None

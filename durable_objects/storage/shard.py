@@ -50,6 +50,9 @@ _SCHEMA = [
 INTERNAL_TABLES = frozenset({"_do_meta", "_do_kv", "_do_sockets", "_do_alarm", *SCHEDULE_TABLES})
 
 
+PAGE_SIZES = tuple(2**n for n in range(9, 17))  # SQLite's: 512 to 65,536 bytes
+
+
 @functools.cache
 def template(page_size=4096):
     """The bytes of an empty shard of page_size bytes a page: WAL mode, the internal
@@ -129,6 +132,12 @@ class Shard:
         A crash before that commit acknowledged nothing; it leaves no shard, or one
         without its rows, which the next open fills in (``_write_meta``).
         """
+        if self.page_size not in PAGE_SIZES and not self.path.exists():
+            # SQLite would make 4,096-byte pages without a word (check E023 says so too).
+            raise ValueError(
+                f"SHARD_PAGE_SIZE must be a power of two from 512 to 65536, not "
+                f"{self.page_size!r}; the shard was not created."
+            )
         created = not self.path.exists() and create_file(
             self.path,
             template(self.page_size),
