@@ -166,16 +166,12 @@ class Outbox:
         """
         while queue:
             channel, target, message = queue[0]
-            if channel is None:
-                if self.distributed:
-                    return None
-                local = presence.local_consumers(target)
-            else:
-                consumer = presence.consumer(target)
-                if consumer is None:
-                    return None  # held by another process: the channel layer's turn
-                local = (consumer,)
-            frame = frames.encode(message) if message["type"] == MESSAGE else None
+            if channel is None and self.distributed:
+                return None  # other processes' consumers: the channel layer's turn
+            local = _local_consumers(channel, target)
+            if local is None:
+                return None  # held by another process: the channel layer's turn
+            frame = _frame(message)
             queue.popleft()
             try:
                 waiting = [consumer for consumer in local if not consumer.take(message, frame)]
@@ -201,18 +197,13 @@ class Outbox:
             while queue:
                 channel, target, message = queue.popleft()
                 try:
+                    local = _local_consumers(channel, target)
+                    if local:
+                        await self._take(local, message, _frame(message))
                     if channel is None:
-                        local = presence.local_consumers(target)
-                        if local:
-                            await self._take(local, message, frames.encode(message))
                         if self.distributed:
                             await self._group_send(group_name(target), message)
-                        continue
-                    consumer = presence.consumer(target)
-                    if consumer is not None:
-                        frame = frames.encode(message) if message["type"] == MESSAGE else None
-                        await self._take((consumer,), message, frame)
-                    else:  # held by another process (a cluster)
+                    elif local is None:  # held by another process (a cluster)
                         await self._wait_for_room(channel=channel)
                         await self.layer.send(channel, message)
                 except ChannelFull:
@@ -327,3 +318,20 @@ def evict(socket_id):
     consumer = presence.consumer(socket_id)
     if consumer is not None:
         consumer.fell_behind()
+
+
+def _local_consumers(channel, target):
+    """This process's consumers of a queued message, or None if its socket is elsewhere.
+
+    A broadcast (channel None) goes to the object's local consumers (perhaps none); a
+    message to one socket to that socket's consumer, if it is in this process.
+    """
+    if channel is None:
+        return presence.local_consumers(target)
+    consumer = presence.consumer(target)
+    return None if consumer is None else (consumer,)
+
+
+def _frame(message):
+    """The ready-made WebSocket frame of a do.message, else None."""
+    return frames.encode(message) if message["type"] == MESSAGE else None
