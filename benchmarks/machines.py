@@ -282,6 +282,10 @@ def restore_figures(machines, sizes, page_size=4096):
         url = shard_replica_url(machines.seaweed.url("restore"), "bench.Blob", hex_id, 1)
         daemon.client.register(path, url)
         daemon.client.sync(path, wait=True, timeout=600)
+        conn.close()
+        # A restore follows the loss of the machine that replicated the shard: its daemon
+        # no longer works on the shard (compacting its levels) while this one reads them.
+        daemon.client.unregister(path, timeout=600)
         target = machines.work / "restore" / f"{mib}-restored.sqlite3"
         environ = {**os.environ, **machines.seaweed.env}
         result = restore(
@@ -293,11 +297,6 @@ def restore_figures(machines, sizes, page_size=4096):
             binary=litestream_binary(),
         )
         results[mib] = result.seconds
-        conn.close()
-        try:
-            daemon.client.unregister(path, timeout=600)
-        except Exception as error:  # the figure is taken: say so and go on
-            print(f"(unregistering the {mib} MiB shard failed: {error})", file=sys.stderr)
         for file in path.parent.glob(f"{mib}*"):
             file.unlink(missing_ok=True)
     return results
@@ -319,19 +318,36 @@ def print_writes(figures):
         )
 
 
-def main(quick, writes_only=False, durabilities=DURABILITIES, page_size=None):
+def print_restores(restores):
+    for mib, seconds in restores.items():
+        rate = mib / seconds
+        target = f"target >= 100 MiB/s {verdict(rate >= 100)}" if mib >= 100 else ""
+        print(
+            row(
+                f"machines: restore of a {mib:,} MiB shard, s (MiB/s)",
+                f"{seconds:.2f} ({rate:,.0f})",
+                target,
+            )
+        )
+
+
+def main(quick, writes_only=False, durabilities=DURABILITIES, page_size=None, restore_only=False):
     if page_size is not None:  # the hosts' settings read it (benchmarks/settings.py)
         os.environ["BENCH_SHARD_PAGE_SIZE"] = str(page_size)
         print(row("machines: shard page size, bytes", f"{page_size:,}"))
     work = Path(tempfile.mkdtemp(prefix="do-bench-machines-"))
     machines = Machines(work)
+    sizes = (1, 100) if quick else (1, 100, 1024)
     try:
+        if restore_only:
+            machines.env(0, "replicated")  # machine 0's Litestream daemon
+            print_restores(restore_figures(machines, sizes, page_size or 4096))
+            return
         figures = {d: writes(machines, d, quick) for d in durabilities}
         if writes_only:
             print_writes(figures)
             return
         failover_s, failover_value = failover(machines)
-        sizes = (1, 100) if quick else (1, 100, 1024)
         restores = restore_figures(machines, sizes, page_size or 4096)
     finally:
         machines.close()
@@ -386,16 +402,7 @@ def main(quick, writes_only=False, durabilities=DURABILITIES, page_size=None):
         )
     )
     print(row("machines: value after the failover (201 = nothing lost)", f"{failover_value}"))
-    for mib, seconds in restores.items():
-        rate = mib / seconds
-        target = f"target >= 100 MiB/s {verdict(rate >= 100)}" if mib >= 100 else ""
-        print(
-            row(
-                f"machines: restore of a {mib:,} MiB shard, s (MiB/s)",
-                f"{seconds:.2f} ({rate:,.0f})",
-                target,
-            )
-        )
+    print_restores(restores)
 
 
 if __name__ == "__main__":
@@ -405,6 +412,7 @@ if __name__ == "__main__":
     parser.add_argument("--writes-only", action="store_true")
     parser.add_argument("--durability", action="append", choices=DURABILITIES)
     parser.add_argument("--page-size", type=int, choices=[2**n for n in range(9, 17)])
+    parser.add_argument("--restore-only", action="store_true", help="only the restore figures")
     options = parser.parse_args()
     if options.child:
         child(options.quick)
@@ -412,4 +420,10 @@ if __name__ == "__main__":
         parser.error("--durability needs --writes-only (the summary compares all three)")
     else:
         durabilities = tuple(options.durability or DURABILITIES)
-        main(options.quick, options.writes_only, durabilities, options.page_size)
+        main(
+            options.quick,
+            options.writes_only,
+            durabilities,
+            options.page_size,
+            options.restore_only,
+        )
