@@ -6,8 +6,11 @@ its own on a free loopback port; the clients run here, as the side-by-side harne
 each), WebSocket echoes on one socket, and one socket's message to 100 (the websockets
 package, no compression). Each figure is printed next to its floor from the same server
 in the same run (a Django async view without an object, a bare Channels echo consumer)
-and next to its target: workerd's figure from issue 17's side-by-side runs (the upper
-end of its range, so PASS means at or above workerd's best there).
+and next to its target: workerd's figure. With ``--workerd-dir`` (workerd installed as
+``../shared/sidebyside/README.md`` says) that is workerd's own in the same run, through
+the shared harness's ``workerd_side()``; without it, issue 17's range from another,
+slower machine (the upper end, so PASS means at or above workerd's best there), which
+says little on a faster one.
 """
 
 import argparse
@@ -26,7 +29,8 @@ from benchmarks.sockets import connect_many, fanout_latency
 
 REPO = Path(__file__).resolve().parent.parent
 
-# workerd in issue 17's side-by-side runs on this kind of machine (low, high).
+# workerd in issue 17's side-by-side runs on a slower machine (low, high): the targets
+# when workerd is not measured in the same run.
 WORKERD = {
     "http": (889, 1045),
     "wsecho": (1398, 2049),
@@ -141,9 +145,27 @@ def best(runs):
     return figures
 
 
-def report(kind, figures, emit):
+def same_run_workerd(workerd_dir, harness_dir, emit):
+    """{key: (value, value)}: workerd's figures from this run, or None if not started."""
+    from benchmarks.sidebyside_edge import load_harness
+
+    found = load_harness(harness_dir).workerd_side(workerd_dir)
+    if found is None:
+        emit(f"workerd not found or not started (--workerd-dir {workerd_dir})")
+        return None
+    emit("targets: workerd's figures from this run")
+    rounded = {key: round(found[key], 2 if key.startswith("bcast_") else None) for key in WORKERD}
+    return {key: (value, value) for key, value in rounded.items()}
+
+
+def span(low, high, spec=","):
+    """'low-high', or one figure when both are the same run's."""
+    return f"{low:{spec}}" if low == high else f"{low:{spec}}-{high:{spec}}"
+
+
+def report(kind, figures, emit, workerd=WORKERD):
     floor = figures["floor"]
-    low, high = WORKERD["http"]
+    low, high = workerd["http"]
 
     def over_floor(rate):
         return f"{1000 / rate - 1000 / floor:+.2f} ms/request over the floor"
@@ -154,14 +176,14 @@ def report(kind, figures, emit):
         row(
             f"[{kind}] HTTP Django view -> object (durable write), req/s",
             f"{view:,.0f}",
-            f"workerd {low:,}-{high:,} {verdict(view >= high)}; {over_floor(view)}",
+            f"workerd {span(low, high)} {verdict(view >= high)}; {over_floor(view)}",
         )
     )
     emit(
         row(
             f"[{kind}] HTTP http_path() -> fetch() (durable write), req/s",
             f"{direct:,.0f}",
-            f"workerd {low:,}-{high:,} {verdict(direct >= high)}; {over_floor(direct)}; "
+            f"workerd {span(low, high)} {verdict(direct >= high)}; {over_floor(direct)}; "
             f"every reply distinct {'OK' if figures['counted'] else 'WRONG'}",
         )
     )
@@ -170,23 +192,23 @@ def report(kind, figures, emit):
         ("wsecho0", "WS echo through the object, no storage, msg/s", "wrong0"),
         ("wsecho", "WS echo through the room (SQL write + broadcast), msg/s", "wrong"),
     ):
-        low, high = WORKERD[key]
+        low, high = workerd[key]
         rate = figures[key]
         emit(
             row(
                 f"[{kind}] {label}",
                 f"{rate:,.0f}",
-                f"workerd {low:,}-{high:,} {verdict(rate >= high)}; {figures[wrong]} wrong",
+                f"workerd {span(low, high)} {verdict(rate >= high)}; {figures[wrong]} wrong",
             )
         )
     p50, p99 = figures["bcast_p50"], figures["bcast_p99"]
-    (low50, high50), (low99, high99) = WORKERD["bcast_p50"], WORKERD["bcast_p99"]
+    (low50, high50), (low99, high99) = workerd["bcast_p50"], workerd["bcast_p99"]
     emit(
         row(
             f"[{kind}] WS broadcast to 100 sockets: p50 / p99 ms",
             f"{p50:.2f} / {p99:.2f}",
-            f"workerd p50 {low50}-{high50} {verdict(p50 <= low50)}, "
-            f"p99 {low99}-{high99} {verdict(p99 <= low99)}",
+            f"workerd p50 {span(low50, high50, '')} {verdict(p50 <= low50)}, "
+            f"p99 {span(low99, high99, '')} {verdict(p99 <= low99)}",
         )
     )
 
@@ -297,10 +319,18 @@ def inprocess(quick, emit, work_dir, synchronous):
         )
 
 
-def run(quick, emit, servers=("daphne", "uvicorn", "granian"), repeat=1):
+def run(quick, emit, servers=("daphne", "uvicorn", "granian"), repeat=1, workerd_dir=None):
     """Print the figures; with repeat > 1, the servers take turns and each figure is the
-    best of its runs (on a shared machine, the run least disturbed by other work)."""
+    best of its runs (on a shared machine, the run least disturbed by other work).
+    With workerd_dir, workerd's figures from this run are the targets."""
     from django.conf import settings
+
+    targets = WORKERD
+    if workerd_dir is not None and servers:
+        targets = same_run_workerd(workerd_dir, REPO.parent / "shared" / "sidebyside", emit)
+        if targets is None:
+            targets = WORKERD
+            emit("targets: issue 17's workerd figures from a slower machine")
 
     for synchronous in ("FULL", "NORMAL"):
         inprocess(quick, emit, settings.WORK_DIR / "web-inprocess", synchronous)
@@ -311,7 +341,7 @@ def run(quick, emit, servers=("daphne", "uvicorn", "granian"), repeat=1):
     if repeat > 1:
         emit(f"(best of {repeat} runs each, the servers taking turns)")
     for kind in servers:
-        report(kind, best(runs[kind]), emit)
+        report(kind, best(runs[kind]), emit, targets)
 
 
 def main():
@@ -324,6 +354,10 @@ def main():
         help="which (none: in process only)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per server; best of them")
+    parser.add_argument(
+        "--workerd-dir",
+        help="workerd installed here: measure it in this run and use its figures as targets",
+    )
     parser.add_argument("--inprocess-child", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.inprocess_child:
@@ -336,7 +370,8 @@ def main():
     from benchmarks.__main__ import setup_django
 
     setup_django()
-    run(options.quick, lambda text: print(text, flush=True), options.servers, options.repeat)
+    emit = lambda text: print(text, flush=True)  # noqa: E731
+    run(options.quick, emit, options.servers, options.repeat, options.workerd_dir)
 
 
 if __name__ == "__main__":
