@@ -2,13 +2,19 @@
 
 Litestream 0.5 writes one level-0 LTX file per sync and keeps it for ``l0-retention``
 (the generated config keeps it for ``REPLICATION["RETENTION"]``, a day, so that every
-moment of the window restores exactly). After each sync it lists the database's local
-level-0 directory again (``DB.Pos()``, whose cache every new file invalidates), so each
-sync costs more than the one before while the files accumulate. This runs one daemon
+moment of the window restores exactly). Each sync through the control socket lists the
+database's local level-0 directory twice (below), so each sync costs more than the one
+before while the files accumulate. This runs one daemon
 against SeaweedFS on loopback, one SQLite database, and ``sync(wait=True)`` after each
 one-row write, and prints the sync's latency and the daemon's CPU per sync for each
 fifth of the run: with a day of level 0, and with five seconds (files deleted once
 compacted into level 1, every 30 s by default).
+
+After each fifth it also times syncs with nothing to sync (no write since the last):
+they upload nothing, so what they cost is the control socket's own work. Its sync
+handler (``Store.SyncDB``) reads ``DB.MaxLTX()`` before and after the sync, and
+``MaxLTX()`` lists the level-0 directory and parses every name in it, so that cost
+grows with the files kept.
 """
 
 import argparse
@@ -31,8 +37,22 @@ def cpu_ms(pid):
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
+IDLE_SYNCS = 100  # syncs with nothing to sync, after each fifth
+
+
+def idle_syncs(daemon, path):
+    """(p50 ms, daemon CPU ms) of a sync with nothing to sync."""
+    cpu, latencies = cpu_ms(daemon.process.pid), []
+    for _ in range(IDLE_SYNCS):
+        start = time.perf_counter()
+        daemon.client.sync(path, wait=True, timeout=10)
+        latencies.append((time.perf_counter() - start) * 1000)
+    return statistics.median(latencies), (cpu_ms(daemon.process.pid) - cpu) / IDLE_SYNCS
+
+
 def syncs(store, work, l0_retention, count):
-    """[(p50 ms, daemon CPU ms per sync)] per fifth of count syncs, and the L0 files left."""
+    """[(p50 ms, daemon CPU ms per sync, idle p50, idle CPU)] per fifth of count syncs,
+    and the L0 files left."""
     from durable_objects.testing.servers import LitestreamDaemon
 
     daemon = LitestreamDaemon(
@@ -53,7 +73,7 @@ def syncs(store, work, l0_retention, count):
                 daemon.client.sync(path, wait=True, timeout=10)
                 latencies.append((time.perf_counter() - start) * 1000)
             spent = cpu_ms(daemon.process.pid) - cpu
-            parts.append((statistics.median(latencies), spent / size))
+            parts.append((statistics.median(latencies), spent / size, *idle_syncs(daemon, path)))
         level0 = next(path.parent.glob(f".{path.name}-litestream/ltx/0"), None)
         files = len(os.listdir(level0)) if level0 is not None else 0
         db.close()
@@ -71,12 +91,13 @@ def run(count, emit=print):
         for l0_retention, name in ((86400, "a day"), (5, "5 s")):
             parts, files = syncs(store, work, l0_retention, count)
             size = count // PARTS
-            for index, (p50, cpu) in enumerate(parts):
+            for index, (p50, cpu, idle_p50, idle_cpu) in enumerate(parts):
                 emit(
                     row(
                         f"litestream: l0-retention {name}, syncs {index * size:,} to "
                         f"{(index + 1) * size:,}: p50 ms, daemon CPU ms/sync",
                         f"{p50:.2f} / {cpu:.2f}",
+                        f"nothing to sync after: {idle_p50:.2f} / {idle_cpu:.2f}",
                     )
                 )
             emit(row(f"litestream: l0-retention {name}, level-0 files after", f"{files:,}"))
