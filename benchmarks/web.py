@@ -325,12 +325,12 @@ def run(quick, emit, servers=("daphne", "uvicorn", "granian"), repeat=1, workerd
     With workerd_dir, workerd's figures from this run are the targets."""
     from django.conf import settings
 
-    targets = WORKERD
+    targets = None
     if workerd_dir is not None and servers:
         targets = same_run_workerd(workerd_dir, REPO.parent / "shared" / "sidebyside", emit)
-        if targets is None:
-            targets = WORKERD
-            emit("targets: issue 17's workerd figures from a slower machine")
+    if targets is None and servers:
+        targets = WORKERD
+        emit("targets: issue 17's workerd figures, from a slower machine (see --workerd-dir)")
 
     for synchronous in ("FULL", "NORMAL"):
         inprocess(quick, emit, settings.WORK_DIR / "web-inprocess", synchronous)
