@@ -111,13 +111,17 @@ class Machines:
         self.daemons = []
         self.processes = []
 
-    def env(self, index, durability, prefix="bench"):
+    def daemon(self, index):
+        """Machine index's Litestream daemon, started on first use."""
         from durable_objects.testing.servers import LitestreamDaemon
 
         while len(self.daemons) <= index:
             self.daemons.append(
                 LitestreamDaemon(self.work / f"ls-{len(self.daemons)}", env=self.seaweed.env)
             )
+        return self.daemons[index]
+
+    def env(self, index, durability, prefix="bench"):
         env = {
             **os.environ,
             **self.seaweed.env,
@@ -129,7 +133,7 @@ class Machines:
         }
         if durability != "off":
             env["BENCH_REPLICA_URL"] = self.seaweed.url(prefix)
-            env["BENCH_LITESTREAM_SOCKET"] = str(self.daemons[index].socket_path)
+            env["BENCH_LITESTREAM_SOCKET"] = str(self.daemon(index).socket_path)
             env["BENCH_DURABILITY"] = durability
         return env
 
@@ -242,7 +246,7 @@ def failover(machines):
     token = redis.Redis.from_url(machines.redis.url).get(f"do:lease:{hex_id}").decode()
     index = next(i for i, p in enumerate(hosts) if token.startswith(f"{p.pid:x}-"))
     os.kill(hosts[index].pid, signal.SIGKILL)  # the machine: host, daemon, disk
-    machines.daemons[index].process.kill()
+    machines.daemon(index).process.kill()
     shutil.rmtree(machines.work / f"machine-{index}", ignore_errors=True)
     client.stdin.write("go\n")
     client.stdin.flush()
@@ -251,7 +255,7 @@ def failover(machines):
     for host in hosts:
         host.kill()
         host.wait()
-    machines.daemons[index].start()
+    machines.daemon(index).start()
     return float(seconds), int(value)
 
 
@@ -265,7 +269,7 @@ def restore_figures(machines, sizes, page_size=4096):
         shard_replica_url,
     )
 
-    daemon = machines.daemons[0]
+    daemon = machines.daemon(0)
     results = {}
     for mib in sizes:
         hex_id = os.urandom(32).hex()
@@ -319,6 +323,7 @@ def print_writes(figures):
 
 
 def print_restores(restores):
+    """The restore rows: seconds and MiB/s for each size, the target from 100 MiB up."""
     for mib, seconds in restores.items():
         rate = mib / seconds
         target = f"target >= 100 MiB/s {verdict(rate >= 100)}" if mib >= 100 else ""
@@ -340,7 +345,6 @@ def main(quick, writes_only=False, durabilities=DURABILITIES, page_size=None, re
     sizes = (1, 100) if quick else (1, 100, 1024)
     try:
         if restore_only:
-            machines.env(0, "replicated")  # machine 0's Litestream daemon
             print_restores(restore_figures(machines, sizes, page_size or 4096))
             return
         figures = {d: writes(machines, d, quick) for d in durabilities}
