@@ -287,3 +287,43 @@ async def test_a_connection_dropped_without_a_close_frame_is_1006(server):
             assert await records_closed(stay, 2) == sorted([told, [1005, "", True]])
         finally:
             polite.close()
+
+
+def test_free_port_is_unbound_and_below_the_ephemeral_range():
+    from durable_objects.testing.servers import ephemeral_ports
+
+    low, _ = ephemeral_ports()
+    ports = {free_port() for _ in range(20)}
+    # Outgoing connections take their local ports from the range: none can take these.
+    assert all(port < low for port in ports), (ports, low)
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))  # nothing was bound to it
+
+
+def test_free_port_skips_a_bound_port(monkeypatch):
+    from durable_objects.testing import servers
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", free_port()))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        picks = iter([busy, busy + 1 if busy + 1 < servers.ephemeral_ports()[0] else busy - 1])
+        monkeypatch.setattr(
+            servers.random.SystemRandom, "randrange", lambda self, a, b: next(picks)
+        )
+        port = servers.free_port()
+    assert port != busy
+    assert abs(port - busy) == 1
+
+
+def test_free_port_lets_the_kernel_pick_when_the_range_leaves_no_room(monkeypatch, tmp_path):
+    from durable_objects.testing import servers
+
+    ranges = tmp_path / "ip_local_port_range"
+    ranges.write_text("1024\t65535\n")
+    monkeypatch.setattr(servers, "EPHEMERAL_PORTS", ranges)
+    assert servers.ephemeral_ports() == (1024, 65535)
+    port = servers.free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))

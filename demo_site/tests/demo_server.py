@@ -21,13 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from durable_objects.testing.servers import free_port
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class DemoServer:

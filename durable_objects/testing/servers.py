@@ -10,6 +10,7 @@ on its bridge's address).
 """
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -19,8 +20,39 @@ from pathlib import Path
 
 import redis
 
+EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 10000  # free_port()'s choices start here, above the usual services' ports
 
-def free_port(host="127.0.0.1"):
+
+def ephemeral_ports():
+    """(low, high): the kernel's range for bind(0) and outgoing connections' local ports."""
+    try:
+        low, high = map(int, EPHEMERAL_PORTS.read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
+
+
+def free_port(host="127.0.0.1", attempts=100):
+    """A port nothing is bound to on host now, chosen below the kernel's ephemeral range.
+
+    A port from bind(0) comes from the range the kernel also takes outgoing connections'
+    local ports from, so between this call and the server's own bind any client on the
+    machine can take it: weed, which binds its S3 port seconds after it starts, failed so
+    ("address already in use") while another test suite ran. Below the range, a port is
+    only taken by a server that chose the same one. Where the range leaves no room below
+    it, the kernel picks.
+    """
+    low, _ = ephemeral_ports()
+    choose = random.SystemRandom().randrange  # never the seeded random of a test
+    for _ in range(attempts if low > LOWEST_PORT + 1000 else 0):
+        port = choose(LOWEST_PORT, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:  # bound, or in TIME_WAIT: another
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
