@@ -14,6 +14,11 @@ it has no row for, each in a server process of its own on a throwaway project
 - WebSocket echo (room: SQL + broadcast; no storage) and broadcast to 100 sockets on
   uvicorn and granian, the harness's objects and clients.
 
+- The ceilings: the server with no object, against workerd's rows. A Django async view
+  and a plain ASGI answer (no Django, no Channels) against workerd's worker answering
+  without its object; a plain ASGI echo against workerd's echo through its object. A row
+  can reach 1.0x only where its ceiling is above it.
+
 Every echo reply and every broadcast round is checked (the harness's ``_bad`` and
 ``_lost`` counts), and every ``http_path()`` request must have reached the object: its
 count after the run is the number of requests sent.
@@ -68,7 +73,23 @@ async def count(scope, receive, send):
     await send({"type": "http.response.body", "body": body})
 
 
-application = ProtocolTypeRouter({
+async def raw_echo(scope, receive, send):
+    # The server's own floor: a WebSocket echo in plain ASGI, no Channels, no Django.
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while (event := await receive())["type"] == "websocket.receive":
+        await send({"type": "websocket.send", "text": event.get("text")})
+
+
+async def raw_http(scope, receive, send):
+    # The server's own HTTP floor: a plain ASGI answer, no Channels, no Django.
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"1"})
+
+
+channels_application = ProtocolTypeRouter({
     "http": URLRouter([
         http_path("direct/<str:name>", HttpCounter, name="name"),
         path("count/<str:name>", count),
@@ -80,6 +101,13 @@ application = ProtocolTypeRouter({
         websocket_path("ws/echo/<str:room>/", Echo, name="room"),
     ]),
 })
+
+
+async def application(scope, receive, send):
+    if scope.get("path") == "/raw":
+        handler = raw_echo if scope["type"] == "websocket" else raw_http
+        return await handler(scope, receive, send)
+    return await channels_application(scope, receive, send)
 
 
 gc.freeze()  # as the harness's WS_ASGI and benchmarks/asgi.py do
@@ -170,11 +198,13 @@ def measure(harness, kind, port, sockets):
     found["http_direct_lost"] = sent - counted
     found["http"] = harness.http_seq(port, "/rpc", n)
     found["floor_http_plain"] = harness.http_seq(port, "/plain", n)
+    found["floor_http_raw"] = harness.http_seq(port, "/raw", n)
     if sockets:
         ws = f"ws://127.0.0.1:{port}"
         urls = (f"{ws}/ws/room/echo1/", f"{ws}/ws/echo/echo0/", f"{ws}/ws/room/bcast/")
         found.update(asyncio.run(harness.ws_suite(*urls)))
         found["floor_ws_bare"], _ = asyncio.run(harness.ws_echo(f"{ws}/ws/bare/", harness.N_ECHO))
+        found["floor_ws_raw"], _ = asyncio.run(harness.ws_echo(f"{ws}/raw", harness.N_ECHO))
     return found
 
 
@@ -186,6 +216,19 @@ ROWS = [  # (our key, workerd's key, label, higher is better)
     ("wsecho0", "wsecho0", "WS echo msg/s (no storage)", True),
     ("bcast_p50", "bcast_p50", "WS bcast 100 socks p50 ms", False),
     ("bcast_p99", "bcast_p99", "WS bcast 100 socks p99 ms", False),
+    # The ceilings: the server with no object against workerd's rows (>= 1.0x is needed
+    # for ours to reach 1.0x at all).
+    ("floor_http_plain", "floor_http_plain", "ceiling: Django view, no object", True),
+    ("floor_http_raw", "floor_http_plain", "ceiling: plain ASGI answer", True),
+    ("floor_ws_raw", "wsecho0", "ceiling: plain ASGI echo, no object", True),
+]
+
+
+CORE_ROWS = [  # the harness's rows that no server carries: calls from Python, in-process
+    ("seq", "calls/s, 1 caller, durable write", True),
+    ("par", "calls/s, 32 callers, durable write", True),
+    ("noop", "calls/s, no storage", True),
+    ("new", "ms per new object", False),
 ]
 
 
@@ -200,8 +243,12 @@ def losses(side, found):
     return {f"{side}.{k}": v for k, v in (found or {}).items() if k.endswith(("_bad", "_lost"))}
 
 
-def report(wd, mine, emit):
+def report(wd, mine, emit, core=None):
     emit(f"{'workload':<44} {'workerd':>10} {'ours':>10} {'ours vs workerd':>16}")
+    for key, label, higher in CORE_ROWS if core else ():
+        value, other = core.get(key), wd.get(key) if wd else None
+        ratio = f"{(value / other if higher else other / value):.2f}x" if value and other else ""
+        emit(f"{label:<44} {figure(other, higher):>10} {figure(value, higher):>10} {ratio:>16}")
     for kind, found in mine.items():
         for key, theirs, label, higher in ROWS:
             value = found.get(key)
@@ -222,10 +269,12 @@ def report(wd, mine, emit):
     for kind, found in mine.items():
         plain = found["floor_http_plain"]
         line = f"floor ({kind}): Django async view without object {plain:,.0f} req/s"
+        line += f"; plain ASGI answer {found['floor_http_raw']:,.0f} req/s"
         if "floor_ws_bare" in found:
             line += f"; bare Channels echo consumer {found['floor_ws_bare']:,.0f} msg/s"
+            line += f"; plain ASGI echo {found['floor_ws_raw']:,.0f} msg/s"
         emit(line)
-    emit("RAW " + json.dumps({"workerd": wd, "ours": mine}))
+    emit("RAW " + json.dumps({"workerd": wd, "ours": mine, "core": core}))
 
 
 def main():
@@ -238,6 +287,11 @@ def main():
     parser.add_argument("--servers", nargs="+", default=["daphne", "uvicorn", "granian"])
     parser.add_argument(
         "--ws-servers", nargs="+", default=["uvicorn", "granian"], help="servers for WS rows"
+    )
+    parser.add_argument(
+        "--no-core-rows",
+        action="store_true",
+        help="skip the harness's in-process rows (calls and new objects; its daphne rows)",
     )
     options = parser.parse_args()
     harness = load_harness(options.harness)
@@ -252,8 +306,13 @@ def main():
     wd = workerd(harness, options.workerd_dir)
     if wd is None:
         emit(f"workerd not found or not started (--workerd-dir {options.workerd_dir}): ours only")
+    core = None
+    if not options.no_core_rows:  # the harness's own, so that one run has every row
+        core = harness.ours_side(str(REPO))
+        if core is None:
+            raise SystemExit("The harness's ours_side() failed (its output is above).")
     mine = ours(harness, str(REPO), options.servers, set(options.ws_servers))
-    report(wd, mine, emit)
+    report(wd, mine, emit, core)
     emit("RAW floors " + json.dumps(floors))
 
 
