@@ -1,10 +1,11 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from tests.support import views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("threads/", include("tests.support.views_threads")),
     path("tally/<str:name>/increment/", views.tally_increment),
     path("tally/<str:name>/slow-increment/", views.tally_slow_increment),
     path("tally/<str:name>/", views.tally_state),

@@ -1,0 +1,197 @@
+"""durable_objects.asgi: Django's handler with its per-request threads kept in a pool.
+
+Real server processes (daphne, uvicorn, granian) serve tests.support.asgi_pooled; the
+views of tests.support.views_threads say which thread ran each request's sync work and
+how many requests that thread has served.
+"""
+
+import asyncio
+import http.client
+import json
+import socket
+import time
+
+import pytest
+
+from durable_objects.asgi import ASGIHandler, ExecutorPool
+from tests.support.servers import SERVERS, free_port, start_server, stop
+
+
+def serve(kind, application, tmp_path):
+    port = free_port()
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.support.settings",
+        "DO_TEST_STORAGE_ROOT": str(tmp_path / f"objects-{kind}"),
+    }
+    return start_server(kind, application, port, env), port
+
+
+@pytest.fixture(params=SERVERS)
+def pooled(request, tmp_path):
+    """(kind, port) of a server running the pooled handler."""
+    process, port = serve(request.param, "tests.support.asgi_pooled:application", tmp_path)
+    yield request.param, port
+    stop(process)
+
+
+def get(port, path, timeout=20):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        assert response.status == 200, (path, response.status, body[:500])
+        return json.loads(body)
+    finally:
+        connection.close()
+
+
+def until_a_thread_serves_again(port, deadline=20):
+    """Ask until a request lands on a thread that has served before (its handler gave
+    it back after its response); that answer."""
+    end = time.monotonic() + deadline
+    while True:
+        answer = get(port, "/threads/sync/")
+        if answer["served"] >= 2 or time.monotonic() > end:
+            return answer
+        time.sleep(0.05)
+
+
+def test_one_request_after_another_reuses_the_thread(pooled, tmp_path):
+    _, port = pooled
+    served = [get(port, "/threads/sync/") for _ in range(8)]
+    # A client's next request may come while the last one's handler is still closing its
+    # response, so a sequence of requests is served by one or two threads, not eight.
+    assert len({answer["thread"] for answer in served}) <= 2
+    assert max(answer["served"] for answer in served) >= 4
+    # Django's own handler, for contrast: a new thread for every request.
+    process, stock = serve("uvicorn", "tests.support.asgi:application", tmp_path)
+    try:
+        assert {get(stock, "/threads/sync/")["served"] for _ in range(4)} == {1}
+    finally:
+        stop(process)
+
+
+def test_an_async_views_sync_calls_share_its_thread(pooled):
+    _, port = pooled
+    answers = [get(port, "/threads/async/") for _ in range(6)]
+    assert all(answer["thread"] == answer["again"] for answer in answers)
+    assert max(answer["served"] for answer in answers) >= 3
+
+
+async def test_requests_in_flight_together_have_a_thread_each(pooled):
+    _, port = pooled
+    answers = await asyncio.gather(
+        *(asyncio.to_thread(get, port, "/threads/together/?n=3") for _ in range(3))
+    )
+    # All three were in the view at once: their sync work ran at once, on 3 threads.
+    assert [answer["met"] for answer in answers] == [3, 3, 3]
+    assert len({answer["thread"] for answer in answers}) == 3
+    # Their handlers give the threads back after the responses, and keep them.
+    assert until_a_thread_serves_again(port)["served"] >= 2
+
+
+def test_a_sync_view_uses_the_database_on_a_pooled_thread(pooled):
+    _, port = pooled
+    answers = [get(port, "/threads/database/") for _ in range(6)]
+    assert [answer["one"] for answer in answers] == [1] * 6
+    assert max(answer["served"] for answer in answers) >= 3
+
+
+def test_a_client_gone_during_a_sync_view_leaves_the_pool_serving(tmp_path):
+    process, port = serve("uvicorn", "tests.support.asgi_pooled:application", tmp_path)
+    try:
+        assert get(port, "/threads/sync/")["served"] == 1
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        client.sendall(b"GET /threads/slow/?seconds=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)  # inside the view now
+        client.close()
+        assert get(port, "/threads/sync/")["served"] >= 1  # served meanwhile
+        assert until_a_thread_serves_again(port)["served"] >= 2
+    finally:
+        stop(process)
+
+
+def scope(path, query=b""):
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+
+
+async def test_a_disconnect_waits_for_the_view_then_gives_the_thread_back():
+    pool = ExecutorPool(idle=4)
+    handler = ASGIHandler(pool)
+    events = [{"type": "http.request", "body": b"", "more_body": False}]
+    sent = []
+
+    async def receive():
+        if events:
+            return events.pop(0)
+        await asyncio.sleep(0.1)  # the client goes while the view sleeps
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    await handler(scope("/threads/slow/", b"seconds=0.5"), receive, send)
+    assert sent == []  # nothing answered to a client that is gone
+    # Django's request_finished ran behind the view, on its thread: the thread is idle
+    # and back in the pool.
+    assert len(pool) == 1
+    executor = pool.take()
+    assert executor.submit(lambda: "idle").result(timeout=1) == "idle"
+
+
+async def test_a_cancelled_request_does_not_give_its_thread_back():
+    pool = ExecutorPool(idle=4)
+    handler = ASGIHandler(pool)
+    events = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive():
+        if events:
+            return events.pop(0)
+        await asyncio.Event().wait()  # no disconnect: the server cancels the request
+
+    async def send(message):
+        pass
+
+    task = asyncio.ensure_future(handler(scope("/threads/slow/", b"seconds=0.3"), receive, send))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(pool) == 0  # its view may still be running: no later request waits for it
+
+
+def test_the_pool_keeps_at_most_idle_executors():
+    pool = ExecutorPool(idle=1)
+    first, second = pool.take(), pool.take()
+    assert first is not second
+    pool.give_back(first)
+    pool.give_back(second)  # one is idle already: this one's thread is let go
+    assert pool.take() is first
+    with pytest.raises(RuntimeError, match="shutdown"):
+        second.submit(print)
+    pool.discard(first)
+    with pytest.raises(RuntimeError, match="shutdown"):
+        first.submit(print)
+    assert pool.take() is not first
+    with pytest.raises(ValueError, match="idle must be 0 or more"):
+        ExecutorPool(idle=-1)
+
+
+async def test_the_handler_refuses_a_websocket_scope():
+    handler = ASGIHandler(ExecutorPool(idle=0))
+    with pytest.raises(ValueError, match="only handle ASGI/HTTP connections, not websocket"):
+        await handler({"type": "websocket"}, None, None)
