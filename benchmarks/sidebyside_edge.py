@@ -14,6 +14,8 @@ it has no row for, each in a server process of its own on a throwaway project
 - WebSocket echo (room: SQL + broadcast; no storage) and broadcast to 100 sockets on
   uvicorn and granian, the harness's objects and clients.
 
+- HTTP through the Django view under ``durable_objects.asgi``'s handler (its request
+  threads pooled) beside Django's own.
 - The ceilings: the server with no object, against workerd's rows. A Django async view
   and a plain ASGI answer (no Django, no Channels) against workerd's worker answering
   without its object; a plain ASGI echo against workerd's echo through its object. A row
@@ -54,6 +56,8 @@ ASGI = """
 import gc
 from django.core.asgi import get_asgi_application
 django_asgi_app = get_asgi_application()
+from durable_objects.asgi import get_asgi_application as get_pooled_application  # noqa: E402
+pooled_django_app = get_pooled_application()  # Django's handler, its threads pooled
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path, re_path  # noqa: E402
@@ -107,6 +111,10 @@ async def application(scope, receive, send):
     if scope.get("path") == "/raw":
         handler = raw_echo if scope["type"] == "websocket" else raw_http
         return await handler(scope, receive, send)
+    if scope["type"] == "http" and scope["path"].startswith("/pooled/"):
+        path = scope["path"].removeprefix("/pooled")
+        scope = dict(scope, path=path, raw_path=path.encode())
+        return await pooled_django_app(scope, receive, send)
     return await channels_application(scope, receive, send)
 
 
@@ -197,7 +205,9 @@ def measure(harness, kind, port, sockets):
     counted = int(urllib.request.urlopen(f"http://127.0.0.1:{port}/count/edge", timeout=30).read())
     found["http_direct_lost"] = sent - counted
     found["http"] = harness.http_seq(port, "/rpc", n)
+    found["http_pooled"] = harness.http_seq(port, "/pooled/rpc", n)
     found["floor_http_plain"] = harness.http_seq(port, "/plain", n)
+    found["floor_http_pooled"] = harness.http_seq(port, "/pooled/plain", n)
     found["floor_http_raw"] = harness.http_seq(port, "/raw", n)
     if sockets:
         ws = f"ws://127.0.0.1:{port}"
@@ -212,6 +222,7 @@ ROWS = [  # (our key, workerd's key, label, higher is better)
     ("http_direct", "http", "HTTP req/s, http_path() -> object", True),
     ("http_direct", "http_fetch", "  against workerd's stub.fetch() path", True),
     ("http", "http", "HTTP req/s, Django view -> object", True),
+    ("http_pooled", "http", "  the same, durable_objects.asgi's handler", True),
     ("wsecho", "wsecho", "WS echo msg/s (room: SQL+broadcast)", True),
     ("wsecho0", "wsecho0", "WS echo msg/s (no storage)", True),
     ("bcast_p50", "bcast_p50", "WS bcast 100 socks p50 ms", False),
@@ -219,6 +230,7 @@ ROWS = [  # (our key, workerd's key, label, higher is better)
     # The ceilings: the server with no object against workerd's rows (>= 1.0x is needed
     # for ours to reach 1.0x at all).
     ("floor_http_plain", "floor_http_plain", "ceiling: Django view, no object", True),
+    ("floor_http_pooled", "http", "ceiling: the same, pooled, vs workerd's row", True),
     ("floor_http_raw", "floor_http_plain", "ceiling: plain ASGI answer", True),
     ("floor_ws_raw", "wsecho0", "ceiling: plain ASGI echo, no object", True),
 ]
@@ -269,6 +281,7 @@ def report(wd, mine, emit, core=None):
     for kind, found in mine.items():
         plain = found["floor_http_plain"]
         line = f"floor ({kind}): Django async view without object {plain:,.0f} req/s"
+        line += f" ({found['floor_http_pooled']:,.0f} with durable_objects.asgi)"
         line += f"; plain ASGI answer {found['floor_http_raw']:,.0f} req/s"
         if "floor_ws_bare" in found:
             line += f"; bare Channels echo consumer {found['floor_ws_bare']:,.0f} msg/s"

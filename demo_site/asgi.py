@@ -3,9 +3,11 @@
 import gc
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_site.settings")
+
+from durable_objects.asgi import get_asgi_application
+
+# Django's handler, with its per-request threads kept in a pool (docs/topics/servers.md).
 django_asgi_app = get_asgi_application()  # sets Django up before the imports below
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
