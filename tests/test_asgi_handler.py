@@ -186,7 +186,14 @@ def test_the_pool_keeps_at_most_idle_executors():
     pool.discard(first)
     with pytest.raises(RuntimeError, match="shutdown"):
         first.submit(print)
-    assert pool.take() is not first
+    third = pool.take()
+    assert third is not first
+    pool.give_back(third)
+    assert len(pool) == 1
+    pool.close()  # the idle ones' threads end
+    assert len(pool) == 0
+    with pytest.raises(RuntimeError, match="shutdown"):
+        third.submit(print)
     with pytest.raises(ValueError, match="idle must be 0 or more"):
         ExecutorPool(idle=-1)
 
