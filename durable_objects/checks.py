@@ -19,7 +19,7 @@ from .conf import (
 )
 from .placement.base import BasePlacement
 from .registry import registry
-from .storage.shard import PAGE_SIZES
+from .storage.schema import PAGE_SIZES
 
 
 @register()

@@ -326,7 +326,8 @@ def test_a_shard_from_before_schedules_gains_its_tables_when_opened(storage_root
     """A version-3 shard (no _do_schedules, no _do_queue) is upgraded when it opens."""
     import sqlite3
 
-    from durable_objects.storage.shard import SCHEMA_VERSION, shard_path
+    from durable_objects.storage.schema import SCHEMA_VERSION
+    from durable_objects.storage.shard import shard_path
 
     stub = Scheduled.objects.get_by_name("old-shard")
     async_to_sync(stub.configure)(kept=1)

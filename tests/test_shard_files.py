@@ -9,13 +9,8 @@ import pytest
 from durable_objects.exceptions import FencedError
 from durable_objects.storage import files
 from durable_objects.storage.files import create_file, shard_files
-from durable_objects.storage.shard import (
-    SCHEMA_VERSION,
-    Shard,
-    shard_path,
-    template,
-    wal_syncs_directory,
-)
+from durable_objects.storage.schema import SCHEMA_VERSION, template
+from durable_objects.storage.shard import Shard, shard_path, wal_syncs_directory
 from tests.support.servers import REPO
 
 LABEL = "tests.Fresh"

@@ -6,7 +6,8 @@ import sqlite3
 import pytest
 
 from durable_objects import ForbiddenQuery
-from durable_objects.storage.shard import INTERNAL, shard_path
+from durable_objects.storage.schema import INTERNAL
+from durable_objects.storage.shard import shard_path
 from durable_objects.testing import evict, run_in_durable_object
 from tests.support.objects import Ledger, Plain
 

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from . import alarm
 from .files import open_read_only
-from .shard import _SCHEMA, INTERNAL_TABLES, SCHEMA_VERSION
+from .schema import _SCHEMA, INTERNAL_TABLES, SCHEMA_VERSION
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 # The tables each schema version has (shard.py: 2 added _do_sockets, 3 _do_alarm, 4

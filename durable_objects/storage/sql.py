@@ -4,7 +4,7 @@ import sqlite3
 
 from durable_objects.exceptions import ForbiddenQuery
 
-from .shard import INTERNAL, INTERNAL_TABLES
+from .schema import INTERNAL, INTERNAL_TABLES
 
 INTERNAL_MARK = INTERNAL.strip()
 
