@@ -144,7 +144,7 @@ async def test_a_disconnect_waits_for_the_view_then_gives_the_thread_back():
     async def send(message):
         sent.append(message)
 
-    await handler(scope("/threads/slow/", b"seconds=0.5"), receive, send)
+    await handler(scope("/threads/slow/", b"seconds=2"), receive, send)
     assert sent == []  # nothing answered to a client that is gone
     # Django's request_finished ran behind the view, on its thread: the thread is idle
     # and back in the pool.
@@ -166,7 +166,7 @@ async def test_a_cancelled_request_does_not_give_its_thread_back():
     async def send(message):
         pass
 
-    task = asyncio.ensure_future(handler(scope("/threads/slow/", b"seconds=0.3"), receive, send))
+    task = asyncio.ensure_future(handler(scope("/threads/slow/", b"seconds=2"), receive, send))
     await asyncio.sleep(0.1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
