@@ -19,11 +19,23 @@ another, as the threads of a WSGI server do, and Django's ``request_finished`` r
 close what a request leaves behind, as under WSGI.
 """
 
+import inspect
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import asgiref
+import django
 from asgiref.sync import ThreadSensitiveContext
+from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
+
+if "executor" not in inspect.signature(ThreadSensitiveContext).parameters:
+    raise ImproperlyConfigured(
+        "durable_objects.asgi needs asgiref 3.13 or later, for "
+        f"ThreadSensitiveContext(executor=...); this is asgiref {asgiref.__version__}. "
+        "Upgrade it (pip install 'asgiref>=3.13'), or use Django's "
+        "django.core.asgi.get_asgi_application()."
+    )
 
 __all__ = ["ASGIHandler", "ExecutorPool", "get_asgi_application"]
 
@@ -97,7 +109,5 @@ class ASGIHandler(DjangoASGIHandler):
 
 def get_asgi_application(pool=None):
     """``django.core.asgi.get_asgi_application()``, with pooled request threads."""
-    import django
-
     django.setup(set_prefix=False)
     return ASGIHandler(pool)

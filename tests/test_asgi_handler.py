@@ -202,3 +202,20 @@ async def test_the_handler_refuses_a_websocket_scope():
     handler = ASGIHandler(ExecutorPool(idle=0))
     with pytest.raises(ValueError, match="only handle ASGI/HTTP connections, not websocket"):
         await handler({"type": "websocket"}, None, None)
+
+
+def test_an_asgiref_without_executor_contexts_is_refused_by_name(monkeypatch):
+    import importlib
+    import sys
+
+    import asgiref.sync
+    from django.core.exceptions import ImproperlyConfigured
+
+    class OldThreadSensitiveContext:  # asgiref 3.12's: no executor= to lend a thread
+        def __init__(self):
+            pass
+
+    monkeypatch.setattr(asgiref.sync, "ThreadSensitiveContext", OldThreadSensitiveContext)
+    monkeypatch.delitem(sys.modules, "durable_objects.asgi")
+    with pytest.raises(ImproperlyConfigured, match=r"needs asgiref 3\.13 or later"):
+        importlib.import_module("durable_objects.asgi")
