@@ -216,25 +216,10 @@ def report(kind, figures, emit, workerd=WORKERD):
 # -- without a server: what each path costs the process ----------------------------------
 
 
-def http_scope(path):
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
-
-
 async def asgi_request(application, path):
     """One request through application, as a server would make it; the status."""
+    from durable_objects.testing.servers import http_scope
+
     messages = [{"type": "http.request", "body": b"", "more_body": False}]
     sent = []
 

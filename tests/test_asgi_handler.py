@@ -14,6 +14,7 @@ import time
 import pytest
 
 from durable_objects.asgi import ASGIHandler, ExecutorPool
+from durable_objects.testing.servers import http_scope
 from tests.support.servers import SERVERS, free_port, start_server, stop
 
 
@@ -112,23 +113,6 @@ def test_a_client_gone_during_a_sync_view_leaves_the_pool_serving(tmp_path):
         stop(process)
 
 
-def scope(path, query=b""):
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query,
-        "root_path": "",
-        "headers": [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
-
-
 async def test_a_disconnect_waits_for_the_view_then_gives_the_thread_back():
     pool = ExecutorPool(idle=4)
     handler = ASGIHandler(pool)
@@ -144,7 +128,7 @@ async def test_a_disconnect_waits_for_the_view_then_gives_the_thread_back():
     async def send(message):
         sent.append(message)
 
-    await handler(scope("/threads/slow/", b"seconds=2"), receive, send)
+    await handler(http_scope("/threads/slow/", b"seconds=2"), receive, send)
     assert sent == []  # nothing answered to a client that is gone
     # Django's request_finished ran behind the view, on its thread: the thread is idle
     # and back in the pool.
@@ -166,7 +150,8 @@ async def test_a_cancelled_request_does_not_give_its_thread_back():
     async def send(message):
         pass
 
-    task = asyncio.ensure_future(handler(scope("/threads/slow/", b"seconds=2"), receive, send))
+    request = handler(http_scope("/threads/slow/", b"seconds=2"), receive, send)
+    task = asyncio.ensure_future(request)
     await asyncio.sleep(0.1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

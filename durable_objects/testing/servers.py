@@ -58,6 +58,24 @@ def free_port(host="127.0.0.1", attempts=100):
         return sock.getsockname()[1]
 
 
+def http_scope(path, query=b"", host=b"127.0.0.1"):
+    """The scope a server would give an ASGI application for ``GET path?query``."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", host)],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+
+
 def wait_for_port(port, process, timeout=20, host="127.0.0.1"):
     """Wait until something listens on host:port; RuntimeError if process exits or time
     runs out."""
