@@ -34,6 +34,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -255,21 +256,47 @@ def losses(side, found):
     return {f"{side}.{k}": v for k, v in (found or {}).items() if k.endswith(("_bad", "_lost"))}
 
 
-def report(wd, mine, emit, core=None):
-    emit(f"{'workload':<44} {'workerd':>10} {'ours':>10} {'ours vs workerd':>16}")
+def ratio(value, other, higher):
+    """ours against workerd, above 1 is faster (for a time, workerd's over ours); or None."""
+    if not (value and other):
+        return None
+    return value / other if higher else other / value
+
+
+class Row(NamedTuple):
+    label: str
+    theirs: float | None  # workerd's figure
+    ours: float
+    ratio: float | None  # ours against workerd, above 1 is faster
+    higher: bool  # a higher figure is better (a rate, not a time)
+    ceiling: bool  # the server with no object: a bound on the rows above, not a row
+
+
+def rows(wd, mine, core=None):
+    """The Rows found: the harness's in-process ones (``core``), then each server's.
+
+    ``mine`` is ``{server: figures}``; ``core`` the harness's in-process figures, or None.
+    """
     for key, label, higher in CORE_ROWS if core else ():
         value, other = core.get(key), wd.get(key) if wd else None
-        ratio = f"{(value / other if higher else other / value):.2f}x" if value and other else ""
-        emit(f"{label:<44} {figure(other, higher):>10} {figure(value, higher):>10} {ratio:>16}")
+        if value is not None:
+            yield Row(label, other, value, ratio(value, other, higher), higher, False)
     for kind, found in mine.items():
         for key, theirs, label, higher in ROWS:
             value = found.get(key)
             if value is None:
                 continue
             other = wd.get(theirs) if wd else None
-            ratio = f"{(value / other if higher else other / value):.2f}x" if other else ""
-            name = f"[{kind}] {label}"
-            emit(f"{name:<44} {figure(other, higher):>10} {figure(value, higher):>10} {ratio:>16}")
+            times = ratio(value, other, higher)
+            yield Row(f"[{kind}] {label}", other, value, times, higher, key.startswith("floor_"))
+
+
+def report(wd, mine, emit, core=None):
+    emit(f"{'workload':<44} {'workerd':>10} {'ours':>10} {'ours vs workerd':>16}")
+    for row in rows(wd, mine, core):
+        shown = "" if row.ratio is None else f"{row.ratio:.2f}x"
+        theirs, ours = figure(row.theirs, row.higher), figure(row.ours, row.higher)
+        emit(f"{row.label:<44} {theirs:>10} {ours:>10} {shown:>16}")
     checks = losses("workerd", wd)
     for kind, found in mine.items():
         checks.update(losses(kind, found))
