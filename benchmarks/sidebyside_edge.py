@@ -314,7 +314,32 @@ def report(wd, mine, emit, core=None):
             line += f"; bare Channels echo consumer {found['floor_ws_bare']:,.0f} msg/s"
             line += f"; plain ASGI echo {found['floor_ws_raw']:,.0f} msg/s"
         emit(line)
+    emit(object_cost(wd, mine))
     emit("RAW " + json.dumps({"workerd": wd, "ours": mine, "core": core}))
+
+
+def cost_ms(rate, floor):
+    """The milliseconds a request spends beyond the floor's: 1/rate - 1/floor."""
+    return 1000 / rate - 1000 / floor if rate and floor else None
+
+
+def object_cost(wd, mine):
+    """What the object adds to each HTTP request, over the same server's request without it.
+
+    workerd: its handler calling the object, over the worker answering alone. Ours: the
+    Django view calling the object, over the same view without it, under each handler.
+    """
+    parts = []
+    if wd:
+        parts.append(f"workerd {cost_ms(wd['http'], wd['floor_http_plain']):.2f}")
+    for kind, found in mine.items():
+        stock = cost_ms(found["http"], found["floor_http_plain"])
+        pooled = cost_ms(found.get("http_pooled"), found.get("floor_http_pooled"))
+        part = f"{kind} {stock:.2f}"
+        if pooled is not None:
+            part += f" ({pooled:.2f} with durable_objects.asgi)"
+        parts.append(part)
+    return "the object's cost per HTTP request over its floor, ms: " + "; ".join(parts)
 
 
 def main():

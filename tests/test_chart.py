@@ -101,3 +101,22 @@ def test_a_missing_log_is_refused_clearly(tmp_path, capsys):
     with pytest.raises(SystemExit):
         chart.main([str(tmp_path / "absent.log"), "--out", str(tmp_path / "x.png")])
     assert "absent.log" in capsys.readouterr().err
+
+
+def test_object_cost_is_each_request_s_time_over_its_floor():
+    from benchmarks.sidebyside_edge import object_cost
+
+    workerd = {"http": 500.0, "floor_http_plain": 1000.0}  # 2 ms against 1 ms
+    mine = {
+        "uvicorn": {
+            "http": 400.0,  # 2.5 ms against 2 ms
+            "floor_http_plain": 500.0,
+            "http_pooled": 800.0,  # 1.25 ms against 1 ms
+            "floor_http_pooled": 1000.0,
+        },
+        "daphne": {"http": 250.0, "floor_http_plain": 500.0},  # 4 ms against 2 ms
+    }
+    line = object_cost(workerd, mine)
+    assert line.endswith(
+        "workerd 1.00; uvicorn 0.50 (0.25 with durable_objects.asgi); daphne 2.00"
+    )
