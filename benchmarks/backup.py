@@ -128,7 +128,7 @@ def _restore(restore_object, cls, stub, bookmark, when):
 
 def run(quick, emit):
     """Run the figures in child processes on a work directory of their own, removed after."""
-    from durable_objects.testing.servers import LitestreamDaemon
+    from durable_objects.testing.replication import LitestreamDaemon
 
     work = tempfile.mkdtemp(prefix="do-bench-backup-")
     daemon = None

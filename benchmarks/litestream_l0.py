@@ -53,7 +53,7 @@ def idle_syncs(daemon, path):
 def syncs(store, work, l0_retention, count):
     """[(p50 ms, daemon CPU ms per sync, idle p50, idle CPU)] per fifth of count syncs,
     and the L0 files left."""
-    from durable_objects.testing.servers import LitestreamDaemon
+    from durable_objects.testing.replication import LitestreamDaemon
 
     daemon = LitestreamDaemon(
         work / f"daemon-{l0_retention}", env=store.env, retention=86400, l0_retention=l0_retention
@@ -83,7 +83,7 @@ def syncs(store, work, l0_retention, count):
 
 
 def run(count, emit=print):
-    from durable_objects.testing.servers import SeaweedServer
+    from durable_objects.testing.replication import SeaweedServer
 
     work = Path(tempfile.mkdtemp(prefix="do-bench-l0-"))
     store = SeaweedServer(work / "store")

@@ -102,7 +102,8 @@ class Machines:
     """Redis, SeaweedFS, and per machine a storage root and a Litestream daemon."""
 
     def __init__(self, work):
-        from durable_objects.testing.servers import RedisServer, SeaweedServer
+        from durable_objects.testing.replication import SeaweedServer
+        from durable_objects.testing.servers import RedisServer
 
         self.work = work
         (work / "redis").mkdir(parents=True, exist_ok=True)
@@ -113,7 +114,7 @@ class Machines:
 
     def daemon(self, index):
         """Machine index's Litestream daemon, started on first use."""
-        from durable_objects.testing.servers import LitestreamDaemon
+        from durable_objects.testing.replication import LitestreamDaemon
 
         while len(self.daemons) <= index:
             self.daemons.append(

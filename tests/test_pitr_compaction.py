@@ -16,7 +16,7 @@ from durable_objects.backups import restore_object
 from durable_objects.runtime.lifecycle import reset_host
 from durable_objects.storage.replication import daemon_config
 from durable_objects.storage.replication.bookmarks import InvalidBookmark
-from durable_objects.testing.servers import LitestreamDaemon
+from durable_objects.testing.replication import LitestreamDaemon
 from tests.support.objects_backup import Archive
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -38,7 +38,8 @@ from durable_objects.storage.replication import (
     shard_replica_url,
 )
 from durable_objects.storage.shard import Shard
-from durable_objects.testing.servers import LitestreamDaemon, free_port, stop_process
+from durable_objects.testing.replication import LitestreamDaemon
+from durable_objects.testing.servers import free_port, stop_process
 from tests.support.servers import REPO
 
 pytest_plugins = ["tests.support.replication"]

@@ -20,7 +20,7 @@ from durable_objects.runtime.replica import wait_background
 from durable_objects.serialization import loads
 from durable_objects.storage.files import shard_path
 from durable_objects.storage.replication import restore
-from durable_objects.testing.servers import LitestreamDaemon, SeaweedServer
+from durable_objects.testing.replication import LitestreamDaemon, SeaweedServer
 from tests.support.objects import Counter
 
 pytest_plugins = ["tests.support.replication"]

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from durable_objects.testing.servers import LitestreamDaemon
+from durable_objects.testing.replication import LitestreamDaemon
 from tests.support.servers import REPO, free_port, start_daphne, stop
 from tests.test_cluster import get_json
 

@@ -28,7 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .network import logger, new_rig_id, open_network, sweep_stale_rigs
-from .servers import RedisServer, SeaweedServer, free_port, wait_for_port
+from .replication import SeaweedServer
+from .servers import RedisServer, free_port, wait_for_port
 
 MAX_MACHINES = 8
 START_TIMEOUT = 60.0  # seconds one process of a machine may take to be ready

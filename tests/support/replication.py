@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import pytest
 
-from durable_objects.testing.servers import LitestreamDaemon, SeaweedServer
+from durable_objects.testing.replication import LitestreamDaemon, SeaweedServer
 
 
 class Replica(NamedTuple):
