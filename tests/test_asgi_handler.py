@@ -9,11 +9,12 @@ import asyncio
 import http.client
 import json
 import socket
+import threading
 import time
 
 import pytest
 
-from durable_objects.asgi import ASGIHandler, ExecutorPool
+from durable_objects.asgi import ASGIHandler, ExecutorPool, PooledExecutor
 from durable_objects.testing.servers import http_scope
 from tests.support.servers import SERVERS, free_port, start_server, stop
 
@@ -157,6 +158,128 @@ async def test_a_cancelled_request_does_not_give_its_thread_back():
     with pytest.raises(asyncio.CancelledError):
         await task
     assert len(pool) == 0  # its view may still be running: no later request waits for it
+
+
+class CountingExecutor(PooledExecutor):
+    """A pooled executor that counts the pieces of work it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.submitted = 0
+
+    def submit(self, fn, /, *args, **kwargs):
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+async def request_through(handler, path):
+    """Send one GET through handler in-process; (status, body)."""
+    events = [{"type": "http.request", "body": b"", "more_body": False}]
+    sent = []
+
+    async def receive():
+        if events:
+            return events.pop(0)
+        await asyncio.Event().wait()
+
+    async def send(message):
+        sent.append(message)
+
+    await handler(http_scope(path), receive, send)
+    body = b"".join(message.get("body", b"") for message in sent[1:])
+    return sent[0]["status"], body
+
+
+async def submitted_for(monkeypatch, path, *, as_django=False, executor=None):
+    """(status, body, how many pieces of work went to the request's thread) of one request
+    through the pooled handler, lending it executor (a new CountingExecutor if None).
+
+    With as_django, the handler runs Django's own handle() (every hop Django makes). The
+    test settings' middleware makes hops of its own, so the tests compare the two.
+    """
+    import durable_objects.asgi
+
+    monkeypatch.setattr(durable_objects.asgi, "HANDLE_MATCHES_DJANGO", not as_django)
+    executor = executor or CountingExecutor()
+    pool = ExecutorPool(idle=4)
+    pool.give_back(executor)  # the next take() lends it
+    before = executor.submitted
+    status, body = await request_through(ASGIHandler(pool), path)
+    assert len(pool) == 1  # given back
+    return status, body, executor.submitted - before
+
+
+async def test_an_async_view_on_a_thread_without_connections_skips_request_started_hop(
+    monkeypatch,
+):
+    *django_answer, djangos = await submitted_for(monkeypatch, "/threads/plain/", as_django=True)
+    executor = CountingExecutor()
+    *answer, ours = await submitted_for(monkeypatch, "/threads/plain/", executor=executor)
+    assert answer == django_answer == [200, b'{"plain": true}']
+    # One piece of work less: Django's request_started receivers had no connection to
+    # reset or close on that thread.
+    assert ours == djangos - 1
+    assert not executor.has_connections
+
+
+async def test_a_receiver_of_ones_own_still_gets_request_started_on_the_requests_thread(
+    monkeypatch,
+):
+    from django.core.signals import request_started
+
+    *_, djangos = await submitted_for(monkeypatch, "/threads/plain/", as_django=True)
+    executor = CountingExecutor()
+    heard = []
+
+    def receiver(sender, **kwargs):
+        heard.append((threading.get_ident(), kwargs["scope"]["path"]))
+
+    request_started.connect(receiver)
+    try:
+        status, _, ours = await submitted_for(monkeypatch, "/threads/plain/", executor=executor)
+    finally:
+        request_started.disconnect(receiver)
+    assert status == 200
+    assert ours == djangos  # the signal went as Django sends it
+    thread = executor.submit(threading.get_ident).result(timeout=5)
+    assert heard == [(thread, "/threads/plain/")]
+    assert thread != threading.get_ident()  # the request's thread, not the loop's
+
+
+async def test_a_thread_that_made_a_connection_gets_request_started_as_django_sends_it(
+    monkeypatch,
+):
+    from django.db import connections
+
+    *_, djangos = await submitted_for(monkeypatch, "/threads/plain/", as_django=True)
+    executor = CountingExecutor()
+    # Work that leaves a connection wrapper on the thread (Django's connections belong to
+    # the thread that made them; this one is never opened).
+    executor.submit(lambda: connections["default"]).result(timeout=5)
+    assert executor.has_connections
+    status, _, ours = await submitted_for(monkeypatch, "/threads/plain/", executor=executor)
+    assert status == 200
+    assert ours == djangos
+
+
+def test_the_handle_copy_is_checked_against_the_installed_djangos(monkeypatch):
+    import django.urls
+    from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
+
+    import durable_objects.asgi
+
+    # The installed Django's handle() is the one the copy was made from.
+    assert durable_objects.asgi.handle_matches_django()
+    # The same statements with a name bound to another object: refused.
+    monkeypatch.setattr(durable_objects.asgi, "get_script_prefix", django.urls.get_script_prefix)
+    assert not durable_objects.asgi.handle_matches_django()
+    monkeypatch.undo()
+
+    async def handle(self, scope, receive, send):  # a Django whose handle() changed
+        await self.request_started(scope, None)
+
+    monkeypatch.setattr(DjangoASGIHandler, "handle", handle)
+    assert not durable_objects.asgi.handle_matches_django()
 
 
 def test_the_pool_keeps_at_most_idle_executors():

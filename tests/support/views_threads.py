@@ -34,6 +34,11 @@ async def async_view(request):
     return JsonResponse({**first, "again": second})
 
 
+async def plain(request):
+    """An async view with no sync work of its own."""
+    return JsonResponse({"plain": True})
+
+
 def together(request):
     """Wait (up to 10 s) until ?n requests have been in this view at once; say the most."""
     global _in_flight, _most
@@ -66,6 +71,7 @@ def database(request):
 urlpatterns = [
     path("sync/", sync_view),
     path("async/", async_view),
+    path("plain/", plain),
     path("together/", together),
     path("slow/", slow),
     path("database/", database),
