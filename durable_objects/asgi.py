@@ -42,11 +42,14 @@ import asgiref
 import django
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core import signals
+from django.core.cache import caches, close_caches
 from django.core.exceptions import ImproperlyConfigured, RequestAborted
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.core.handlers.asgi import get_script_prefix
+from django.core.handlers.base import reset_urlconf
 from django.db import close_old_connections, connections, reset_queries
-from django.urls import set_script_prefix
+from django.http.response import HttpResponseBase
+from django.urls import get_urlconf, set_script_prefix
 
 if "executor" not in inspect.signature(ThreadSensitiveContext).parameters:
     raise ImproperlyConfigured(
@@ -127,6 +130,9 @@ class ExecutorPool:
 # Django's receivers of request_started (django/db/__init__.py): both act on the database
 # connections of the thread they run on, and on nothing else.
 CONNECTION_RECEIVERS = frozenset({reset_queries, close_old_connections})
+# Django's receivers of request_finished: the thread's connections, the context's caches
+# (django/core/cache/__init__.py) and its URLconf (django/core/handlers/base.py).
+FINISHED_RECEIVERS = frozenset({close_old_connections, close_caches, reset_urlconf})
 
 
 class ASGIHandler(DjangoASGIHandler):
@@ -170,9 +176,53 @@ class ASGIHandler(DjangoASGIHandler):
                 return
         await signal.asend(sender=self.__class__, scope=scope)
 
+    async def close_response(self, response, executor):
+        """``response.close()``: on the loop when no part of it needs the request's thread.
+
+        It closes the response's resources and sends ``request_finished``. On the loop it
+        saves a thread hop, and runs there only when no part needs a thread: no resource
+        to close but the request's body (``close()`` not overridden, no uploaded files),
+        only Django's own receivers (``FINISHED_RECEIVERS``) with nothing to do: no
+        database connection on the request's thread nor on this one, no cache opened in
+        this request's context, no URLconf set in it.
+        """
+        if self.close_needs_no_thread(response, executor):
+            response.close()
+        else:
+            await sync_to_async(response.close)()
+
+    def close_needs_no_thread(self, response, executor):
+        if getattr(executor, "has_connections", True):
+            return False
+        if type(response).close is not HttpResponseBase.close:
+            return False
+        if not all(map(self.closes_only_the_body, response._resource_closers)):
+            return False
+        sync_receivers, async_receivers = signals.request_finished._live_receivers(
+            response._handler_class
+        )
+        if async_receivers or not FINISHED_RECEIVERS.issuperset(sync_receivers):
+            return False
+        # close_old_connections would act on this thread's connections, close_caches on
+        # the context's caches, reset_urlconf on its URLconf: each must have none.
+        return not (
+            connections.all(initialized_only=True)
+            or caches.all(initialized_only=True)
+            or get_urlconf() is not None
+        )
+
+    def closes_only_the_body(self, closer):
+        """True for the request's own close() (Django adds it to every response), when the
+        request has no uploaded files: it closes the body's in-memory or temporary file."""
+        request = getattr(closer, "__self__", None)
+        return getattr(closer, "__func__", None) is self.request_class.close and not hasattr(
+            request, "_files"
+        )
+
     async def handle(self, scope, receive, send, executor=None):
         """Django 5.2's ``ASGIHandler.handle()``, sending ``request_started`` through
-        ``self.request_started()``. Nothing else differs (``HANDLE_MATCHES_DJANGO``)."""
+        ``self.request_started()`` and closing the response through
+        ``self.close_response()``. Nothing else differs (``HANDLE_MATCHES_DJANGO``)."""
         # Receive the HTTP request body as a stream object.
         try:
             body_file = await self.read_body(receive)
@@ -234,7 +284,7 @@ class ASGIHandler(DjangoASGIHandler):
         except asyncio.CancelledError:
             await signals.request_finished.asend(sender=self.__class__)
         else:
-            await sync_to_async(response.close)()
+            await self.close_response(response, executor)
 
         body_file.close()
 
@@ -256,22 +306,35 @@ def _body(function):
 
 
 def handle_matches_django():
-    """True when ``ASGIHandler.handle`` is the installed Django's with only the one call
-    changed: the same statements once ``request_started`` is sent the same way, and each
-    module-level name they use bound to the same object as in Django's module. False
-    (keep Django's own) if either cannot be read."""
+    """True when ``ASGIHandler.handle`` is the installed Django's with only
+    ``CHANGED_CALLS`` changed: the same statements once those are made the same way, and
+    each module-level name they use bound to the same object as in Django's module.
+    False (keep Django's own) if either cannot be read."""
     try:
         ours, _ = _body(ASGIHandler.handle)
         djangos, names = _body(DjangoASGIHandler.handle)
     except (OSError, TypeError, SyntaxError):
         return False
-    call = "signals.request_started.asend(sender=self.__class__, scope=scope)"
-    same = ast.dump(ast.parse(call).body[0].value)
-    mine = ast.dump(ast.parse("self.request_started(scope, executor)").body[0].value)
-    theirs = DjangoASGIHandler.handle.__globals__
+    for theirs, mine in CHANGED_CALLS:
+        djangos = djangos.replace(_expression(theirs), _expression(mine))
+    their_names = DjangoASGIHandler.handle.__globals__
     here = ASGIHandler.handle.__globals__
-    bound = all(here.get(name) is theirs[name] for name in names if name in theirs)
-    return bound and ours == djangos.replace(same, mine)
+    bound = all(here.get(name) is their_names[name] for name in names if name in their_names)
+    return bound and ours == djangos
+
+
+def _expression(source):
+    return ast.dump(ast.parse(source).body[0].value)
+
+
+# The calls in Django's handle() that ASGIHandler.handle() makes differently.
+CHANGED_CALLS = [
+    (
+        "signals.request_started.asend(sender=self.__class__, scope=scope)",
+        "self.request_started(scope, executor)",
+    ),
+    ("sync_to_async(response.close)()", "self.close_response(response, executor)"),
+]
 
 
 HANDLE_MATCHES_DJANGO = handle_matches_django()

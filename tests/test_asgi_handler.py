@@ -190,12 +190,15 @@ async def request_through(handler, path):
     return sent[0]["status"], body
 
 
-async def submitted_for(monkeypatch, path, *, as_django=False, executor=None):
+async def submitted_for(monkeypatch, path, *, as_django=False, executor=None, first=None):
     """(status, body, how many pieces of work went to the request's thread) of one request
     through the pooled handler, lending it executor (a new CountingExecutor if None).
 
     With as_django, the handler runs Django's own handle() (every hop Django makes). The
-    test settings' middleware makes hops of its own, so the tests compare the two.
+    test settings' middleware makes hops of its own, so the tests compare the two. The
+    request runs on a loop of its own in a new thread (the test session's thread holds
+    database connections of other tests); first(), if given, runs there just before it,
+    in its context.
     """
     import durable_objects.asgi
 
@@ -204,21 +207,27 @@ async def submitted_for(monkeypatch, path, *, as_django=False, executor=None):
     pool = ExecutorPool(idle=4)
     pool.give_back(executor)  # the next take() lends it
     before = executor.submitted
-    status, body = await request_through(ASGIHandler(pool), path)
+
+    async def request():
+        if first is not None:
+            first()
+        return await request_through(ASGIHandler(pool), path)
+
+    status, body = await asyncio.to_thread(asyncio.run, request())
     assert len(pool) == 1  # given back
     return status, body, executor.submitted - before
 
 
-async def test_an_async_view_on_a_thread_without_connections_skips_request_started_hop(
+async def test_an_async_view_on_a_thread_without_connections_makes_no_hop_of_djangos(
     monkeypatch,
 ):
     *django_answer, djangos = await submitted_for(monkeypatch, "/threads/plain/", as_django=True)
     executor = CountingExecutor()
     *answer, ours = await submitted_for(monkeypatch, "/threads/plain/", executor=executor)
     assert answer == django_answer == [200, b'{"plain": true}']
-    # One piece of work less: Django's request_started receivers had no connection to
-    # reset or close on that thread.
-    assert ours == djangos - 1
+    # Two pieces of work less: Django's request_started receivers had no connection to
+    # reset or close on that thread, and response.close() had nothing for a thread.
+    assert ours == djangos - 2
     assert not executor.has_connections
 
 
@@ -240,15 +249,75 @@ async def test_a_receiver_of_ones_own_still_gets_request_started_on_the_requests
     finally:
         request_started.disconnect(receiver)
     assert status == 200
-    assert ours == djangos  # the signal went as Django sends it
+    assert ours == djangos - 1  # request_started as Django sends it; close() on the loop
     thread = executor.submit(threading.get_ident).result(timeout=5)
     assert heard == [(thread, "/threads/plain/")]
     assert thread != threading.get_ident()  # the request's thread, not the loop's
 
 
-async def test_a_thread_that_made_a_connection_gets_request_started_as_django_sends_it(
+async def test_a_receiver_of_ones_own_still_gets_request_finished_on_the_requests_thread(
     monkeypatch,
 ):
+    from django.core.signals import request_finished
+
+    *_, djangos = await submitted_for(monkeypatch, "/threads/plain/", as_django=True)
+    executor = CountingExecutor()
+    heard = []
+
+    def receiver(sender, **kwargs):
+        heard.append(threading.get_ident())
+
+    request_finished.connect(receiver)
+    try:
+        status, _, ours = await submitted_for(monkeypatch, "/threads/plain/", executor=executor)
+    finally:
+        request_finished.disconnect(receiver)
+    assert status == 200
+    assert ours == djangos - 1  # request_started skipped; close() on the thread
+    thread = executor.submit(threading.get_ident).result(timeout=5)
+    assert heard == [thread]
+    assert thread != threading.get_ident()
+
+
+async def test_a_response_with_resources_is_closed_on_the_requests_thread(monkeypatch):
+    from tests.support.views_threads import Closing
+
+    Closing.closed_on.clear()
+    executor = CountingExecutor()
+    status, body, _ = await submitted_for(monkeypatch, "/threads/streamed/", executor=executor)
+    assert (status, body) == (200, b"streamed")
+    thread = executor.submit(threading.get_ident).result(timeout=5)
+    assert Closing.closed_on == [thread]
+    assert thread != threading.get_ident()
+
+
+async def test_a_cache_open_in_the_requests_context_is_closed_on_its_thread(monkeypatch):
+    from django.core.cache import caches
+
+    def open_the_cache():
+        caches["default"]
+
+    *_, djangos = await submitted_for(monkeypatch, "/threads/plain/", as_django=True)
+    status, _, ours = await submitted_for(monkeypatch, "/threads/plain/", first=open_the_cache)
+    assert status == 200
+    # close_caches has a cache to close: response.close() goes to the thread.
+    assert ours == djangos - 1
+
+
+async def test_a_connection_in_the_requests_context_keeps_the_close_on_its_thread(monkeypatch):
+    from django.db import connections
+
+    def make_a_connection():
+        connections["default"]  # a wrapper, never opened
+
+    *_, djangos = await submitted_for(monkeypatch, "/threads/plain/", as_django=True)
+    status, _, ours = await submitted_for(monkeypatch, "/threads/plain/", first=make_a_connection)
+    assert status == 200
+    # close_old_connections would have a connection to look at on the loop's thread.
+    assert ours == djangos - 1
+
+
+async def test_a_thread_that_made_a_connection_gets_djangos_receivers_there(monkeypatch):
     from django.db import connections
 
     *_, djangos = await submitted_for(monkeypatch, "/threads/plain/", as_django=True)

@@ -9,7 +9,7 @@ import time
 
 from asgiref.sync import sync_to_async
 from django.db import connection
-from django.http import JsonResponse
+from django.http import JsonResponse, StreamingHttpResponse
 from django.urls import path
 
 _in_flight = 0
@@ -37,6 +37,22 @@ async def async_view(request):
 async def plain(request):
     """An async view with no sync work of its own."""
     return JsonResponse({"plain": True})
+
+
+class Closing:
+    """A response's content that says which thread closed it (``closed_on``)."""
+
+    closed_on = []
+
+    def __iter__(self):
+        return iter([b"streamed"])
+
+    def close(self):
+        Closing.closed_on.append(threading.get_ident())
+
+
+def streamed(request):
+    return StreamingHttpResponse(Closing())
 
 
 def together(request):
@@ -72,6 +88,7 @@ urlpatterns = [
     path("sync/", sync_view),
     path("async/", async_view),
     path("plain/", plain),
+    path("streamed/", streamed),
     path("together/", together),
     path("slow/", slow),
     path("database/", database),
