@@ -18,17 +18,21 @@ still have one thread each, so nothing changes for code that keeps state on its 
 another, as the threads of a WSGI server do, and Django's ``request_finished`` receivers
 close what a request leaves behind, as under WSGI.
 
-One thread hop is also left out where it would do nothing. Django sends
-``request_started`` through ``asend()``, which runs its sync receivers on the request's
-thread: a hop there and back, about a third of the server's CPU for a plain async view
-on two cores. Django's own receivers, ``reset_queries`` and ``close_old_connections``,
-only touch the database connections of the thread they run on, and a thread that has
-never made one has nothing for them to do. So when those two are the signal's only
-receivers and the request's pooled thread has made no connection (``PooledExecutor``
-notes it after each piece of work), the handler skips the hop; any other receiver, or a
-thread that has used the database, gets the signal as Django sends it. ``handle()`` is
-Django 5.2's with that one call changed; if the installed Django's differs from the one
-it was copied from, the handler uses Django's own (``HANDLE_MATCHES_DJANGO``).
+The two thread hops Django still makes for every request are also left out where they
+would do nothing. Django sends ``request_started`` through ``asend()``, which runs its
+sync receivers on the request's thread, and closes the response with
+``sync_to_async(response.close)``, which sends ``request_finished`` there: a hop there
+and back each, together about half of the server's CPU for a plain async view on two
+cores. Django's own receivers only touch the database connections of the thread they
+run on, the caches opened in the context and its URLconf. So when they are the only
+receivers and there is nothing for them to do (the request's pooled thread has made no
+connection, which ``PooledExecutor`` notes after each piece of work), the handler does
+not send ``request_started``, and closes the response on the loop when it has no
+resource but the request's body and the loop's context holds no connection, no cache
+and no URLconf (``close_needs_no_thread()``). Any other receiver, resource or state gets
+Django's hop. ``handle()`` is Django 5.2's with those two calls changed; if the
+installed Django's differs from the one it was copied from, the handler uses Django's
+own (``HANDLE_MATCHES_DJANGO``).
 """
 
 import ast

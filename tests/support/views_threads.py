@@ -44,8 +44,8 @@ class Closing:
 
     closed_on = []
 
-    def __iter__(self):
-        return iter([b"streamed"])
+    async def __aiter__(self):  # async, as a stream served over ASGI should be
+        yield b"streamed"
 
     def close(self):
         Closing.closed_on.append(threading.get_ident())
