@@ -329,15 +329,17 @@ def object_cost(wd, mine):
     workerd: its handler calling the object, over the worker answering alone. Ours: the
     Django view calling the object, over the same view without it, under each handler.
     """
-    parts = []
-    if wd:
-        parts.append(f"workerd {cost_ms(wd['http'], wd['floor_http_plain']):.2f}")
+
+    def shown(found, rate, floor):
+        cost = cost_ms(found.get(rate), found.get(floor))
+        return "-" if cost is None else f"{cost:.2f}"
+
+    parts = [f"workerd {shown(wd, 'http', 'floor_http_plain')}"] if wd else []
     for kind, found in mine.items():
-        stock = cost_ms(found["http"], found["floor_http_plain"])
-        pooled = cost_ms(found.get("http_pooled"), found.get("floor_http_pooled"))
-        part = f"{kind} {stock:.2f}"
-        if pooled is not None:
-            part += f" ({pooled:.2f} with durable_objects.asgi)"
+        part = f"{kind} {shown(found, 'http', 'floor_http_plain')}"
+        if found.get("http_pooled") is not None:
+            pooled = shown(found, "http_pooled", "floor_http_pooled")
+            part += f" ({pooled} with durable_objects.asgi)"
         parts.append(part)
     return "the object's cost per HTTP request over its floor, ms: " + "; ".join(parts)
 

@@ -120,3 +120,6 @@ def test_object_cost_is_each_request_s_time_over_its_floor():
     assert line.endswith(
         "workerd 1.00; uvicorn 0.50 (0.25 with durable_objects.asgi); daphne 2.00"
     )
+    # A figure the run lacks is shown as "-", not an error that would lose the RAW line.
+    mine["granian"] = {"http": 300.0, "http_pooled": 600.0}
+    assert object_cost(None, mine).endswith("granian - (- with durable_objects.asgi)")
